@@ -1,0 +1,123 @@
+"""Serving ASGI apps with uvicorn: mutual TLS, the peer certificate in the scope, free ports.
+
+uvicorn does not put the TLS client certificate into the ASGI scope (NOTES.md; uvicorn pull
+requests #1119/#3132/#3133 are open). ``PeerCertProtocol`` reads it from the transport in this one
+place and puts it where the ASGI TLS extension would: ``scope["extensions"]["tls"]
+["client_cert_der"]`` (DER bytes, or ``None`` on plain HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["PeerCertProtocol", "client_cert_der", "bind", "make_server", "RunningServer", "serve_in_thread"]
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class PeerCertProtocol(H11Protocol):
+    """uvicorn's h11 protocol, with the TLS client certificate in every request's scope."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._peer_der: bytes | None = None
+        inner = self.app
+
+        async def app_with_cert(scope: Scope, receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})["tls"] = {"client_cert_der": self._peer_der}
+            await inner(scope, receive, send)
+
+        self.app = app_with_cert
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self._peer_der = ssl_object.getpeercert(binary_form=True)
+        super().connection_made(transport)
+
+
+def client_cert_der(scope: Scope) -> bytes | None:
+    """The DER client certificate of this request's TLS connection, if any."""
+    return scope.get("extensions", {}).get("tls", {}).get("client_cert_der")
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening socket; port 0 picks a free port (read it from ``getsockname()``)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app: ASGIApp, *, ssl_context: ssl.SSLContext | None = None,
+                limit_concurrency: int | None = None) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app,
+        http=PeerCertProtocol,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        limit_concurrency=limit_concurrency,
+    )
+    config.load()
+    # uvicorn builds its ssl context from file names; we hand it ours (client certs required,
+    # trust anchors per partner, TLS 1.2 minimum).
+    config.ssl = ssl_context
+    server = uvicorn.Server(config)
+    # The daemon installs its own signal handling (drain on SIGTERM).
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    return server
+
+
+@dataclass
+class RunningServer:
+    """A server running in a background thread; ``url`` is its base URL."""
+
+    url: str
+    port: int
+    server: uvicorn.Server
+    thread: threading.Thread
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0,
+                    ssl_context: ssl.SSLContext | None = None) -> RunningServer:
+    """Start ``app`` under uvicorn in a daemon thread and wait until it accepts connections."""
+    sock = bind(host, port)
+    actual = sock.getsockname()[1]
+    server = make_server(app, ssl_context=ssl_context)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                              name=f"uvicorn:{actual}", daemon=True)
+    thread.start()
+    for _ in range(500):
+        if server.started:
+            break
+        if not thread.is_alive():
+            raise RuntimeError("the server thread died during start-up")
+        threading.Event().wait(0.01)
+    scheme = "https" if ssl_context is not None else "http"
+    return RunningServer(url=f"{scheme}://{host}:{actual}", port=actual, server=server, thread=thread)
