@@ -51,6 +51,8 @@ class Delivery:
     idempotency_key: str
     payload: bytes  # exactly the bytes to send (already signed)
     attempt: int  # 1 for the first attempt
+    #: When the delivery was queued (epoch seconds); for age limits and latency.
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)

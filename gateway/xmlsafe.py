@@ -64,7 +64,7 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Element:
     entity declarations); XInclude elements; nesting deeper than ``MAX_DEPTH``.
     """
     if len(data) > max_bytes:
-        raise OversizeInput(f"message is {len(data)} bytes; the limit is {max_bytes}", stage="receiving")
+        raise OversizeInput(f"the message is larger than the limit of {max_bytes} bytes", stage="receiving")
     try:
         root = etree.fromstring(data, _parser())
     except etree.XMLSyntaxError as exc:

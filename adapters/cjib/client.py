@@ -1,0 +1,131 @@
+"""The I/O towards CJIB: ``CjibSender`` (POST claims) and ``CjibFeedReader`` (the status feed).
+
+Both hold one keep-alive ``httpx.Client``; the constructors do no I/O. Keys, trust and the TLS
+context come in loaded. Per the cjib-rest profile a request carries ``X-JWS-Signature`` only when
+it has a body (the POST), and every answer we act on must carry a valid one from CJIB.
+"""
+
+from __future__ import annotations
+
+import ssl
+from urllib.parse import urlsplit
+
+import httpx
+
+from adapters.cjib import codec
+from adapters.cjib.errors import DEFAULT_RETRY_AFTER_SECONDS, classify, classify_exception, retry_after
+from gateway.adapter import Delivery, Outcome
+from gateway.clock import Clock
+from gateway.errors import InboundRefused, PermanentDelivery, SecurityRefused, TransientDelivery
+from gateway.models import CjibStatusPagina
+from gateway.security import jws
+from gateway.security.keys import KeyPair, PartnerTrust
+
+__all__ = ["CjibSender", "CjibFeedReader", "CLAIMS_PATH", "FEED_PATH"]
+
+CLAIMS_PATH = "/v1/vorderingen"
+FEED_PATH = "/v1/statuswijzigingen"
+#: Answers whose body decides what happens to a claim; a forged one must never count.
+_SIGNED_STATUSES = (201, 400)
+
+
+class _CjibHttp:
+    def __init__(self, base_url: str, key: KeyPair, trust: PartnerTrust, ssl_context: ssl.SSLContext | None,
+                 timeout_seconds: float, clock: Clock) -> None:
+        self._base = base_url.rstrip("/")
+        self._key = key
+        self._trust = trust
+        self._clock = clock
+        # httpx connects lazily, so building the client does no I/O.
+        self._http = httpx.Client(verify=ssl_context if ssl_context is not None else True,
+                                  timeout=httpx.Timeout(timeout_seconds), follow_redirects=False)
+
+    def _url(self, path: str) -> str:
+        return self._base + path
+
+    def _check_signature(self, response: httpx.Response) -> str | None:
+        """None when the answer's X-JWS-Signature verifies; otherwise why not (no values)."""
+        value = response.headers.get("x-jws-signature")
+        if not value:
+            return "answer without X-JWS-Signature"
+        try:
+            jws.verify_detached(value, response.content, self._trust, now=self._clock.now())
+        except SecurityRefused as exc:
+            return f"answer signature refused ({exc.code})"
+        return None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class CjibSender(_CjibHttp):
+    """Hands one claim (the body from ``gateway.mapping.duo_to_cjib.encode_body``) to CJIB."""
+
+    partner = "cjib"
+
+    def send(self, delivery: Delivery) -> Outcome:
+        url = self._url(CLAIMS_PATH)
+        # iat must be fresh (300 s), so the JWS is made per attempt over the very same body bytes.
+        signature = jws.sign_detached(delivery.payload, self._key, now=self._clock.now(),
+                                      htm="POST", htu=_path_and_query(url))
+        headers = {"Content-Type": "application/json", "Idempotency-Key": delivery.idempotency_key,
+                   "X-JWS-Signature": signature}
+        try:
+            response = self._http.post(url, content=delivery.payload, headers=headers)
+        except httpx.HTTPError as exc:
+            return classify_exception(exc)
+        if response.status_code in _SIGNED_STATUSES:
+            problem = self._check_signature(response)
+            if problem is not None:
+                return Outcome("retry", http_status=response.status_code, detail=f"CJIB {problem}")
+        return classify(response.status_code, response.headers, response.content)
+
+
+class CjibFeedReader(_CjibHttp):
+    """Reads CJIB's status feed, one page per call.
+
+    ``fetch`` raises ``TransientDelivery`` (with ``retry_after_seconds`` when CJIB said) for
+    429/503/5xx, no answer, an answer whose signature does not verify or whose body does not fit
+    the schema; and ``PermanentDelivery`` for any other refusal (e.g. 400 for a cursor CJIB
+    does not know, 401), which needs an operator.
+    """
+
+    partner = "cjib"
+
+    def fetch(self, cursor: str | None, limit: int = 100) -> CjibStatusPagina:
+        params: dict[str, str | int] = {"limiet": limit}
+        if cursor is not None:
+            params["na"] = cursor
+        try:
+            response = self._http.get(self._url(FEED_PATH), params=params)
+        except httpx.HTTPError as exc:
+            raise _transient(f"no answer from CJIB ({type(exc).__name__})") from exc
+        status = response.status_code
+        if status in (429, 503) or 500 <= status < 600:
+            raise _transient(f"CJIB feed unavailable ({status})", http_status=status,
+                             retry_after_seconds=retry_after(response.headers)
+                             or (DEFAULT_RETRY_AFTER_SECONDS if status in (429, 503) else None))
+        if status != 200:
+            raise PermanentDelivery(f"CJIB feed refused the request ({status})", http_status=status,
+                                    receipt=response.content, partner="cjib", stage="receiving")
+        return self._page(response)
+
+    def _page(self, response: httpx.Response) -> CjibStatusPagina:
+        problem = self._check_signature(response)
+        if problem is not None:
+            raise _transient(f"CJIB feed {problem}", http_status=200)
+        try:
+            return codec.decode_statuspagina(response.content)
+        except InboundRefused as exc:
+            raise _transient(f"CJIB feed page does not fit the schema ({exc.code})", http_status=200) from exc
+
+
+def _transient(message: str, *, http_status: int | None = None,
+               retry_after_seconds: float | None = None) -> TransientDelivery:
+    return TransientDelivery(message, http_status=http_status, retry_after_seconds=retry_after_seconds,
+                             partner="cjib", stage="receiving")
+
+
+def _path_and_query(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")

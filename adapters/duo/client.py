@@ -1,0 +1,94 @@
+"""The gateway's sender to DUO (profile duo-xml): one attempt per ``send``, classified.
+
+An acknowledgement is only believed after it parsed, validated against DUO's XSD, carried a
+valid signature from DUO's configured certificate, named our berichtId and digested exactly
+the message we sent. Anything less is a ``retry`` with a detail, never a success: DUO keeps the
+message under its berichtId, so asking again is harmless and yields the same acknowledgement.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+from lxml import etree
+
+from adapters.duo import errors
+from gateway import xmlsafe
+from gateway.adapter import Delivery, Outcome
+from gateway.clock import Clock, SystemClock
+from gateway.errors import GatewayError
+from gateway.security import xmldsig
+from gateway.security.keys import KeyPair, PartnerTrust
+
+__all__ = ["PATHS", "DuoSender"]
+
+PATHS = {
+    "InburgeraarMelding": "/inburgering/v1/meldingen",
+    "VorderingStatus": "/inburgering/v1/vorderingstatussen",
+}
+_NS = {"duo": errors.DUO_NS}
+_CHECKED = (200, 400, 409)
+
+
+class DuoSender:
+    """``Sender`` for partner ``duo``; the constructor does no I/O."""
+
+    partner = "duo"
+
+    def __init__(self, base_url: str, own: KeyPair | None, trust: PartnerTrust | None,
+                 ssl_context: ssl.SSLContext | None = None, timeout_seconds: float = 10.0,
+                 clock: Clock | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        # The payload arrives signed by the core; ``own`` is kept for the TLS identity only.
+        self.own = own
+        self.trust = trust
+        self.clock = clock or SystemClock()
+        self._client = httpx.Client(verify=ssl_context if ssl_context is not None else True,
+                                    timeout=httpx.Timeout(timeout_seconds))
+
+    def send(self, delivery: Delivery) -> Outcome:
+        path = PATHS.get(delivery.operation)
+        if path is None:
+            raise ValueError(f"DUO has no endpoint for operation {delivery.operation}")
+        headers = {"Content-Type": "application/xml; charset=utf-8",
+                   "Idempotency-Key": delivery.idempotency_key}
+        try:
+            response = self._client.post(self.base_url + path, content=delivery.payload, headers=headers)
+        except httpx.TimeoutException:
+            return Outcome("retry", detail="DUO did not answer in time")
+        except httpx.HTTPError as exc:
+            return Outcome("retry", detail=f"no answer from DUO ({type(exc).__name__})")
+        if response.status_code in _CHECKED:
+            problem = self._check_acknowledgement(delivery, response.content)
+            if problem:
+                return Outcome("retry", http_status=response.status_code, receipt=response.content,
+                               detail=f"acknowledgement not accepted: {problem}")
+        return errors.classify(response.status_code, response.headers, response.content,
+                               now=self.clock.now())
+
+    def _check_acknowledgement(self, delivery: Delivery, body: bytes) -> str | None:
+        """None when the acknowledgement is sound; otherwise why not (no personal data)."""
+        try:
+            root = xmlsafe.parse(body)
+            xmlsafe.validate(root, xmlsafe.DUO_XSD, partner="duo")
+            if self.trust is not None:
+                root = xmldsig.verify_enveloped(root, self.trust, now=self.clock.now())
+        except GatewayError as exc:
+            return f"{exc.code}: {exc.message}"
+        if root.tag != f"{{{errors.DUO_NS}}}Ontvangstbevestiging":
+            return "not an Ontvangstbevestiging"
+        if root.findtext("duo:berichtId", namespaces=_NS) != delivery.idempotency_key:
+            return "berichtId differs from the message sent"
+        if root.findtext("duo:berichtDigest", namespaces=_NS) != _digest_of(delivery.payload):
+            return "berichtDigest differs from the message sent"
+        return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _digest_of(payload: bytes) -> str:
+    # Our own, already signed bytes: parse them the same hardened way as anything else.
+    root: etree._Element = xmlsafe.parse(payload)
+    return xmldsig.message_digest(root)

@@ -1,0 +1,101 @@
+"""The gateway's ASGI applications: the partner endpoints and the operator endpoints.
+
+A plain ASGI router (no framework): each endpoint reads the body within its partner's size cap
+and hands it, with the TLS client certificate, to the partner's ``server.py``. The handlers are
+synchronous (parse, verify, validate, one commit); they run in a thread pool so a slow commit
+never stalls the event loop that accepts connections.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from gateway.pipeline import Answer
+from gateway.runtime import Runtime
+from gateway.server import client_cert_der
+
+__all__ = ["partner_app", "operator_app"]
+
+Handler = Callable[[Runtime, bytes, dict[str, str], bytes | None], Answer]
+
+
+async def _read_body(receive: Callable[[], Awaitable[dict[str, Any]]], limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes when it is longer (the rest is not read)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ConnectionError("client went away")
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit or not message.get("more_body", False):
+            return b"".join(chunks)[:limit]
+
+
+async def _send(send: Callable[[dict[str, Any]], Awaitable[None]], answer: Answer) -> None:
+    headers = [(b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+def _problem(status: int, title: str, detail: str = "") -> Answer:
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    return Answer(status, "application/problem+json", json.dumps(body).encode())
+
+
+def partner_app(rt: Runtime, routes: dict[tuple[str, str], tuple[Handler, int]]) -> Any:
+    """``routes`` maps (method, path) to (handler, body limit in bytes)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        route = routes.get((scope["method"], scope["path"]))
+        if route is None:
+            await _send(send, _problem(404, "no such endpoint"))
+            return
+        handler, limit = route
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            # Read one byte past the cap: an oversize message is then refused by the handler's
+            # own size check and recorded like every other refusal.
+            body = await _read_body(receive, limit + 1)
+        except ConnectionError:
+            return
+        cert = client_cert_der(scope)
+        answer = await anyio.to_thread.run_sync(handler, rt, body, headers, cert)
+        await _send(send, answer)
+
+    return app
+
+
+def operator_app(rt: Runtime) -> Any:
+    """``/metrics`` (Prometheus) and ``/health`` (JSON; 200 ok/degraded, 503 failing)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from gateway import health
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/metrics":
+            report = await anyio.to_thread.run_sync(health.evaluate, rt)
+            health.export(rt, report)
+            body = generate_latest(rt.metrics.registry)
+            await _send(send, Answer(200, CONTENT_TYPE_LATEST, body))
+        elif scope["path"] == "/health":
+            report = await anyio.to_thread.run_sync(health.evaluate, rt)
+            status = 503 if report["status"] == "failing" else 200
+            await _send(send, Answer(status, "application/json", json.dumps(report, indent=2).encode()))
+        else:
+            await _send(send, _problem(404, "no such endpoint"))
+
+    return app

@@ -1,0 +1,231 @@
+"""The gateway's configuration: one TOML file, validated once at start-up.
+
+Unknown keys are refused; option names carry their unit (``*_seconds``, ``*_bytes``,
+``*_days``). Environment variables override single values: ``GATEWAY__STORE__DSN=...`` sets
+``[store] dsn``; ``GATEWAY__PARTNERS__DUO__POLICY__MAX_ATTEMPTS=5`` a nested one. Relative paths
+are resolved against the config file's folder. Secrets (key files) are paths, never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway.errors import ConfigError
+
+__all__ = ["Config", "PartnerConfig", "RetryPolicy", "load", "ENV_PREFIX"]
+
+ENV_PREFIX = "GATEWAY__"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryPolicy(_Strict):
+    """How the core retries deliveries to one partner."""
+
+    timeout_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(12, ge=1)
+    #: A delivery older than this goes to the dead letters even with attempts left.
+    max_age_seconds: float = Field(7 * 24 * 3600, gt=0)
+    backoff_initial_seconds: float = Field(1.0, gt=0)
+    backoff_max_seconds: float = Field(3600.0, gt=0)
+    #: Deliveries in flight to this partner at once.
+    concurrency: int = Field(4, ge=1, le=256)
+    #: Consecutive transient failures that open the circuit breaker.
+    breaker_failures: int = Field(5, ge=1)
+    #: How long an open breaker waits before one probe.
+    breaker_open_seconds: float = Field(30.0, gt=0)
+    lease_seconds: float = Field(60.0, gt=0)
+
+
+class PartnerConfig(_Strict):
+    """One chain partner: where it is, whom to trust, how to retry."""
+
+    #: Base URL of the partner's endpoint (DUO, CJIB) or feed (IND).
+    url: str = ""
+    #: Trust anchors (CA certificates) for this partner's TLS and signing certificates.
+    trust_anchor_files: list[str] = []
+    #: The partner's pinned certificates; several at once during a rollover.
+    certificate_files: list[str] = []
+    policy: RetryPolicy = RetryPolicy()
+
+
+class TlsConfig(_Strict):
+    """The gateway's own identity: TLS server/client certificate and signing key."""
+
+    enabled: bool = True
+    cert_file: str = ""
+    key_file: str = ""
+    #: Warn in `gateway check-config` when a certificate expires within this many days.
+    expiry_warning_days: int = Field(30, ge=0)
+
+
+class ListenConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    #: Plain-HTTP listener for /metrics and /health (loopback by default).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9108, ge=0, le=65535)
+    #: Public URL of the IND endpoint, as IND puts it in wsa:To.
+    public_url: str = ""
+
+
+class IndRouteConfig(_Strict):
+    leveringstermijn_dagen: int = Field(7, ge=0)
+    #: A missing volgnummer older than this triggers HaalMeldingen.
+    gap_grace_seconds: float = Field(300.0, ge=0)
+    #: How often to ask IND for laatsteVolgnummer and catch up.
+    reconcile_interval_seconds: float = Field(900.0, gt=0)
+    first_volgnummer: int = Field(1, ge=1)
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)
+    #: Allowed difference between IND's clock and ours for the WS-Security Timestamp.
+    clock_skew_seconds: int = Field(300, ge=0)
+
+
+class CjibRouteConfig(_Strict):
+    poll_interval_seconds: float = Field(60.0, gt=0)
+    feed_page_size: int = Field(100, ge=1, le=500)
+    #: Claims accepted from DUO but not accepted by CJIB within this time turn health failing.
+    stall_seconds: float = Field(4 * 3600, gt=0)
+    #: The status feed not read successfully for this long turns health failing.
+    feed_stale_seconds: float = Field(3600.0, gt=0)
+    max_message_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class HealthConfig(_Strict):
+    #: A route with an undelivered message older than this is failing.
+    max_undelivered_age_seconds: float = Field(4 * 3600, gt=0)
+    #: A route with waiting work and no success for this long is failing.
+    max_silence_seconds: float = Field(3600.0, gt=0)
+    #: Undelivered age at which a route is degraded (not yet failing).
+    degraded_age_seconds: float = Field(900.0, gt=0)
+
+
+class RulesConfig(_Strict):
+    directory: str = "rules"
+    active: str = "inburgeringsplicht-2026.1"
+
+
+class StoreConfig(_Strict):
+    dsn: str = "sqlite:///var/gateway.db"
+
+
+class LogConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Write JSON log lines to this file as well as to standard error ("" for none).
+    file: str = ""
+
+
+class OperatorsConfig(_Strict):
+    #: Operators (OS user names) allowed to see personal data unmasked in `gateway log/show`.
+    personal_data: list[str] = []
+
+
+class Config(_Strict):
+    instance: str = "gateway-1"
+    store: StoreConfig = StoreConfig()
+    listen: ListenConfig = ListenConfig()
+    tls: TlsConfig = TlsConfig()
+    partners: dict[Literal["ind", "duo", "cjib"], PartnerConfig] = {}
+    ind: IndRouteConfig = IndRouteConfig()
+    cjib: CjibRouteConfig = CjibRouteConfig()
+    health: HealthConfig = HealthConfig()
+    rules: RulesConfig = RulesConfig()
+    log: LogConfig = LogConfig()
+    operators: OperatorsConfig = OperatorsConfig()
+    #: Where the config was read from (set by ``load``).
+    source: str = ""
+
+    @field_validator("partners")
+    @classmethod
+    def _known_partners(cls, v: dict[str, PartnerConfig]) -> dict[str, PartnerConfig]:
+        return v
+
+    def partner(self, name: str) -> PartnerConfig:
+        return self.partners.get(name, PartnerConfig())  # type: ignore[call-overload]
+
+    def digest(self) -> str:
+        """A digest of the effective configuration (for archives and log lines)."""
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json(exclude={"source"}).encode()).hexdigest()
+
+
+def load(path: str | Path | None, *, env: dict[str, str] | None = None) -> Config:
+    """Read, override from the environment, resolve paths and validate; or raise ConfigError."""
+    env = dict(os.environ if env is None else env)
+    data: dict[str, Any] = {}
+    base = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError("config file not found", file=str(p)) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from exc
+        base = p.resolve().parent
+    _apply_env(data, env)
+    try:
+        cfg = Config.model_validate({**data, "source": str(path or "")})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc), file=str(path) if path else None) from None
+    return _resolve_paths(cfg, base)
+
+
+def _apply_env(data: dict[str, Any], env: dict[str, str]) -> None:
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX):].split("__") if p]
+        node = data
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _env_value(value)
+
+
+def _env_value(value: str) -> Any:
+    if value.startswith("[") or value in ("true", "false"):
+        try:
+            return tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            return value
+    return value
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            lines.append(f"unknown key {where!r}")
+        else:
+            lines.append(f"{where}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    def r(p: str) -> str:
+        return p if not p or Path(p).is_absolute() else str((base / p).resolve())
+
+    tls = cfg.tls.model_copy(update={"cert_file": r(cfg.tls.cert_file), "key_file": r(cfg.tls.key_file)})
+    partners = {
+        name: pc.model_copy(update={
+            "trust_anchor_files": [r(f) for f in pc.trust_anchor_files],
+            "certificate_files": [r(f) for f in pc.certificate_files],
+        })
+        for name, pc in cfg.partners.items()
+    }
+    dsn = cfg.store.dsn
+    if dsn.startswith("sqlite:///") and not dsn.startswith("sqlite:////") and dsn != "sqlite:///:memory:":
+        dsn = "sqlite:///" + r(dsn[len("sqlite:///"):])
+    rules = cfg.rules.model_copy(update={"directory": r(cfg.rules.directory)})
+    log = cfg.log.model_copy(update={"file": r(cfg.log.file)})
+    return cfg.model_copy(update={"tls": tls, "partners": partners, "store": StoreConfig(dsn=dsn),
+                                  "rules": rules, "log": log})

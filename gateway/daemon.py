@@ -1,0 +1,183 @@
+"""``gateway run``: the partner endpoints, the operator endpoints, the workers and the jobs.
+
+Start-up loads everything once (``build_runtime``) and refuses to start on a bad config, rule
+set, key or database version. SIGTERM (or SIGINT) drains: the listeners stop accepting and finish
+the requests they hold, workers stop claiming and finish their in-flight attempt within
+``drain_seconds``, and whatever is still queued stays queued for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import jobs
+from gateway.app import operator_app, partner_app
+from gateway.clock import Clock
+from gateway.config import Config
+from gateway.delivery import WorkerPool
+from gateway.runtime import Runtime, build_runtime
+from gateway.server import bind, make_server
+
+__all__ = ["Daemon", "run"]
+
+
+@dataclass
+class Daemon:
+    config: Config
+    clock: Clock | None = None
+    drain_seconds: float = 20.0
+    migrate: bool = True
+    rt: Runtime = field(init=False)
+    pool: WorkerPool = field(init=False)
+    ports: dict[str, int] = field(default_factory=dict)
+    _servers: list[Any] = field(default_factory=list)
+    _jobs: jobs.JobRunner | None = None
+    _thread: threading.Thread | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.rt = build_runtime(self.config, clock=self.clock, migrate=self.migrate)
+        self.pool = WorkerPool(self.rt)
+        self.senders = _senders(self.rt)
+        for sender, follow_up in self.senders:
+            self.pool.add(sender, follow_up=follow_up)
+        self._sockets = {
+            "partners": bind(self.config.listen.host, self.config.listen.port),
+            "operator": bind(self.config.listen.metrics_host, self.config.listen.metrics_port),
+        }
+        self.ports = {name: s.getsockname()[1] for name, s in self._sockets.items()}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=_server_ssl(self.rt))
+        operator = make_server(operator_app(self.rt))
+        self._servers = [partners, operator]
+        self.pool.start()
+        self._jobs = jobs.JobRunner(self.rt)
+        self._jobs.start()
+        self.rt.log.info("started", instance=self.config.instance, stage="lifecycle", ports=self.ports,
+                         secure=self.rt.secure, ruleset=self.rt.ruleset.version)
+        await asyncio.gather(partners.serve(sockets=[self._sockets["partners"]]),
+                             operator.serve(sockets=[self._sockets["operator"]]))
+        await asyncio.to_thread(self._drain)
+
+    def _drain(self) -> None:
+        t0 = time.monotonic()
+        if self._jobs is not None:
+            self._jobs.stop()
+        self.pool.drain(self.drain_seconds)
+        for sender, _ in self.senders:
+            sender.close()
+        self.rt.log.info("stopped", instance=self.config.instance, stage="lifecycle",
+                         drain_ms=round((time.monotonic() - t0) * 1000))
+        self.rt.store.close()
+        self._stopped.set()
+
+    def request_stop(self) -> None:
+        """Stop accepting and drain (what SIGTERM does)."""
+        for server in self._servers:
+            server.should_exit = True
+
+    # ------------------------------------------------------------ in a thread (tests, sandbox)
+
+    def start_in_thread(self) -> Daemon:
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()), name="gateway", daemon=True)
+        self._thread.start()
+        for _ in range(1000):
+            if self._servers and all(s.started for s in self._servers):
+                break
+            if not self._thread.is_alive():
+                raise RuntimeError("the gateway failed to start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.rt.secure else "http"
+        return f"{scheme}://{self.config.listen.host}:{self.ports['partners']}"
+
+    @property
+    def operator_url(self) -> str:
+        return f"http://{self.config.listen.metrics_host}:{self.ports['operator']}"
+
+
+def _server_ssl(rt: Runtime) -> ssl.SSLContext | None:
+    if not rt.secure:
+        return None
+    from gateway.security import tls
+
+    anchors = sorted({f for p in rt.config.partners.values() for f in p.trust_anchor_files})
+    return tls.server_context(rt.own, anchors)
+
+
+def client_ssl(rt: Runtime, partner: str) -> ssl.SSLContext | None:
+    if not rt.secure:
+        return None
+    from gateway.security import tls
+
+    return tls.client_context(rt.own, rt.config.partner(partner).trust_anchor_files)
+
+
+def _routes(rt: Runtime) -> dict[tuple[str, str], tuple[Any, int]]:
+    from adapters.ind import server as ind_server
+
+    def ind(rt_: Runtime, body: bytes, headers: dict[str, str], cert: bytes | None) -> Any:
+        return ind_server.handle_ontvang_melding(rt_, body, client_cert_der=cert, soap_action=headers.get("soapaction"))
+
+    routes: dict[tuple[str, str], tuple[Any, int]] = {
+        ("POST", "/ind/meldingen"): (ind, rt.config.ind.max_message_bytes),
+    }
+    try:
+        from adapters.duo import server as duo_server
+    except ImportError:
+        return routes
+    routes[("POST", "/duo/v1/vorderingen")] = (duo_server.handle_vorderingoverdracht, rt.config.cjib.max_message_bytes)
+    return routes
+
+
+def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
+    out: list[tuple[Any, Any]] = []
+    if "duo" in rt.config.partners:
+        from adapters.duo.client import DuoSender
+
+        pc = rt.config.partner("duo")
+        out.append((DuoSender(pc.url, rt.own, rt.trust.get("duo"), client_ssl(rt, "duo"),
+                              pc.policy.timeout_seconds, rt.clock), None))
+    if "cjib" in rt.config.partners:
+        try:
+            from adapters.cjib.client import CjibSender
+            from gateway import claims
+        except ImportError:
+            return out
+        pc = rt.config.partner("cjib")
+        out.append((CjibSender(pc.url, rt.own, rt.trust.get("cjib"), client_ssl(rt, "cjib"),
+                               pc.policy.timeout_seconds, rt.clock), claims.follow_up(rt)))
+    return out
+
+
+def run(config: Config) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code."""
+    daemon = Daemon(config)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, daemon.request_stop)
+        await daemon.serve()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,273 @@
+"""Outbox workers: claim due deliveries with a lease, make one attempt, decide what next.
+
+Adapters classify (``gateway.adapter.Outcome``); this module decides, from the partner's
+``RetryPolicy``:
+
+- success    -> delivered; the receipt is stored; route follow-ups are queued in the same commit.
+- permanent  -> dead, with the reason (an operator can ``gateway retry`` or ``gateway resolve``);
+               except a refusal the route handles (CJIB 400 -> DUO is told), which is final.
+- retry      -> pending again at ``now + max(Retry-After, back-off)``; back-off is exponential with
+               full jitter (tenacity's ``wait_random_exponential``) between the policy's bounds.
+               Out of attempts, or older than ``max_age_seconds`` -> dead.
+
+Long waits live in the store (``next_attempt_at``), not in a sleeping thread, so they survive
+restarts. A crashed worker's leases expire and another worker takes the rows. Each partner has
+a circuit breaker: after ``breaker_failures`` consecutive transient failures no worker sends to
+that partner for ``breaker_open_seconds``; then one probe decides whether it closes again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import tenacity
+
+from gateway.adapter import Delivery, Outcome, Sender
+from gateway.config import RetryPolicy
+from gateway.errors import StoreError
+from gateway.runtime import Runtime
+from gateway.store import NewDelivery
+
+__all__ = ["CircuitBreaker", "Worker", "WorkerPool", "backoff_seconds", "FollowUp"]
+
+#: A route hook: given a finished delivery and its outcome, what to queue next, and whether a
+#: permanent outcome is handled (final, not dead).
+FollowUp = Callable[[Delivery, Outcome], tuple[list[NewDelivery], bool]]
+
+
+def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
+    """Exponential back-off with full jitter for the given (1-based) attempt number."""
+    wait = tenacity.wait_random_exponential(multiplier=policy.backoff_initial_seconds,
+                                            max=policy.backoff_max_seconds)
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = max(1, attempt)
+    return max(policy.backoff_initial_seconds * 0.5, float(wait(state)))
+
+
+class CircuitBreaker:
+    """closed -> (N transient failures) -> open -> (wait) -> half-open: one probe -> closed/open."""
+
+    def __init__(self, failures: int, open_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.failures = failures
+        self.open_seconds = open_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self._open_until = 0.0
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            if self._open_until == 0.0:
+                return "closed"
+            return "half-open" if self._clock() >= self._open_until else "open"
+
+    def allow(self) -> int:
+        """How many deliveries a worker may claim now: many when closed, 1 probe, or 0."""
+        with self._lock:
+            if self._open_until == 0.0:
+                return -1
+            if self._clock() < self._open_until or self._probing:
+                return 0
+            self._probing = True
+            return 1
+
+    def record(self, outcome_kind: str) -> bool:
+        """Count an outcome; True when this outcome opened the breaker."""
+        with self._lock:
+            self._probing = False
+            if outcome_kind != "retry":
+                self._consecutive = 0
+                self._open_until = 0.0
+                return False
+            self._consecutive += 1
+            if self._consecutive >= self.failures or self._open_until:
+                self._open_until = self._clock() + self.open_seconds
+                return True
+            return False
+
+    def release_probe(self) -> None:
+        with self._lock:
+            self._probing = False
+
+
+@dataclass
+class _Stats:
+    sent: int = 0
+
+
+class Worker(threading.Thread):
+    """One delivery worker for one partner."""
+
+    def __init__(self, rt: Runtime, sender: Sender, breaker: CircuitBreaker, *, name: str,
+                 follow_up: FollowUp | None = None, batch: int = 8, idle_seconds: float = 1.0) -> None:
+        super().__init__(name=name, daemon=True)
+        self.rt = rt
+        self.sender = sender
+        self.partner = sender.partner
+        self.policy = rt.config.partner(self.partner).policy
+        self.breaker = breaker
+        self.follow_up = follow_up
+        self.batch = batch
+        self.idle_seconds = idle_seconds
+        self.owner = f"{rt.config.instance}:{name}"
+        self.stopping = threading.Event()
+        self.in_flight = threading.Event()
+        self.stats = _Stats()
+
+    def run(self) -> None:
+        wake = self.rt.wake[self.partner]
+        while not self.stopping.is_set():
+            try:
+                worked = self.run_once()
+            except StoreError:
+                self.rt.log.error("store_unavailable", partner=self.partner, stage="sending")
+                worked = False
+            if not worked:
+                wake.wait(self._idle_wait())
+                wake.clear()
+
+    def _idle_wait(self) -> float:
+        due = None
+        try:
+            due = self.rt.store.next_due(self.partner)
+        except StoreError:
+            pass
+        if due is None:
+            return self.idle_seconds
+        return min(self.idle_seconds, max(0.005, due - self.rt.clock.time()))
+
+    def run_once(self) -> bool:
+        """Claim and attempt one batch; False when there was nothing to do (or the breaker is open)."""
+        allowed = self.breaker.allow()
+        if allowed == 0:
+            return False
+        limit = self.batch if allowed < 0 else 1
+        claimed = self.rt.store.claim(self.partner, self.owner, limit=limit, lease_seconds=self.policy.lease_seconds,
+                                      now=self.rt.clock.time())
+        if not claimed:
+            if allowed == 1:
+                self.breaker.release_probe()
+            return False
+        self._attempt_all(claimed)
+        return True
+
+    def _attempt_all(self, claimed: Sequence[Delivery]) -> None:
+        lease_until = time.monotonic() + self.policy.lease_seconds
+        for i, delivery in enumerate(claimed):
+            if self.stopping.is_set() or (self.breaker.state == "open" and i > 0):
+                # Leave the rest queued, untouched, for whoever runs next.
+                self.rt.store.release([d.id for d in claimed[i:]], self.owner)
+                return
+            if time.monotonic() + self.policy.timeout_seconds + 5 > lease_until:
+                self.rt.store.heartbeat([d.id for d in claimed[i:]], self.owner,
+                                        lease_seconds=self.policy.lease_seconds)
+                lease_until = time.monotonic() + self.policy.lease_seconds
+            self.attempt(delivery)
+
+    def attempt(self, delivery: Delivery) -> None:
+        started = self.rt.clock.time()
+        t0 = time.perf_counter()
+        self.in_flight.set()
+        try:
+            outcome = self.sender.send(delivery)
+        except Exception as exc:  # noqa: BLE001 - a bug in an adapter must not stop the worker
+            outcome = Outcome("retry", detail=f"adapter error: {type(exc).__name__}")
+        finally:
+            self.in_flight.clear()
+        duration_ms = (time.perf_counter() - t0) * 1000
+        opened = self.breaker.record(outcome.kind)
+        self._finish(delivery, outcome, started, duration_ms)
+        if opened:
+            self.rt.metrics.breaker_open.labels(self.partner).set(1)
+            self.rt.log.warning("circuit_open", partner=self.partner, stage="sending",
+                                open_seconds=self.policy.breaker_open_seconds)
+        elif outcome.kind != "retry":
+            self.rt.metrics.breaker_open.labels(self.partner).set(0)
+
+    def _finish(self, d: Delivery, outcome: Outcome, started: float, duration_ms: float) -> None:
+        follow, handled = ([], False)
+        if self.follow_up is not None and outcome.kind in ("success", "permanent"):
+            follow, handled = self.follow_up(d, outcome)
+        state, next_at, detail = self._decide(d, outcome, handled)
+        event = _event_for(state, outcome, d)
+        ok = self.rt.store.finish_attempt(
+            d, self.owner, started_at=started, duration_ms=duration_ms, http_status=outcome.http_status,
+            outcome=outcome.kind, detail=detail, new_state=state, next_attempt_at=next_at,
+            receipt=outcome.receipt, receipt_ref=outcome.reference, enqueue=follow, message_event=event)
+        self.rt.metrics.attempts.labels(self.partner, d.operation, outcome.kind).inc()
+        self.rt.metrics.attempt_duration.labels(self.partner).observe(duration_ms / 1000)
+        if state == "delivered" and ok:
+            self.rt.metrics.latency.labels(self.partner, d.operation).observe(max(0.0, time.time() - d.created_at))
+        for f in follow:
+            self.rt.notify(f.partner)
+        if "alarm" in outcome.extra:
+            self.rt.metrics.alarms.labels(self.partner, str(outcome.extra["alarm"])).inc()
+            self.rt.log.error("alarm", partner=self.partner, operation=d.operation, message_id=d.idempotency_key,
+                              alarm=outcome.extra["alarm"], stage="sending")
+        log = self.rt.log.info if outcome.kind == "success" else self.rt.log.warning
+        log("attempt", partner=self.partner, operation=d.operation, message_id=d.idempotency_key,
+            attempt=d.attempt, duration_ms=round(duration_ms, 2), outcome=outcome.kind, state=state,
+            http_status=outcome.http_status, stage="sending", lease_kept=ok)
+
+    def _decide(self, d: Delivery, outcome: Outcome, handled: bool) -> tuple[str, float | None, str]:
+        if outcome.kind == "success":
+            return "delivered", None, outcome.detail
+        if outcome.kind == "permanent":
+            return ("refused" if handled else "dead"), None, outcome.detail or "refused by the partner"
+        age = self.rt.clock.time() - d.created_at
+        if d.attempt >= self.policy.max_attempts:
+            return "dead", None, f"out of attempts ({d.attempt}): {outcome.detail}"
+        if age >= self.policy.max_age_seconds:
+            return "dead", None, f"older than max_age_seconds: {outcome.detail}"
+        wait = backoff_seconds(self.policy, d.attempt)
+        if outcome.retry_after_seconds is not None:
+            wait = max(wait, outcome.retry_after_seconds)
+        return "pending", self.rt.clock.time() + wait, outcome.detail
+
+
+def _event_for(state: str, outcome: Outcome, d: Delivery) -> tuple[str, str, dict[str, object] | None]:
+    detail: dict[str, object] = {"partner": d.partner, "operation": d.operation, "attempt": d.attempt,
+                                 "http_status": outcome.http_status}
+    if state == "delivered":
+        detail["reference"] = outcome.reference
+        return ("sending", "delivered", detail)
+    detail["detail"] = outcome.detail
+    if state == "pending":
+        detail["retry_after_seconds"] = outcome.retry_after_seconds
+    return ("sending", {"pending": "attempt_failed", "dead": "dead", "refused": "refused"}[state], detail)
+
+
+class WorkerPool:
+    """All workers of one process; ``drain`` stops them gracefully."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.workers: list[Worker] = []
+        self.breakers: dict[str, CircuitBreaker] = {}
+
+    def add(self, sender: Sender, *, follow_up: FollowUp | None = None, batch: int = 8) -> None:
+        policy = self.rt.config.partner(sender.partner).policy
+        breaker = self.breakers.setdefault(sender.partner, CircuitBreaker(policy.breaker_failures,
+                                                                          policy.breaker_open_seconds))
+        for i in range(policy.concurrency):
+            self.workers.append(Worker(self.rt, sender, breaker, name=f"{sender.partner}-{i}",
+                                       follow_up=follow_up, batch=batch))
+
+    def start(self) -> None:
+        for w in self.workers:
+            w.start()
+
+    def drain(self, deadline_seconds: float) -> None:
+        """Stop claiming; let in-flight attempts finish within the deadline."""
+        for w in self.workers:
+            w.stopping.set()
+        for event in self.rt.wake.values():
+            event.set()
+        end = time.monotonic() + deadline_seconds
+        for w in self.workers:
+            w.join(max(0.0, end - time.monotonic()))

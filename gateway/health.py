@@ -1,0 +1,138 @@
+"""Is the chain moving? One evaluation, used by ``gateway health``, ``/health`` and ``/metrics``.
+
+A route is **failing** when it holds an undelivered message older than its threshold, or has
+waiting work and no success for longer than ``max_silence_seconds``; also when IND's sequence has
+a gap older than three grace periods, or CJIB's status feed has not been read for longer than its
+threshold. It is **degraded** when work is older than ``degraded_age_seconds``, a dead letter
+waits for an operator, a circuit breaker is open, or a gap is open. Otherwise **ok**.
+Exit codes of ``gateway health``: 0 ok, 1 degraded, 2 failing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import Gauge
+
+from gateway.runtime import Runtime
+
+__all__ = ["ROUTES", "evaluate", "export", "EXIT_CODES"]
+
+#: Delivery routes by (partner, operation).
+ROUTES = {
+    ("duo", "InburgeraarMelding"): "ind-duo",
+    ("cjib", "Vordering"): "duo-cjib",
+    ("duo", "VorderingStatus"): "cjib-duo",
+}
+EXIT_CODES = {"ok": 0, "degraded": 1, "failing": 2}
+_RANK = {"ok": 0, "degraded": 1, "failing": 2}
+
+
+def _worst(*states: str) -> str:
+    return max(states, key=_RANK.__getitem__, default="ok")
+
+
+def evaluate(rt: Runtime) -> dict[str, Any]:
+    now = rt.clock.time()
+    cfg = rt.config
+    q = rt.store.query
+    pending = {(r[0], r[1]): (int(r[2]), float(r[3])) for r in q(
+        "SELECT partner, operation, COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending' "
+        "GROUP BY partner, operation")}
+    last_ok = {(r[0], r[1]): float(r[2]) for r in q(
+        "SELECT partner, operation, MAX(delivered_at) FROM outbox WHERE state = 'delivered' "
+        "GROUP BY partner, operation")}
+    dead = {(r[0], r[1]): int(r[2]) for r in q(
+        "SELECT partner, operation, COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY partner, operation")}
+    by_state = [{"route": r[0], "state": r[1], "count": int(r[2])} for r in q(
+        "SELECT route, state, COUNT(*) FROM messages GROUP BY route, state ORDER BY route, state")]
+    routes = {}
+    for key, name in ROUTES.items():
+        waiting, oldest = pending.get(key, (0, None))
+        age = (now - oldest) if oldest is not None else 0.0
+        since_ok = (now - last_ok[key]) if key in last_ok else None
+        limit = cfg.cjib.stall_seconds if name == "duo-cjib" else cfg.health.max_undelivered_age_seconds
+        reasons = []
+        status = "ok"
+        if waiting and age > limit:
+            status, reasons = "failing", reasons + [f"undelivered for {age:.0f}s (limit {limit:.0f}s)"]
+        if waiting and (since_ok is None or since_ok > cfg.health.max_silence_seconds) \
+                and age > cfg.health.max_silence_seconds:
+            status = "failing"
+            reasons.append(f"no success for {since_ok or age:.0f}s while work waits")
+        if status == "ok" and waiting and age > cfg.health.degraded_age_seconds:
+            status, reasons = "degraded", reasons + [f"work waiting for {age:.0f}s"]
+        if dead.get(key):
+            status = _worst(status, "degraded")
+            reasons.append(f"{dead[key]} dead letter(s)")
+        routes[name] = {"status": status, "waiting": waiting, "oldest_undelivered_seconds": round(age, 1),
+                        "seconds_since_last_success": None if since_ok is None else round(since_ok, 1),
+                        "dead": dead.get(key, 0), "reasons": reasons}
+    checks = {"ind_sequence": _ind_gaps(rt, now), "cjib_feed": _cjib_feed(rt, now)}
+    overall = _worst(*(r["status"] for r in routes.values()), *(c["status"] for c in checks.values()))
+    return {"status": overall, "routes": routes, "checks": checks, "messages": by_state, "instance": cfg.instance}
+
+
+def _ind_gaps(rt: Runtime, now: float) -> dict[str, Any]:
+    gaps = rt.store.ind_gaps(rt.config.ind.first_volgnummer)
+    grace = rt.config.ind.gap_grace_seconds
+    oldest = max((now - seen for _, seen in gaps), default=0.0)
+    behind = rt.store.get_kv("ind.laatste_volgnummer")
+    highest = rt.store.ind_highest()
+    status = "ok"
+    if gaps:
+        status = "failing" if oldest > 3 * max(grace, 1.0) else "degraded"
+    lag = max(0, int(behind) - highest) if behind is not None else 0
+    if lag and status == "ok":
+        status = "degraded"
+    return {"status": status, "open_gaps": len(gaps), "first_missing": [g for g, _ in gaps[:10]],
+            "oldest_gap_seconds": round(oldest, 1), "highest_seen": highest, "behind_ind": lag}
+
+
+def _cjib_feed(rt: Runtime, now: float) -> dict[str, Any]:
+    if "cjib" not in rt.config.partners:
+        return {"status": "ok", "configured": False}
+    last = rt.store.get_kv("cjib.feed.last_success")
+    since = None if last is None else now - float(last)
+    started = rt.store.get_kv("cjib.feed.started")
+    reference = since if since is not None else (None if started is None else now - float(started))
+    status = "failing" if reference is not None and reference > rt.config.cjib.feed_stale_seconds else "ok"
+    return {"status": status, "configured": True,
+            "seconds_since_last_read": None if since is None else round(since, 1)}
+
+
+_gauges: dict[int, dict[str, Gauge]] = {}
+
+
+def export(rt: Runtime, report: dict[str, Any]) -> None:
+    """Put the evaluation into the runtime's Prometheus registry."""
+    g = _gauges.get(id(rt.metrics))
+    if g is None:
+        r = rt.metrics.registry
+        g = {
+            "messages": Gauge("gateway_messages", "Messages by route and state", ["route", "state"], registry=r),
+            "oldest": Gauge("gateway_oldest_undelivered_seconds", "Age of the oldest undelivered message",
+                            ["route"], registry=r),
+            "since_ok": Gauge("gateway_seconds_since_last_success", "Time since the last delivery per route",
+                              ["route"], registry=r),
+            "waiting": Gauge("gateway_waiting_deliveries", "Deliveries waiting per route", ["route"], registry=r),
+            "dead": Gauge("gateway_dead_letters", "Dead letters waiting for an operator", ["route"], registry=r),
+            "gaps": Gauge("gateway_ind_sequence_gaps", "Open gaps in IND's volgnummer", registry=r),
+            "status": Gauge("gateway_health_status", "0 ok, 1 degraded, 2 failing", registry=r),
+            "feed": Gauge("gateway_cjib_feed_seconds_since_read", "Time since CJIB's feed was read", registry=r),
+        }
+        _gauges[id(rt.metrics)] = g
+    g["messages"].clear()
+    for row in report["messages"]:
+        g["messages"].labels(row["route"], row["state"]).set(row["count"])
+    for name, r in report["routes"].items():
+        g["oldest"].labels(name).set(r["oldest_undelivered_seconds"])
+        g["waiting"].labels(name).set(r["waiting"])
+        g["dead"].labels(name).set(r["dead"])
+        if r["seconds_since_last_success"] is not None:
+            g["since_ok"].labels(name).set(r["seconds_since_last_success"])
+    g["gaps"].set(report["checks"]["ind_sequence"]["open_gaps"])
+    g["status"].set(_RANK[report["status"]])
+    feed = report["checks"]["cjib_feed"].get("seconds_since_last_read")
+    if feed is not None:
+        g["feed"].set(feed)

@@ -1,0 +1,91 @@
+"""Structured logs and Prometheus metrics, the same keys for every partner.
+
+Every adapter call is logged by the core with ``partner``, ``operation``, ``message_id``,
+``attempt``, ``duration_ms``, ``outcome`` and ``stage``. Personal data never reaches a log line
+or a metric: log events carry ids (meldingId, berichtId, vorderingId are UUIDs, not persons) and
+codes, and ``_drop_personal`` removes any key that names a personal field, as a second line of
+defence.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["configure_logging", "get_logger", "Metrics", "PERSONAL_KEYS"]
+
+PERSONAL_KEYS = frozenset({
+    "bsn", "v_nummer", "vnummer", "vNummer", "naam", "geslachtsnaam", "voornamen", "voorvoegsel",
+    "geboortedatum", "adres", "straat", "postcode", "woonplaats", "person", "persoon", "debiteur",
+})
+
+
+def _drop_personal(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in list(event):
+        if key in PERSONAL_KEYS:
+            event[key] = "[masked]"
+    return event
+
+
+_configured = False
+
+
+def configure_logging(level: str = "info", file: str | None = None, *, stderr: bool = True) -> None:
+    """JSON lines to standard error and/or a file."""
+    global _configured
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)] if stderr or not file else []
+    if file:
+        handlers.append(logging.FileHandler(file))
+    root = logging.getLogger("gateway")
+    root.handlers[:] = handlers
+    root.setLevel(level.upper())
+    root.propagate = False
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _drop_personal,
+            structlog.processors.JSONRenderer(sort_keys=True),
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    _configured = True
+
+
+def get_logger(name: str = "gateway") -> Any:
+    if not _configured:
+        configure_logging()
+    return structlog.get_logger(name)
+
+
+class Metrics:
+    """The gateway's metrics, in a registry of its own (one per runtime)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.inbound = Counter("gateway_inbound_total", "Inbound messages by partner and outcome",
+                               ["partner", "operation", "outcome", "code"], registry=r)
+        self.attempts = Counter("gateway_delivery_attempts_total", "Delivery attempts by partner and outcome",
+                                ["partner", "operation", "outcome"], registry=r)
+        self.latency = Histogram("gateway_delivery_latency_seconds",
+                                 "From acceptance of the inbound message to the partner's receipt",
+                                 ["partner", "operation"], registry=r,
+                                 buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 30, 60, 300, 1800, 3600, 14400, 86400))
+        self.attempt_duration = Histogram("gateway_attempt_duration_seconds", "Duration of one delivery attempt",
+                                          ["partner"], registry=r)
+        self.breaker_open = Gauge("gateway_circuit_open", "1 while the partner's circuit breaker is open",
+                                  ["partner"], registry=r)
+        self.late = Counter("gateway_late_notifications_total",
+                            "IND notifications that arrived past the delivery window", registry=r)
+        self.late_days = Histogram("gateway_notification_delay_days", "Days past the delivery window",
+                                   registry=r, buckets=(0, 1, 7, 30, 90, 365))
+        self.alarms = Counter("gateway_alarms_total", "Alarms raised (e.g. idempotency conflicts)",
+                              ["partner", "alarm"], registry=r)

@@ -1,0 +1,88 @@
+"""Everything the gateway loads once at start-up, in one object handed to every part.
+
+Keys and certificates are parsed here and nowhere else; the rule set is loaded and validated
+here; the store's schema version is checked here. Nothing in the message path reads a file.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway import rules as rules_mod
+from gateway.clock import Clock, SystemClock
+from gateway.config import Config
+from gateway.errors import ConfigError
+from gateway.observability import Metrics, get_logger
+from gateway.store import Store
+
+__all__ = ["Runtime", "build_runtime"]
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    clock: Clock
+    ruleset: Any  # gateway.rules.RuleSet
+    own: Any | None  # gateway.security.keys.KeyPair; None when signing is off
+    trust: dict[str, Any]  # partner -> gateway.security.keys.PartnerTrust
+    metrics: Metrics
+    wake: dict[str, threading.Event] = field(default_factory=dict)
+    log: Any = None
+
+    @property
+    def secure(self) -> bool:
+        return self.own is not None
+
+    def notify(self, partner: str) -> None:
+        """Wake the partner's workers: new work is queued."""
+        event = self.wake.get(partner)
+        if event is not None:
+            event.set()
+
+    def partner_trust(self, partner: str) -> Any | None:
+        return self.trust.get(partner)
+
+
+def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | None = None,
+                  migrate: bool = False) -> Runtime:
+    """Load keys, trust, rule set and store once; raise ConfigError on anything wrong."""
+    own, trust = load_security(config)
+    ruleset = load_ruleset(config)
+    store = store or Store(config.store.dsn)
+    if migrate:
+        store.migrate()
+    store.check_version()
+    rt = Runtime(config=config, store=store, clock=clock or SystemClock(), ruleset=ruleset, own=own,
+                 trust=trust, metrics=Metrics(), log=get_logger("gateway"))
+    for partner in ("duo", "cjib", "ind"):
+        rt.wake[partner] = threading.Event()
+    return rt
+
+
+def load_ruleset(config: Config) -> Any:
+    directory = Path(config.rules.directory)
+    path = directory / f"{config.rules.active}.yaml"
+    if not path.exists():
+        raise ConfigError(f"the active rule set {config.rules.active!r} is not in {directory}", file=str(path))
+    return rules_mod.load(path)
+
+
+def load_security(config: Config) -> tuple[Any | None, dict[str, Any]]:
+    if not config.tls.enabled:
+        return None, {}
+    from gateway.security import keys
+
+    if not config.tls.cert_file or not config.tls.key_file:
+        raise ConfigError("tls is enabled but tls.cert_file or tls.key_file is empty", file=config.source or None)
+    own = keys.load_keypair(config.tls.key_file, config.tls.cert_file)
+    trust = {}
+    for name, pc in config.partners.items():
+        if not pc.trust_anchor_files or not pc.certificate_files:
+            raise ConfigError(f"partner {name}: trust_anchor_files and certificate_files are required with tls",
+                              file=config.source or None)
+        trust[name] = keys.load_trust(name, pc.trust_anchor_files, pc.certificate_files)
+    return own, trust

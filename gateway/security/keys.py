@@ -1,0 +1,163 @@
+"""Our key pair and each partner's pinned certificates, loaded once at start-up.
+
+Parsing a PEM private key costs tens of milliseconds, so ``load_keypair`` runs once and the
+``KeyPair`` travels with the process. ``PartnerTrust`` holds a partner's trust anchors and its
+pinned certificates (several at once during a rollover); ``check`` decides whether a signing
+certificate is acceptable.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+
+from gateway.errors import CertificateRefused, ConfigError
+
+__all__ = ["KeyPair", "PartnerTrust", "load_keypair", "load_trust", "kid", "kid_of_der"]
+
+
+def kid(cert: x509.Certificate) -> str:
+    """The key id of the cjib-rest profile: base64url (no padding) of SHA-256 over the DER certificate."""
+    return kid_of_der(cert.public_bytes(serialization.Encoding.DER))
+
+
+def kid_of_der(der: bytes) -> str:
+    """``kid`` of a DER certificate, without parsing it (a look-up key for untrusted tokens)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """Our own identity (or a simulator's): a private key and its certificate."""
+
+    private_key: PrivateKeyTypes
+    certificate: x509.Certificate
+    cert_pem: bytes
+    cert_der: bytes
+    key_file: str
+    cert_file: str
+
+    def jws_alg(self) -> str:
+        """The JWS algorithm this key signs with: PS256 for RSA, ES256 for EC P-256."""
+        if isinstance(self.private_key, rsa.RSAPrivateKey):
+            return "PS256"
+        if isinstance(self.private_key, ec.EllipticCurvePrivateKey) and self.private_key.curve.name == "secp256r1":
+            return "ES256"
+        raise ConfigError("the key is neither RSA nor EC P-256", file=self.key_file)
+
+
+def load_keypair(key_file: str | Path, cert_file: str | Path) -> KeyPair:
+    """Load a PEM private key and its PEM certificate (the first one in the file), and check they match."""
+    key = _read_key(Path(key_file))
+    cert = _read_certs(Path(cert_file))[0]
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if key.public_key().public_bytes(serialization.Encoding.DER, public) != cert.public_key().public_bytes(
+        serialization.Encoding.DER, public
+    ):
+        raise ConfigError("the private key does not belong to the certificate", file=str(cert_file))
+    return KeyPair(
+        private_key=key,
+        certificate=cert,
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        cert_der=cert.public_bytes(serialization.Encoding.DER),
+        key_file=str(key_file),
+        cert_file=str(cert_file),
+    )
+
+
+def _read_key(path: Path) -> PrivateKeyTypes:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load the private key: {type(exc).__name__}", file=str(path)) from exc
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ConfigError("only RSA and EC keys are supported", file=str(path))
+    return key
+
+
+def _read_certs(path: Path) -> list[x509.Certificate]:
+    try:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the certificate: {type(exc).__name__}", file=str(path)) from exc
+    return certs
+
+
+@dataclass(frozen=True)
+class PartnerTrust:
+    """What we trust for one partner: its anchors and its pinned certificates."""
+
+    partner: str
+    anchors: tuple[x509.Certificate, ...]
+    certificates: tuple[x509.Certificate, ...]
+    anchor_files: tuple[str, ...] = ()
+    # Look-ups by DER and by kid, built once; not part of equality or repr.
+    _by_der: dict[bytes, x509.Certificate] = field(init=False, repr=False, compare=False)
+    _by_kid: dict[str, x509.Certificate] = field(init=False, repr=False, compare=False)
+    _issuers: dict[bytes, tuple[x509.Certificate, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_der = {c.public_bytes(serialization.Encoding.DER): c for c in self.certificates}
+        object.__setattr__(self, "_by_der", by_der)
+        object.__setattr__(self, "_by_kid", {kid_of_der(d): c for d, c in by_der.items()})
+        # The issuer signature of a pinned certificate never changes: verify it once.
+        object.__setattr__(self, "_issuers", {d: _issuers(c, self.anchors) for d, c in by_der.items()})
+
+    def matches(self, cert_der: bytes) -> bool:
+        """Is this DER certificate one of the pinned certificates?"""
+        return cert_der in self._by_der
+
+    def by_kid(self, kid: str) -> x509.Certificate | None:
+        """The pinned certificate with this kid (base64url SHA-256 of its DER), if any."""
+        return self._by_kid.get(kid)
+
+    def check(self, cert: x509.Certificate, now: datetime) -> None:
+        """Refuse (CertificateRefused) unless ``cert`` is pinned, chains to an anchor and is valid at ``now``."""
+        der = cert.public_bytes(serialization.Encoding.DER)
+        if der not in self._by_der:
+            raise CertificateRefused("the certificate is not one configured for this partner", partner=self.partner)
+        issuers = self._issuers[der]
+        if not issuers:
+            raise CertificateRefused("the certificate does not chain to this partner's trust anchor",
+                                     partner=self.partner)
+        if not _valid_at(cert, now):
+            raise CertificateRefused("the certificate is not valid now", partner=self.partner)
+        if not any(_valid_at(a, now) for a in issuers):
+            raise CertificateRefused("the trust anchor is not valid now", partner=self.partner)
+
+
+def _issuers(cert: x509.Certificate, anchors: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:
+    """The anchors whose key signed ``cert`` (same issuer name is not enough)."""
+    found = []
+    for anchor in anchors:
+        try:
+            cert.verify_directly_issued_by(anchor)
+        except (ValueError, TypeError, InvalidSignature):  # other issuer name, key type or signature
+            continue
+        found.append(anchor)
+    return tuple(found)
+
+
+def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def load_trust(partner: str, anchor_files: Sequence[str | Path],
+               certificate_files: Sequence[str | Path]) -> PartnerTrust:
+    """Read a partner's anchors and pinned certificates (each file may hold several PEM certificates)."""
+    anchors = tuple(c for f in anchor_files for c in _read_certs(Path(f)))
+    certs = tuple(c for f in certificate_files for c in _read_certs(Path(f)))
+    if not anchors or not certs:
+        raise ConfigError(f"partner {partner} needs at least one trust anchor and one certificate")
+    return PartnerTrust(partner=partner, anchors=anchors, certificates=certs,
+                        anchor_files=tuple(str(f) for f in anchor_files))

@@ -1,0 +1,47 @@
+"""TLS contexts for mutual TLS with the partners (TLS 1.2 or newer, both sides authenticated).
+
+The server context requires a client certificate that chains to one of the given anchors; give
+each partner's listener only that partner's anchor and the listener identifies the partner.
+The client context presents our certificate and checks the server's chain and host name.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+
+from gateway.security.keys import KeyPair
+from gateway.server import PeerCertProtocol
+
+__all__ = ["server_context", "client_context", "PeerCertH11Protocol"]
+
+# The protocol that puts the client certificate into the ASGI scope lives in gateway.server;
+# this is the name docs/DESIGN.md gives it.
+PeerCertH11Protocol = PeerCertProtocol
+
+
+def server_context(own: KeyPair, client_anchor_files: Sequence[str]) -> ssl.SSLContext:
+    """A server context that refuses clients without a certificate from ``client_anchor_files``."""
+    if not client_anchor_files:
+        raise ValueError("a server context needs at least one client trust anchor")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(own.cert_file, own.key_file)
+    for anchor in client_anchor_files:
+        context.load_verify_locations(cafile=str(anchor))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def client_context(own: KeyPair, server_anchor_files: Sequence[str]) -> ssl.SSLContext:
+    """A client context presenting our certificate and verifying the server against the anchors."""
+    if not server_anchor_files:
+        raise ValueError("a client context needs at least one server trust anchor")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(own.cert_file, own.key_file)
+    for anchor in server_anchor_files:
+        context.load_verify_locations(cafile=str(anchor))
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.check_hostname = True
+    return context

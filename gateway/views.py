@@ -1,0 +1,180 @@
+"""Operator views of the delivery log: rows for ``gateway log``, a timeline for ``gateway show``.
+
+Personal data is masked unless the caller says it may be shown (``unmask=True``, granted by the
+CLI only to operators listed in ``[operators] personal_data``): a BSN shows its last two digits,
+a V-number its last three, a name its initials, a birth date its year.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.clock import AMS
+from gateway.store import Store
+
+__all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time"]
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    state: str | None = None
+    partner: str | None = None
+    route: str | None = None
+    since: float | None = None
+    until: float | None = None
+    key: str | None = None
+    limit: int = 100
+    refused: bool = False
+
+
+def fmt_time(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, AMS).isoformat(timespec="seconds")
+
+
+def mask_person(person: dict[str, Any] | None, unmask: bool = False) -> dict[str, Any]:
+    if not person:
+        return {}
+    if unmask:
+        return dict(person)
+    out: dict[str, Any] = {}
+    for key, value in person.items():
+        if value is None:
+            out[key] = None
+        elif key == "bsn":
+            out[key] = "*******" + str(value)[-2:]
+        elif key == "vNummer":
+            out[key] = "*******" + str(value)[-3:]
+        elif key == "naam":
+            out[key] = " ".join(part[:1] + "." for part in str(value).split())
+        elif key == "geboortedatum":
+            out[key] = str(value)[:4] + "-**-**"
+        elif key in ("nationaliteit",):
+            out[key] = value
+        else:
+            out[key] = "***"
+    return out
+
+
+_PARTNER_OF_ROUTE = {"ind-duo": ("ind", "duo"), "duo-cjib": ("duo", "cjib"), "cjib-duo": ("cjib", "duo"),
+                     "rules-duo": ("gateway", "duo")}
+
+
+def log_rows(store: Store, f: LogFilter, *, unmask: bool = False) -> list[dict[str, Any]]:
+    """Messages (and, with ``refused``, refused inbound exchanges) newest first."""
+    rows = _message_rows(store, f, unmask) if f.state != "refused" else []
+    if f.refused or f.state == "refused":
+        rows += _refused_rows(store, f)
+    rows.sort(key=lambda r: r["received_ts"], reverse=True)
+    return rows[: f.limit]
+
+
+def _message_rows(store: Store, f: LogFilter, unmask: bool) -> list[dict[str, Any]]:
+    where, params = ["1 = 1"], {"limit": f.limit}
+    if f.state:
+        where.append("m.state = :state")
+        params["state"] = f.state
+    if f.route:
+        where.append("m.route = :route")
+        params["route"] = f.route
+    if f.since is not None:
+        where.append("m.received_at >= :since")
+        params["since"] = f.since
+    if f.until is not None:
+        where.append("m.received_at < :until")
+        params["until"] = f.until
+    if f.key:
+        where.append("(m.message_key = :key OR EXISTS (SELECT 1 FROM outbox k WHERE k.message_id = m.id "
+                     "AND (k.idempotency_key = :key OR k.receipt_ref = :key)))")
+        params["key"] = f.key
+    if f.partner:
+        where.append("(EXISTS (SELECT 1 FROM outbox p WHERE p.message_id = m.id AND p.partner = :partner) "
+                     "OR m.route LIKE :partner_prefix)")
+        params["partner"] = f.partner
+        params["partner_prefix"] = f.partner + "-%"
+    sql = ("SELECT m.id, m.route, m.kind, m.message_key, m.state, m.received_at, m.updated_at, m.facts, m.person, "
+           "(SELECT COALESCE(SUM(o.attempts), 0) FROM outbox o WHERE o.message_id = m.id), "
+           "(SELECT MAX(o.receipt_ref) FROM outbox o WHERE o.message_id = m.id) "
+           f"FROM messages m WHERE {' AND '.join(where)} ORDER BY m.received_at DESC LIMIT :limit")
+    out = []
+    for r in store.query(sql, params):
+        facts = json.loads(r[7])
+        out.append({
+            "id": int(r[0]), "route": r[1], "kind": r[2], "key": r[3], "state": r[4],
+            "received": fmt_time(r[5]), "received_ts": float(r[5]), "updated": fmt_time(r[6]),
+            "attempts": int(r[9]), "receipt": r[10], "facts": facts,
+            "person": mask_person(json.loads(r[8]) if r[8] else None, unmask),
+        })
+    return out
+
+
+def _refused_rows(store: Store, f: LogFilter) -> list[dict[str, Any]]:
+    where, params = ["i.outcome = 'refused'"], {"limit": f.limit}
+    if f.partner:
+        where.append("i.partner = :partner")
+        params["partner"] = f.partner
+    if f.since is not None:
+        where.append("i.received_at >= :since")
+        params["since"] = f.since
+    if f.until is not None:
+        where.append("i.received_at < :until")
+        params["until"] = f.until
+    if f.key:
+        where.append("i.message_key = :key")
+        params["key"] = f.key
+    sql = ("SELECT i.id, i.partner, i.operation, i.message_key, i.received_at, i.fault_code, i.fault_detail, "
+           f"i.response_status, i.channel FROM inbound i WHERE {' AND '.join(where)} "
+           "ORDER BY i.received_at DESC LIMIT :limit")
+    return [{
+        "id": f"in-{r[0]}", "route": f"{r[1]}-in", "kind": r[2], "key": r[3], "state": "refused",
+        "received": fmt_time(r[4]), "received_ts": float(r[4]), "updated": fmt_time(r[4]), "attempts": 0,
+        "receipt": None, "facts": {"fault_code": r[5], "fault_detail": r[6], "http_status": r[7], "channel": r[8]},
+        "person": {},
+    } for r in store.query(sql, params)]
+
+
+def find_message(store: Store, ref: str) -> int | None:
+    """A message by its id, its key (meldingId, vorderingId), a berichtId or a partner reference."""
+    if ref.isdigit():
+        rows = store.query("SELECT id FROM messages WHERE id = :id", {"id": int(ref)})
+        if rows:
+            return int(rows[0][0])
+    rows = store.query("SELECT id FROM messages WHERE message_key = :k ORDER BY id", {"k": ref})
+    if rows:
+        return int(rows[0][0])
+    rows = store.query("SELECT message_id FROM outbox WHERE idempotency_key = :k OR receipt_ref = :k "
+                       "ORDER BY id", {"k": ref})
+    return int(rows[0][0]) if rows else None
+
+
+def timeline(store: Store, message_id: int, *, unmask: bool = False) -> dict[str, Any]:
+    m = store.query("SELECT id, route, kind, message_key, state, received_at, facts, person FROM messages "
+                    "WHERE id = :id", {"id": message_id})[0]
+    events = [{"at": fmt_time(r[0]), "ts": float(r[0]), "stage": r[1], "event": r[2],
+               "detail": json.loads(r[3]) if r[3] else {}}
+              for r in store.query("SELECT at, stage, event, detail FROM events WHERE message_id = :id "
+                                   "ORDER BY at, id", {"id": message_id})]
+    deliveries = []
+    for d in store.query("SELECT id, partner, operation, idempotency_key, state, attempts, receipt_ref, "
+                         "dead_reason, created_at, delivered_at, next_attempt_at FROM outbox WHERE message_id = :id "
+                         "ORDER BY id", {"id": message_id}):
+        attempts = [{"attempt": int(a[0]), "at": fmt_time(a[1]), "duration_ms": round(float(a[2]), 2),
+                     "http_status": a[3], "outcome": a[4], "detail": a[5], "worker": a[6]}
+                    for a in store.query("SELECT attempt, started_at, duration_ms, http_status, outcome, detail, "
+                                         "worker FROM attempts WHERE outbox_id = :id ORDER BY id", {"id": d[0]})]
+        deliveries.append({"id": int(d[0]), "partner": d[1], "operation": d[2], "idempotency_key": d[3],
+                           "state": d[4], "attempts": attempts, "receipt_ref": d[6], "dead_reason": d[7],
+                           "queued": fmt_time(d[8]), "delivered": fmt_time(d[9]),
+                           "next_attempt": fmt_time(d[10]) if d[4] == "pending" else None})
+    inbound = [{"id": int(r[0]), "at": fmt_time(r[1]), "channel": r[2], "outcome": r[3], "http_status": r[4],
+                "fault_code": r[5]}
+               for r in store.query("SELECT id, received_at, channel, outcome, response_status, fault_code FROM inbound "
+                                    "WHERE message_id = :id OR (message_key = :k AND message_id IS NULL) ORDER BY id",
+                                    {"id": message_id, "k": m[3]})]
+    return {"id": int(m[0]), "route": m[1], "kind": m[2], "key": m[3], "state": m[4], "received": fmt_time(m[5]),
+            "facts": json.loads(m[6]), "person": mask_person(json.loads(m[7]) if m[7] else None, unmask),
+            "inbound": inbound, "events": events, "deliveries": deliveries}

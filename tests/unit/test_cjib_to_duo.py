@@ -1,0 +1,95 @@
+"""CJIB answers and status changes -> DUO VorderingStatus."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from gateway.mapping.cjib_to_duo import (
+    feed_key,
+    from_ontvangst,
+    from_refusal,
+    from_statuswijziging,
+    status_bericht_id,
+    status_code,
+)
+from gateway.models import CjibOntvangst, CjibStatuswijziging, Fout
+
+VID = "c41d8a2e-6f0b-4a7c-9e13-5b2f8d6a0c94"
+PEIL = "2026-11-28T23:00:00+01:00"
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@pytest.mark.parametrize(("cjib", "duo"), [
+    ("IN_BEHANDELING", "IN_BEHANDELING_BIJ_CJIB"),
+    ("AFGEWEZEN", "AFGEWEZEN_DOOR_CJIB"),
+    ("DWANGBEVEL_UITGEVAARDIGD", "DWANGBEVEL_UITGEVAARDIGD"),
+    ("GEDEELTELIJK_BETAALD", "GEDEELTELIJK_BETAALD"),
+    ("VOLDAAN", "VOLDAAN"),
+    ("OPGESCHORT", "OPGESCHORT"),
+    ("ONINBAAR", "ONINBAAR"),
+])
+def test_status_code(cjib: str, duo: str) -> None:
+    assert status_code(cjib) == duo
+
+
+def test_bericht_id_is_a_deterministic_uuid5_per_event() -> None:
+    ids = {status_bericht_id(VID, k) for k in ("accepted", "refused", feed_key(1), feed_key(2))}
+    assert len(ids) == 4
+    assert all(UUID_RE.match(i) and uuid.UUID(i).version == 5 for i in ids)
+    assert status_bericht_id(VID, "accepted") == status_bericht_id(VID, "accepted")
+    assert status_bericht_id(VID, "accepted") != status_bericht_id(str(uuid.uuid4()), "accepted")
+    assert feed_key(7) == "cjib-volgnummer:7"
+
+
+def test_bericht_id_is_stable_across_releases() -> None:
+    # Pinned: a change would make DUO take old events for new messages.
+    assert status_bericht_id(VID, "accepted") == "8e5f1b55-0677-5de0-aa94-d9896f69da40"
+
+
+def test_from_ontvangst() -> None:
+    o = CjibOntvangst(zaaknummer="CJIB-2026-000001", opdrachtgever_referentie=VID, status="IN_BEHANDELING",
+                      ontvangen_op=PEIL, payload_digest="x" * 43)
+    s = from_ontvangst(VID, o, PEIL)
+    assert (s.vordering_id, s.status, s.cjib_zaaknummer, s.peilmoment) == (
+        VID, "IN_BEHANDELING_BIJ_CJIB", "CJIB-2026-000001", PEIL)
+    assert s.bericht_id == status_bericht_id(VID, "accepted")
+    assert s.fouten == ()
+
+
+def test_from_statuswijziging() -> None:
+    w = CjibStatuswijziging(volgnummer=42, zaaknummer="CJIB-2026-000001", opdrachtgever_referentie=VID,
+                            status="GEDEELTELIJK_BETAALD", openstaand_centen=17000, tijdstip=PEIL,
+                            redenen=(Fout("REGELING", "Betalingsregeling getroffen."),))
+    s = from_statuswijziging(w)
+    assert s.bericht_id == status_bericht_id(VID, "cjib-volgnummer:42")
+    assert (s.vordering_id, s.status, s.cjib_zaaknummer, s.openstaand_bedrag_in_centen, s.peilmoment) == (
+        VID, "GEDEELTELIJK_BETAALD", "CJIB-2026-000001", 17000, PEIL)
+    assert s.fouten == (Fout("REGELING", "Betalingsregeling getroffen."),)
+    assert from_statuswijziging(w) == s  # the same feed entry read twice is the same message
+
+
+def test_from_statuswijziging_renames_in_behandeling() -> None:
+    w = CjibStatuswijziging(1, "CJIB-2026-000001", VID, "IN_BEHANDELING", 34000, PEIL)
+    assert from_statuswijziging(w).status == "IN_BEHANDELING_BIJ_CJIB"
+
+
+def test_from_refusal_maps_each_error() -> None:
+    errors = [
+        {"code": "BSN_ELFPROEF", "pointer": "/debiteur/bsn", "omschrijving": "Het bsn voldoet niet."},
+        {"code": "AANMANING_TE_RECENT", "pointer": "/aanmaningsdatum", "omschrijving": "Te recent."},
+    ]
+    s = from_refusal(VID, errors, PEIL)
+    assert s.status == "AFGEWEZEN_DOOR_CJIB"
+    assert s.bericht_id == status_bericht_id(VID, "refused")
+    assert s.cjib_zaaknummer is None
+    assert s.fouten == (Fout("BSN_ELFPROEF", "Het bsn voldoet niet.", pad="/debiteur/bsn"),
+                        Fout("AANMANING_TE_RECENT", "Te recent.", pad="/aanmaningsdatum"))
+
+
+def test_from_refusal_makes_codes_and_texts_fit_duo_schema() -> None:
+    s = from_refusal(VID, [{"code": "bad-code!", "pointer": "", "omschrijving": ""}, {}], PEIL)
+    assert [f.code for f in s.fouten] == ["CJIB_BAD_CODE_", "CJIB_FOUT"]
+    assert all(re.fullmatch(r"[A-Z0-9_]{1,80}", f.code) and f.omschrijving and f.pad is None for f in s.fouten)
