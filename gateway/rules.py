@@ -440,22 +440,27 @@ class _Loader:
         regimes: list[Regime] = []
         for i, item in enumerate(items):
             regime = self.regime(item)
-            first, last = i == 0, i == len(items) - 1
-            if (regime.vanaf is None) != first:
-                self.r.fail(item, "only the first regime, and it alone, leaves out ingangsdatum_vanaf")
-            if (regime.tot_en_met is None) != last:
-                self.r.fail(item, "only the last regime, and it alone, leaves out ingangsdatum_tot_en_met")
-            if regimes and regime.vanaf != regimes[-1].tot_en_met + dt.timedelta(days=1):  # type: ignore[operator]
-                self.r.fail(item, "ingangsdatum_vanaf must be the day after the previous regime's ingangsdatum_tot_en_met")
-            if regime.vanaf and regime.tot_en_met and regime.tot_en_met < regime.vanaf:
-                self.r.fail(item, "ingangsdatum_tot_en_met lies before ingangsdatum_vanaf")
-            if regime.maximum is None and not have_pension:
-                self.r.fail(item, "maximumleeftijd pensioenleeftijd needs a pensioenleeftijd table")
-            if regime.code in {r.code for r in regimes}:
-                self.r.fail(item, f"regime {regime.code!r} appears twice")
+            self.check_regime(item, regime, regimes, last=i == len(items) - 1, have_pension=have_pension)
             regimes.append(regime)
         self.regime_codes = frozenset(r.code for r in regimes)
         return tuple(regimes)
+
+    def check_regime(self, item: Node, regime: Regime, earlier: list[Regime], *, last: bool,
+                     have_pension: bool) -> None:
+        # Regimes must cover every ingangsdatum exactly once, so regime_for() always finds one.
+        if (regime.vanaf is None) != (not earlier):
+            self.r.fail(item, "only the first regime, and it alone, leaves out ingangsdatum_vanaf")
+        if (regime.tot_en_met is None) != last:
+            self.r.fail(item, "only the last regime, and it alone, leaves out ingangsdatum_tot_en_met")
+        previous_end = earlier[-1].tot_en_met if earlier else None
+        if previous_end is not None and regime.vanaf != previous_end + dt.timedelta(days=1):
+            self.r.fail(item, "ingangsdatum_vanaf must be the day after the previous regime's ingangsdatum_tot_en_met")
+        if regime.vanaf and regime.tot_en_met and regime.tot_en_met < regime.vanaf:
+            self.r.fail(item, "ingangsdatum_tot_en_met lies before ingangsdatum_vanaf")
+        if regime.maximum is None and not have_pension:
+            self.r.fail(item, "maximumleeftijd pensioenleeftijd needs a pensioenleeftijd table")
+        if regime.code in {r.code for r in earlier}:
+            self.r.fail(item, f"regime {regime.code!r} appears twice")
 
     def regime(self, node: Node) -> Regime:
         fields = self.r.mapping(node, ["code", "minimumleeftijd", "maximumleeftijd"],

@@ -271,6 +271,8 @@ def _summary(chain: Chain, results: list[Any], meldingen: list[Any], elapsed: fl
         "pushed": len(results), "acknowledged": acks, "delivered_to_duo": delivered,
         "duplicates_at_duo": sum(1 for m in meldingen if chain.duo.count(_bericht_id(m)) > 1),
         "seconds": round(elapsed, 2), "messages_by_route_state": by_state, "beoordeling": rules,
+        "not_acknowledged": [{"volgnummer": r.volgnummer, "http_status": r.http_status, "fault": r.detail_code,
+                              "error": r.error} for r in results if not r.accepted],
         "claims": claims, "config": str(chain.config_file), "log_file": str(chain.directory / "gateway.log"),
     }
 
@@ -285,6 +287,9 @@ def _print_summary(console: Any, s: dict[str, Any], chain: Chain) -> None:
     console.print(f"\n[bold]{'OK' if s['ok'] else 'NOT OK'}[/]: {s['pushed']} pushes (one a deliberate repeat), "
                   f"{s['acknowledged']} acknowledged, {s['delivered_to_duo']} delivered to DUO exactly once, "
                   f"{s['duplicates_at_duo']} duplicates, in {s['seconds']} s")
+    for r in s["not_acknowledged"]:
+        console.print(f"  not acknowledged: volgnummer {r['volgnummer']}: http {r['http_status']} "
+                      f"{r['fault'] or ''} {r['error'] or ''}")
     for key, n in sorted(s["beoordeling"].items()):
         console.print(f"  {n:5}  {key}")
     if s["claims"]:

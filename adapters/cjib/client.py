@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from adapters.cjib import codec
-from adapters.cjib.errors import DEFAULT_RETRY_AFTER_SECONDS, classify, classify_exception, retry_after
+from adapters.cjib.errors import classify, classify_exception, feed_error, feed_transient
 from gateway.adapter import Delivery, Outcome
 from gateway.clock import Clock
-from gateway.errors import InboundRefused, PermanentDelivery, SecurityRefused, TransientDelivery
+from gateway.errors import InboundRefused, SecurityRefused
 from gateway.models import CjibStatusPagina
 from gateway.security import jws
 from gateway.security.keys import KeyPair, PartnerTrust
@@ -87,7 +87,7 @@ class CjibFeedReader(_CjibHttp):
     ``fetch`` raises ``TransientDelivery`` (with ``retry_after_seconds`` when CJIB said) for
     429/503/5xx, no answer, an answer whose signature does not verify or whose body does not fit
     the schema; and ``PermanentDelivery`` for any other refusal (e.g. 400 for a cursor CJIB
-    does not know, 401), which needs an operator.
+    does not know, 401), which needs an operator (``adapters.cjib.errors.feed_error``).
     """
 
     partner = "cjib"
@@ -99,31 +99,20 @@ class CjibFeedReader(_CjibHttp):
         try:
             response = self._http.get(self._url(FEED_PATH), params=params)
         except httpx.HTTPError as exc:
-            raise _transient(f"no answer from CJIB ({type(exc).__name__})") from exc
-        status = response.status_code
-        if status in (429, 503) or 500 <= status < 600:
-            raise _transient(f"CJIB feed unavailable ({status})", http_status=status,
-                             retry_after_seconds=retry_after(response.headers)
-                             or (DEFAULT_RETRY_AFTER_SECONDS if status in (429, 503) else None))
-        if status != 200:
-            raise PermanentDelivery(f"CJIB feed refused the request ({status})", http_status=status,
-                                    receipt=response.content, partner="cjib", stage="receiving")
+            raise feed_transient(f"no answer from CJIB ({type(exc).__name__})") from exc
+        error = feed_error(response.status_code, response.headers, response.content)
+        if error is not None:
+            raise error
         return self._page(response)
 
     def _page(self, response: httpx.Response) -> CjibStatusPagina:
         problem = self._check_signature(response)
         if problem is not None:
-            raise _transient(f"CJIB feed {problem}", http_status=200)
+            raise feed_transient(f"CJIB feed {problem}", http_status=200)
         try:
             return codec.decode_statuspagina(response.content)
         except InboundRefused as exc:
-            raise _transient(f"CJIB feed page does not fit the schema ({exc.code})", http_status=200) from exc
-
-
-def _transient(message: str, *, http_status: int | None = None,
-               retry_after_seconds: float | None = None) -> TransientDelivery:
-    return TransientDelivery(message, http_status=http_status, retry_after_seconds=retry_after_seconds,
-                             partner="cjib", stage="receiving")
+            raise feed_transient(f"CJIB feed page does not fit the schema ({exc.code})", http_status=200) from exc
 
 
 def _path_and_query(url: str) -> str:

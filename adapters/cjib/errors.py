@@ -17,6 +17,11 @@ status kind       why
 5xx    retry      server failure
 other  retry      an unexpected answer is treated like no answer (the seam's rule)
 ====== ========== ==========================================================================
+
+The status feed (``GET /v1/statuswijzigingen``) is read, not delivered, so its failures are
+exceptions: ``feed_error`` gives ``TransientDelivery`` for 429/503/5xx (with
+``retry_after_seconds``) and ``PermanentDelivery`` for any other non-200 answer (a cursor CJIB
+does not know, 401: an operator must look).
 """
 
 from __future__ import annotations
@@ -28,9 +33,10 @@ import httpx
 
 from adapters.cjib import codec
 from gateway.adapter import Outcome
-from gateway.errors import InboundRefused
+from gateway.errors import DeliveryError, InboundRefused, PermanentDelivery, TransientDelivery
 
-__all__ = ["DEFAULT_RETRY_AFTER_SECONDS", "classify", "classify_exception", "retry_after"]
+__all__ = ["DEFAULT_RETRY_AFTER_SECONDS", "classify", "classify_exception", "retry_after", "feed_error",
+           "feed_transient"]
 
 #: Used for 409 (and 429/503 without a usable header): CJIB is busy with this key right now.
 DEFAULT_RETRY_AFTER_SECONDS = 2.0
@@ -72,6 +78,24 @@ def classify_exception(exc: Exception) -> Outcome:
     if isinstance(exc, httpx.TimeoutException):
         return Outcome("retry", detail=f"no answer from CJIB in time ({kind})")
     return Outcome("retry", detail=f"no answer from CJIB ({kind})")
+
+
+def feed_error(status: int, headers: Mapping[str, str], body: bytes) -> DeliveryError | None:
+    """None for 200; otherwise the exception a feed read raises."""
+    if status == 200:
+        return None
+    if status in (429, 503) or 500 <= status < 600:
+        default = DEFAULT_RETRY_AFTER_SECONDS if status in (429, 503) else None
+        return feed_transient(f"CJIB feed unavailable ({status})", http_status=status,
+                              retry_after_seconds=retry_after(headers) or default)
+    return PermanentDelivery(f"CJIB feed refused the request ({status})", http_status=status, receipt=body,
+                             partner="cjib", stage="receiving")
+
+
+def feed_transient(message: str, *, http_status: int | None = None,
+                   retry_after_seconds: float | None = None) -> TransientDelivery:
+    return TransientDelivery(message, http_status=http_status, retry_after_seconds=retry_after_seconds,
+                             partner="cjib", stage="receiving")
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

@@ -16,7 +16,10 @@
   Simulated time is ``clock.now()`` plus what ``advance`` added; JWS ``iat`` checks use the
   plain ``clock.now()``, because the client's clock does not jump;
 - the status feed with opaque cursors (``volgnummer`` strictly increasing);
-- fault injection (``Faults``), changeable while running with ``set_faults``.
+- fault injection (``Faults``), changeable while running with ``set_faults``;
+- ``accepted_count(referentie)``: cases opened per ``opdrachtgeverReferentie``. A second
+  Idempotency-Key for a reference already taken opens a second case on purpose, so that a test
+  asserting "accepted exactly once" catches a gateway that changed its key.
 
 A connection reset is a real close without any answer. ASGI has no way to say "drop this
 connection", so the simulator reaches uvicorn's transport through the ``receive`` callable
@@ -195,6 +198,11 @@ class CjibSimulator:
         """HTTP statuses answered so far (resets are counted by ``reset_count``)."""
         with self._lock:
             return dict(self._answers)
+
+    def in_flight(self) -> int:
+        """POSTs whose Idempotency-Key is reserved but not yet answered."""
+        with self._lock:
+            return sum(1 for k in self._keys.values() if k.status is None)
 
     def reset_count(self) -> int:
         with self._lock:

@@ -13,7 +13,7 @@ import zeep
 import zeep.exceptions
 
 from adapters.ind import codec
-from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, tls_session
+from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, close_session, tls_session
 from gateway import xmlsafe
 from gateway.clock import Clock, SystemClock
 from gateway.errors import TransientDelivery
@@ -61,7 +61,7 @@ class IndFeedClient:
         return codec.decode_haal_antwoord(payload)
 
     def close(self) -> None:
-        self.session.close()
+        close_session(self.session)
 
     def _feed_service(self):  # type: ignore[no-untyped-def]
         if self._service is None:

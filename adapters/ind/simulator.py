@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.ind import codec
-from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, tls_session
+from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, close_session, tls_session
 from gateway import soap, xmlsafe
 from gateway.clock import Clock, SystemClock, iso
 from gateway.errors import CertificateRefused, GatewayError, InboundRefused, MalformedInput, SchemaInvalid
@@ -331,7 +331,7 @@ class IndSimulator:
         return wsse.sign_envelope(env, self.key, parts=wsse.REQUEST_PARTS, now=self.clock.now())
 
     def close(self) -> None:
-        self.session.close()
+        close_session(self.session)
 
     def _service(self, url: str):  # type: ignore[no-untyped-def]
         with self._lock:

@@ -35,7 +35,7 @@ from gateway.security import wsse
 from gateway.security.keys import KeyPair, PartnerTrust
 from gateway.xmlsafe import XSD_DIR
 
-__all__ = ["IND_NS", "WSDL", "IndWsse", "RecordingTransport", "tls_session"]
+__all__ = ["IND_NS", "WSDL", "IndWsse", "RecordingTransport", "tls_session", "close_session"]
 
 IND_NS = codec.IND_NS
 WSDL = str(XSD_DIR / "ind-vergunningmelding-v1.wsdl")
@@ -152,3 +152,21 @@ def tls_session(key: KeyPair | None, ca_file: str | None) -> requests.Session:
         session.cert = (key.cert_file, key.key_file)
     session.verify = ca_file if ca_file else True
     return session
+
+
+def close_session(session: requests.Session) -> None:
+    """Close the session and really close its sockets.
+
+    urllib3 2.x's ``PoolManager.clear()`` (what ``Session.close`` calls) forgets its pools without
+    closing them; their sockets then stay open until garbage collection, which an exception's
+    traceback can postpone indefinitely (a TLS server's graceful shutdown waits for them).
+    """
+    for adapter in session.adapters.values():
+        manager = getattr(adapter, "poolmanager", None)
+        if manager is None:
+            continue
+        for key in list(manager.pools.keys()):
+            pool = manager.pools.get(key)
+            if pool is not None:
+                pool.close()
+    session.close()

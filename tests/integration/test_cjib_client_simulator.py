@@ -209,18 +209,21 @@ def test_random_503s_are_retried(rig: Rig) -> None:
 
 
 def test_in_flight_key_gets_409_and_one_case(rig: Rig) -> None:
-    rig.sim.set_faults(Faults(processing_seconds=1.0))
+    rig.sim.set_faults(Faults(processing_seconds=2.0))
     d = claim(rig.clock)
     results = {}
     first = threading.Thread(target=lambda: results.setdefault("first", rig.sender.send(delivery(d))))
     first.start()
-    time.sleep(0.4)
+    deadline = time.monotonic() + 5
+    while rig.sim.in_flight() == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert rig.sim.in_flight() == 1
     other = sender_for(rig, rig.keys.gateway)  # a second connection, as a second worker would have
     try:
         second = other.send(delivery(d, attempt=2))
     finally:
         other.close()
-    first.join(5)
+    first.join(10)
     assert (second.kind, second.http_status) == ("retry", 409)
     assert second.retry_after_seconds and second.retry_after_seconds > 0
     assert results["first"].kind == "success"

@@ -15,7 +15,13 @@ from lxml import etree
 from adapters.duo import codec
 from adapters.duo.client import DuoSender
 from adapters.duo.errors import classify, retry_after_seconds
-from adapters.duo.simulator import Answer, DuoSimulator, Faults, generate_vorderingen, post_vorderingoverdracht
+from adapters.duo.simulator import (
+    Answer,
+    DuoSimulator,
+    Faults,
+    generate_vorderingen,
+    post_vorderingoverdracht,
+)
 from gateway import xmlsafe
 from gateway.adapter import Delivery
 from gateway.clock import SystemClock
@@ -272,3 +278,34 @@ def test_post_vorderingoverdracht_signs_and_sets_the_key(keys: Keys) -> None:
     assert key == v.vordering_id
     xmldsig.verify_enveloped(xmlsafe.parse(body), load_trust("duo", [keys.dir / "ca.pem"], [keys.dir / "duo.pem"]),
                              now=dt.datetime.now(dt.UTC))
+
+
+def test_scripted_refusal_is_permanent(rig: Rig) -> None:
+    rig.sim.faults.script.append(400)
+    bid = new_id()
+    out = rig.sender.send(delivery(melding(rig.keys.gateway, bid), bid))
+    assert out.kind == "permanent" and out.extra["fouten"] == ["GESIMULEERD"]
+    assert rig.sim.count(bid) == 0
+
+
+def test_schema_refusal_names_the_path(rig: Rig) -> None:
+    bid = new_id()
+    root = xmlsafe.parse(SAMPLE.read_bytes())
+    root.find(f"{{{DUO_NS}}}berichtId").text = bid
+    root.find(f"{{{DUO_NS}}}soortMelding").text = "ONBEKEND"
+    out = rig.sender.send(delivery(xmldsig.sign_enveloped(root, rig.keys.gateway), bid))
+    ack = codec.decode_ontvangstbevestiging(xmlsafe.parse(out.receipt))
+    assert ack.fouten[0].pad and "soortMelding" in ack.fouten[0].pad
+    assert b"ONBEKEND" not in out.receipt
+
+
+def test_error_rate_and_downtime_predicate_answer_503(rig: Rig) -> None:
+    rig.sim.faults.error_rate = 1.0
+    bid = new_id()
+    out = rig.sender.send(delivery(melding(rig.keys.gateway, bid), bid))
+    assert out.kind == "retry" and out.http_status == 503 and out.retry_after_seconds == 1.0
+    rig.sim.faults.error_rate = 0.0
+    rig.sim.faults.downtime = lambda now: True
+    assert rig.sender.send(delivery(melding(rig.keys.gateway, bid), bid)).http_status == 503
+    rig.sim.faults.downtime = None
+    assert rig.sender.send(delivery(melding(rig.keys.gateway, bid), bid)).kind == "success"

@@ -7,7 +7,14 @@ import json
 import httpx
 import pytest
 
-from adapters.cjib.errors import DEFAULT_RETRY_AFTER_SECONDS, classify, classify_exception, retry_after
+from adapters.cjib.errors import (
+    DEFAULT_RETRY_AFTER_SECONDS,
+    classify,
+    classify_exception,
+    feed_error,
+    retry_after,
+)
+from gateway.errors import PermanentDelivery, TransientDelivery
 
 REF = "c41d8a2e-6f0b-4a7c-9e13-5b2f8d6a0c94"
 ONTVANGST = json.dumps({
@@ -96,3 +103,27 @@ def test_network_errors_retry(exc: Exception) -> None:
 ])
 def test_retry_after(headers: dict[str, str], seconds: float | None) -> None:
     assert retry_after(headers) == seconds
+
+
+# ---------------------------------------------------------------- the status feed
+
+
+def test_feed_200_is_no_error() -> None:
+    assert feed_error(200, {}, b"{}") is None
+
+
+@pytest.mark.parametrize(("status", "headers", "seconds"), [
+    (429, {"Retry-After": "4"}, 4.0), (503, {"Retry-After": "60"}, 60.0),
+    (429, {}, DEFAULT_RETRY_AFTER_SECONDS), (500, {}, None), (502, {"Retry-After": "1"}, 1.0),
+])
+def test_feed_transient_statuses(status: int, headers: dict[str, str], seconds: float | None) -> None:
+    error = feed_error(status, headers, b"")
+    assert isinstance(error, TransientDelivery) and error.retryable
+    assert (error.http_status, error.retry_after_seconds, error.partner) == (status, seconds, "cjib")
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 301])
+def test_feed_other_statuses_are_permanent(status: int) -> None:
+    error = feed_error(status, {}, b"x")
+    assert isinstance(error, PermanentDelivery) and not error.retryable
+    assert (error.http_status, error.receipt) == (status, b"x")

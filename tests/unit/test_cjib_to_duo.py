@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 
 import pytest
 
+from adapters.cjib import codec
+from gateway.errors import SchemaInvalid
 from gateway.mapping.cjib_to_duo import (
     feed_key,
     from_ontvangst,
@@ -93,3 +96,51 @@ def test_from_refusal_makes_codes_and_texts_fit_duo_schema() -> None:
     s = from_refusal(VID, [{"code": "bad-code!", "pointer": "", "omschrijving": ""}, {}], PEIL)
     assert [f.code for f in s.fouten] == ["CJIB_BAD_CODE_", "CJIB_FOUT"]
     assert all(re.fullmatch(r"[A-Z0-9_]{1,80}", f.code) and f.omschrijving and f.pad is None for f in s.fouten)
+
+
+# ---------------------------------------------------------------- adapters.cjib.codec (pure)
+
+PAGE = {
+    "wijzigingen": [{"volgnummer": 3, "zaaknummer": "CJIB-2026-000001", "opdrachtgeverReferentie": VID,
+                     "status": "OPGESCHORT", "openstaandCenten": 100, "tijdstip": PEIL,
+                     "redenen": [{"code": "BEZWAAR", "omschrijving": "Bezwaar ingediend."}]}],
+    "volgendeCursor": "abc",
+    "meer": False,
+}
+
+
+def test_decode_statuspagina_and_map() -> None:
+    page = codec.decode_statuspagina(json.dumps(PAGE).encode())
+    assert (page.volgende_cursor, page.meer, len(page.wijzigingen)) == ("abc", False, 1)
+    s = from_statuswijziging(page.wijzigingen[0])
+    assert s.status == "OPGESCHORT" and s.fouten == (Fout("BEZWAAR", "Bezwaar ingediend."),)
+
+
+def test_decode_ontvangst() -> None:
+    body = json.dumps({"zaaknummer": "CJIB-2026-000001", "opdrachtgeverReferentie": VID, "status": "IN_BEHANDELING",
+                       "ontvangenOp": PEIL, "payloadDigest": "a" * 43}).encode()
+    o = codec.decode_ontvangst(body)
+    assert (o.zaaknummer, o.opdrachtgever_referentie, o.payload_digest) == ("CJIB-2026-000001", VID, "a" * 43)
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    (b"not json", None),
+    (b"\xff\xfe", None),
+    (json.dumps({**PAGE, "meer": "ja"}).encode(), "/meer"),
+    (json.dumps({**PAGE, "extra": 1}).encode(), "/"),
+    (json.dumps({**PAGE, "wijzigingen": [{**PAGE["wijzigingen"][0], "zaaknummer": "X-1"}]}).encode(),
+     "/wijzigingen/0/zaaknummer"),
+    (json.dumps({**PAGE, "wijzigingen": [{**PAGE["wijzigingen"][0], "tijdstip": "gisteren"}]}).encode(),
+     "/wijzigingen/0/tijdstip"),
+])
+def test_bad_bodies_raise_schema_invalid(body: bytes, path: str | None) -> None:
+    with pytest.raises(SchemaInvalid) as info:
+        codec.decode_statuspagina(body)
+    assert info.value.path == path and info.value.partner == "cjib"
+    assert "X-1" not in str(info.value) and "gisteren" not in str(info.value)  # no values in messages
+
+
+def test_decode_problem_always_has_errors() -> None:
+    assert codec.decode_problem(b'{"type":"t","title":"t","status":401}')["errors"] == []
+    with pytest.raises(SchemaInvalid):
+        codec.decode_problem(b'{"title":"t"}')

@@ -426,3 +426,34 @@ def test_faulty_rule_set_fails_the_art8e_case():
     faulty = rules.load(FAULTY_FILE)
     failed = {r.name for r in rules.run_cases(faulty, CASES_FILE) if not r.passed}
     assert "art. 8(e) parent of a Dutch minor (Chavez-Vilchez) is not obliged" in failed
+
+
+SMALL = """regimes:
+  - {code: OUD, ingangsdatum_tot_en_met: 2012-12-31, minimumleeftijd: {jaren: 16}, maximumleeftijd: {jaren: 65}}
+  - {code: NIEUW, ingangsdatum_vanaf: 2013-01-01, minimumleeftijd: {jaren: 18}, maximumleeftijd: {jaren: 67}}
+rules:
+  - code: OUD_OF_VROEG
+    when: {any: [{regime_in: [OUD]}, {ingangsdatum_before: 2015-01-01}]}
+    plicht_indicatie: NIET_PLICHTIG
+  - code: REST
+    when: {altijd: true}
+    plicht_indicatie: PLICHTIG
+"""
+
+
+@pytest.mark.parametrize(
+    "ingang, regel, regime",
+    [("2010-01-01", "OUD_OF_VROEG", "OUD"), ("2014-12-31", "OUD_OF_VROEG", "NIEUW"), ("2015-01-01", "REST", "NIEUW")],
+)
+def test_any_regime_in_and_ingangsdatum_before(tmp_path, ingang, regel, regime):
+    path = tmp_path / "klein.yaml"
+    path.write_text(SMALL)
+    verdict = rules.load(path).evaluate(inp(ingang=ingang))
+    assert (verdict.regel, verdict.regime) == (regel, regime)
+
+
+def test_table_rows(ruleset):
+    first, *_, last = ruleset.table()
+    assert first == {"nr": "1", "code": "UNIERECHT_ART8E", "when": "grondslag_in: [VW2000_ART8_E]",
+                     "plicht_indicatie": "NIET_PLICHTIG"}
+    assert last["when"] == "altijd: true"

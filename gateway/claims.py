@@ -1,0 +1,121 @@
+"""The claim route: DUO's hand-over -> CJIB, and what CJIB says back -> DUO.
+
+- When CJIB accepts a claim (201), DUO gets a ``VorderingStatus`` IN_BEHANDELING_BIJ_CJIB with the
+  ``zaaknummer``, queued in the same commit that records CJIB's receipt.
+- When CJIB refuses it (400), DUO gets AFGEWEZEN_DOOR_CJIB with CJIB's errors as ``fout``; the
+  claim's delivery ends as ``refused`` (not dead: the refusal reached DUO).
+- 422 (the id was used for another claim) goes to the dead letters with an alarm.
+- CJIB's status feed is read from a cursor kept in the store; each change becomes one
+  ``VorderingStatus``, deduplicated on CJIB's ``volgnummer`` (a message key), delivered in order
+  per claim (the deliveries share an ``order_key``: the vorderingId). The feed's first
+  IN_BEHANDELING for a claim echoes the acceptance DUO was already told about, and is not sent twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from adapters.cjib import codec as cjib_codec
+from adapters.duo import codec as duo_codec
+from gateway.adapter import Delivery, Outcome
+from gateway.clock import iso
+from gateway.delivery import FollowUp
+from gateway.mapping import cjib_to_duo
+from gateway.models import CjibStatuswijziging, VorderingStatus
+from gateway.routes import sign_duo
+from gateway.runtime import Runtime
+from gateway.store import NewDelivery
+
+__all__ = ["ROUTE", "FEED_ROUTE", "follow_up", "poll_feed", "status_delivery"]
+
+ROUTE = "duo-cjib"
+FEED_ROUTE = "cjib-duo"
+
+
+def status_delivery(rt: Runtime, status: VorderingStatus) -> NewDelivery:
+    payload = sign_duo(rt, duo_codec.encode_vorderingstatus(status))
+    return NewDelivery(partner="duo", operation="VorderingStatus", idempotency_key=status.bericht_id,
+                       payload=payload, order_key=status.vordering_id)
+
+
+def follow_up(rt: Runtime) -> FollowUp:
+    def after_cjib(delivery: Delivery, outcome: Outcome) -> tuple[list[NewDelivery], bool]:
+        if delivery.operation != "Vordering":
+            return [], False
+        vordering_id = delivery.idempotency_key
+        peilmoment = iso(rt.clock.now())
+        if outcome.kind == "success" and outcome.receipt:
+            ontvangst = cjib_codec.decode_ontvangst(outcome.receipt)
+            return [status_delivery(rt, cjib_to_duo.from_ontvangst(vordering_id, ontvangst, peilmoment))], False
+        if outcome.kind == "permanent" and outcome.extra.get("refused"):
+            errors = list(outcome.extra.get("errors") or [])  # type: ignore[call-overload]
+            return [status_delivery(rt, cjib_to_duo.from_refusal(vordering_id, errors, peilmoment))], True
+        return [], False
+
+    return after_cjib
+
+
+_readers: dict[int, Any] = {}
+
+
+def _reader(rt: Runtime) -> Any:
+    reader = _readers.get(id(rt))
+    if reader is None:
+        from adapters.cjib.client import CjibFeedReader
+        from gateway.daemon import client_ssl
+
+        pc = rt.config.partner("cjib")
+        reader = CjibFeedReader(pc.url, rt.own, rt.trust.get("cjib"), client_ssl(rt, "cjib"),
+                                pc.policy.timeout_seconds, rt.clock)
+        _readers[id(rt)] = reader
+    return reader
+
+
+def poll_feed(rt: Runtime, *, max_pages: int = 50) -> int:
+    """Read CJIB's status feed from the stored cursor; queue one VorderingStatus per new change."""
+    if rt.store.get_kv("cjib.feed.started") is None:
+        rt.store.set_kv("cjib.feed.started", str(rt.clock.time()))
+    queued = 0
+    for _ in range(max_pages):
+        cursor = rt.store.get_kv("cjib.feed.cursor")
+        page = _reader(rt).fetch(cursor, rt.config.cjib.feed_page_size)
+        for change in page.wijzigingen:
+            queued += _take_change(rt, change)
+        # The cursor moves only after every change of the page is stored: a crash in between
+        # reads the page again, and the volgnummer deduplicates it.
+        rt.store.set_kv("cjib.feed.cursor", page.volgende_cursor)
+        rt.store.set_kv("cjib.feed.last_success", str(rt.clock.time()))
+        if not page.meer:
+            break
+    if queued:
+        rt.notify("duo")
+    return queued
+
+
+def _take_change(rt: Runtime, w: CjibStatuswijziging) -> int:
+    key = cjib_to_duo.feed_key(w.volgnummer)
+    content = hashlib.sha256(json.dumps([w.zaaknummer, w.opdrachtgever_referentie, w.status, w.openstaand_centen,
+                                         w.tijdstip], sort_keys=True).encode()).hexdigest()
+    vordering_id = w.opdrachtgever_referentie
+    echo = w.status == "IN_BEHANDELING" and not _feed_status_sent(rt, vordering_id)
+    deliveries = [] if echo else [status_delivery(rt, cjib_to_duo.from_statuswijziging(w))]
+    facts = {"volgnummer": w.volgnummer, "zaaknummer": w.zaaknummer, "vorderingId": vordering_id,
+             "status": w.status, "echo_of_acceptance": echo}
+    result = rt.store.accept(
+        route=FEED_ROUTE, kind="Statuswijziging", message_key=key, content_digest=content, inbound=None,
+        ack=None, facts=facts, person=None, deliveries=deliveries,
+        events=[("receiving", "feed_change", {"volgnummer": w.volgnummer, "status": w.status, "echo": echo})])
+    if result.kind == "conflict":
+        rt.log.error("alarm", partner="cjib", alarm="FEED_CHANGE_ALTERED", message_id=key, stage="receiving")
+        rt.metrics.alarms.labels("cjib", "FEED_CHANGE_ALTERED").inc()
+    return 1 if result.kind == "accepted" and deliveries else 0
+
+
+def _feed_status_sent(rt: Runtime, vordering_id: str) -> bool:
+    """Has DUO been sent any status from the feed (not the acceptance) for this claim?"""
+    accepted = cjib_to_duo.status_bericht_id(vordering_id, "accepted")
+    rows = rt.store.query("SELECT COUNT(*) FROM outbox WHERE order_key = :v AND operation = 'VorderingStatus' "
+                          "AND idempotency_key <> :a", {"v": vordering_id, "a": accepted})
+    return int(rows[0][0]) > 0
