@@ -57,11 +57,8 @@ def follow_up(rt: Runtime) -> FollowUp:
     return after_cjib
 
 
-_readers: dict[int, Any] = {}
-
-
 def _reader(rt: Runtime) -> Any:
-    reader = _readers.get(id(rt))
+    reader = rt.clients.get("cjib-feed")
     if reader is None:
         from adapters.cjib.client import CjibFeedReader
         from gateway.daemon import client_ssl
@@ -69,7 +66,7 @@ def _reader(rt: Runtime) -> Any:
         pc = rt.config.partner("cjib")
         reader = CjibFeedReader(pc.url, rt.own, rt.trust.get("cjib"), client_ssl(rt, "cjib"),
                                 pc.policy.timeout_seconds, rt.clock)
-        _readers[id(rt)] = reader
+        rt.clients["cjib-feed"] = reader
     return reader
 
 
@@ -102,7 +99,10 @@ def _take_change(rt: Runtime, w: CjibStatuswijziging) -> int:
     echo = w.status == "IN_BEHANDELING" and not _feed_status_sent(rt, vordering_id)
     deliveries = [] if echo else [status_delivery(rt, cjib_to_duo.from_statuswijziging(w))]
     facts = {"volgnummer": w.volgnummer, "zaaknummer": w.zaaknummer, "vorderingId": vordering_id,
-             "status": w.status, "echo_of_acceptance": echo}
+             "status": w.status, "echo_of_acceptance": echo,
+             # The rest of the change, so that an archive (gateway export) can replay it.
+             "tijdstip": w.tijdstip, "openstaandCenten": w.openstaand_centen,
+             "redenen": [[f.code, f.omschrijving, f.pad] for f in w.redenen]}
     result = rt.store.accept(
         route=FEED_ROUTE, kind="Statuswijziging", message_key=key, content_digest=content, inbound=None,
         ack=None, facts=facts, person=None, deliveries=deliveries,

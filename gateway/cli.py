@@ -403,6 +403,29 @@ def db_status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     raise typer.Exit(0 if state == "current" else 1)
 
 
+def _register_optional() -> None:
+    """Command groups that live in their own modules."""
+    import importlib
+
+    for module, attr, name in (("gateway.cli_rules", "rules_app", "rules"), ("gateway.cli_rules", "report_app", "report")):
+        try:
+            sub = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            continue
+        app.add_typer(sub, name=name)
+    try:
+        archive = importlib.import_module("gateway.cli_archive")
+    except ImportError:
+        return
+    for command in ("export", "replay"):
+        fn = getattr(archive, command, None)
+        if fn is not None:
+            app.command(command)(fn)
+
+
+_register_optional()
+
+
 def main() -> None:
     try:
         app()

@@ -58,8 +58,10 @@ class Daemon:
 
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
-        partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=_server_ssl(self.rt))
-        operator = make_server(operator_app(self.rt))
+        graceful = min(self.drain_seconds, 10.0)
+        partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=_server_ssl(self.rt),
+                               graceful_seconds=graceful)
+        operator = make_server(operator_app(self.rt), graceful_seconds=graceful)
         self._servers = [partners, operator]
         self.pool.start()
         self._jobs = jobs.JobRunner(self.rt)
@@ -77,6 +79,7 @@ class Daemon:
         self.pool.drain(self.drain_seconds)
         for sender, _ in self.senders:
             sender.close()
+        self.rt.close_clients()
         self.rt.log.info("stopped", instance=self.config.instance, stage="lifecycle",
                          drain_ms=round((time.monotonic() - t0) * 1000))
         self.rt.store.close()

@@ -18,6 +18,7 @@ that partner for ``breaker_open_seconds``; then one probe decides whether it clo
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -114,7 +115,8 @@ class Worker(threading.Thread):
         self.follow_up = follow_up
         self.batch = batch
         self.idle_seconds = idle_seconds
-        self.owner = f"{rt.config.instance}:{name}"
+        # The pid keeps owners apart when several processes share one config (one `instance`).
+        self.owner = f"{rt.config.instance}:{os.getpid()}:{name}"
         self.stopping = threading.Event()
         self.in_flight = threading.Event()
         self.stats = _Stats()

@@ -7,6 +7,7 @@ A job's failure is logged and retried at its next tick; it never stops the daemo
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -44,13 +45,13 @@ class JobRunner(threading.Thread):
             self._stop_event.wait(self.tick_seconds)
 
     def run_job(self, job: Job) -> None:
-        owner = f"{self.rt.config.instance}:{id(self)}"
+        owner = f"{self.rt.config.instance}:{os.getpid()}:{id(self)}"
         try:
             if not self.rt.store.take_job_lease(job.name, owner, max(job.interval_seconds * 3, 30.0)):
                 return
             job.run(self.rt)
         except GatewayError as exc:
-            self.rt.log.warning("job_failed", job=job.name, stage="processing", **exc.context())
+            self.rt.log.warning("job_failed", job=job.name, **{"stage": "processing", **exc.context()})
         except Exception as exc:  # noqa: BLE001 - a job bug must not stop the daemon
             self.rt.log.error("job_crashed", job=job.name, stage="processing", error=type(exc).__name__)
 
@@ -74,18 +75,15 @@ def default_jobs(rt: Runtime) -> list[Job]:
     return out
 
 
-_feed_clients: dict[int, object] = {}
-
-
 def _feed(rt: Runtime) -> object:
-    client = _feed_clients.get(id(rt))
+    client = rt.clients.get("ind-feed")
     if client is None:
         from adapters.ind.client import IndFeedClient
         pc = rt.config.partner("ind")
         anchors = pc.trust_anchor_files
         client = IndFeedClient(pc.url, rt.own, rt.trust.get("ind"), ca_file=anchors[0] if anchors else None,
                                timeout_seconds=pc.policy.timeout_seconds, clock=rt.clock)
-        _feed_clients[id(rt)] = client
+        rt.clients["ind-feed"] = client
     return client
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway import ruleops
 from gateway import rules as rules_mod
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
@@ -32,6 +33,13 @@ class Runtime:
     metrics: Metrics
     wake: dict[str, threading.Event] = field(default_factory=dict)
     log: Any = None
+    #: Long-lived partner clients made on first use (feed readers); closed when the daemon stops.
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    def close_clients(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients.clear()
 
     @property
     def secure(self) -> bool:
@@ -51,11 +59,12 @@ def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | 
                   migrate: bool = False) -> Runtime:
     """Load keys, trust, rule set and store once; raise ConfigError on anything wrong."""
     own, trust = load_security(config)
-    ruleset = load_ruleset(config)
     store = store or Store(config.store.dsn)
     if migrate:
         store.migrate()
     store.check_version()
+    # A rule set rolled out with `gateway rules apply` is recorded in the store and wins over config.
+    ruleset = load_ruleset(config, ruleops.active_name(store))
     rt = Runtime(config=config, store=store, clock=clock or SystemClock(), ruleset=ruleset, own=own,
                  trust=trust, metrics=Metrics(), log=get_logger("gateway"))
     for partner in ("duo", "cjib", "ind"):
@@ -63,11 +72,12 @@ def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | 
     return rt
 
 
-def load_ruleset(config: Config) -> Any:
+def load_ruleset(config: Config, name: str | None = None) -> Any:
+    name = name or config.rules.active
     directory = Path(config.rules.directory)
-    path = directory / f"{config.rules.active}.yaml"
+    path = directory / f"{name}.yaml"
     if not path.exists():
-        raise ConfigError(f"the active rule set {config.rules.active!r} is not in {directory}", file=str(path))
+        raise ConfigError(f"the active rule set {name!r} is not in {directory}", file=str(path))
     return rules_mod.load(path)
 
 

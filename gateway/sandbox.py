@@ -50,11 +50,11 @@ class Chain:
         return self.daemon
 
     def stop(self) -> None:
+        self.ind.close()  # IND's keep-alive connection first, so the gateway shuts down at once
         if self.daemon is not None:
             self.daemon.stop()
         for s in self.servers.values():
             s.stop()
-        self.ind.close()
 
 
 def write_toml(data: dict[str, Any], path: Path) -> None:
@@ -155,7 +155,7 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
     chain = Chain(directory=directory, config=cfg, config_file=config_file, pki=dict(paths), duo=duo, ind=ind,
                   cjib=cjib, servers=servers)
     if start:
-        chain.start_daemon(clock=clock)
+        chain.start_daemon(clock=clock, drain_seconds=5.0)
     return chain
 
 

@@ -45,6 +45,16 @@ class PeerCertProtocol(H11Protocol):
             self._peer_der = ssl_object.getpeercert(binary_form=True)
         super().connection_made(transport)
 
+    def shutdown(self) -> None:
+        # An idle keep-alive TLS connection: close() would wait for the peer's close_notify,
+        # which an idle client never sends (asyncio's ssl_shutdown_timeout, 30 s), so every
+        # shutdown with a partner connected stalled 30 s. Nothing is in flight: abort it.
+        if self.transport.get_extra_info("ssl_object") is not None and (
+                self.cycle is None or self.cycle.response_complete):
+            self.transport.abort()
+            return
+        super().shutdown()
+
 
 def client_cert_der(scope: Scope) -> bytes | None:
     """The DER client certificate of this request's TLS connection, if any."""
@@ -63,7 +73,7 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 def make_server(app: ASGIApp, *, ssl_context: ssl.SSLContext | None = None,
-                limit_concurrency: int | None = None) -> uvicorn.Server:
+                limit_concurrency: int | None = None, graceful_seconds: float = 5.0) -> uvicorn.Server:
     config = uvicorn.Config(
         app,
         http=PeerCertProtocol,
@@ -72,6 +82,10 @@ def make_server(app: ASGIApp, *, ssl_context: ssl.SSLContext | None = None,
         access_log=False,
         timeout_keep_alive=30,
         limit_concurrency=limit_concurrency,
+        # An idle TLS peer that never answers close_notify would otherwise hold shutdown for
+        # asyncio's 30 s SSL shutdown timeout; requests still running after this are cancelled
+        # (their handler thread finishes and commits; the client retries and gets the stored answer).
+        timeout_graceful_shutdown=graceful_seconds,
     )
     config.load()
     # uvicorn builds its ssl context from file names; we hand it ours (client certs required,

@@ -129,7 +129,7 @@ def test_pushes_with_drops_and_duplicates_and_catch_up(rig: Rig) -> None:
     meldingen = generate_meldingen(12, seed=12, now=NOW)
     results = rig.sim.push_all(rig.push_url, meldingen, PushFaults(drop={3, 7}, duplicate={5}))
     assert [r.volgnummer for r in results] == [1, 2, 4, 5, 5, 6, 8, 9, 10, 11, 12]
-    assert all(r.accepted and r.http_status == 200 for r in results), [r.error for r in results]
+    assert all(r.accepted and r.http_status == 200 and r.digest_matches for r in results), [r.error for r in results]
     twice = [r.acknowledgement for r in results if r.volgnummer == 5]
     assert twice[0] == twice[1]
     assert rig.sim.dropped == [3, 7]

@@ -1,0 +1,97 @@
+"""``gateway export`` and ``gateway replay`` (registered by ``gateway.cli`` when this module exists)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from gateway.cli import ConfigOpt, JsonOpt, _parse_time, err, fail, load_config, open_store, out
+
+__all__ = ["export", "replay"]
+
+EXIT_DIFFERENT = 1
+EXIT_DAMAGED = 2
+
+ExportArchiveArg = typer.Argument(..., help="Directory to write, or a file name ending in .tar.")
+SinceOpt = typer.Option(None, "--since", help="Only exchanges from this ISO date or date-time on.")
+RouteOpt = typer.Option(None, "--route", help="Only this route: ind-duo, duo-cjib or cjib-duo.")
+PseudonymizeOpt = typer.Option(False, "--pseudonymize", help="Replace personal data (needs --key-file).")
+KeyFileOpt = typer.Option(None, "--key-file", help="Secret for --pseudonymize (at least 16 bytes).")
+ReplayArchiveArg = typer.Argument(..., help="An archive written by `gateway export`.")
+UpdateOpt = typer.Option(False, "--update", help="Make the archive's expectations what this build produces.")
+JunitOpt = typer.Option(None, "--junit", help="Also write a JUnit XML report here.")
+NoVerifyOpt = typer.Option(False, "--no-verify", help="Skip inbound signature checks (faster).")
+ReplayConfigOpt = typer.Option(None, "--config", "-c", help="Settings to replay with (default: built-in defaults with this build's rule sets).")
+
+
+def export(
+    archive: Path = ExportArchiveArg,
+    since: str = SinceOpt,
+    route: str = RouteOpt,
+    pseudonymize: bool = PseudonymizeOpt,
+    key_file: Path = KeyFileOpt,
+    config: Path = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write every recorded exchange to a self-contained archive (see docs/archive-format.md)."""
+    from gateway import archive as archive_mod
+    from gateway.pseudonym import load_key
+
+    if pseudonymize and key_file is None:
+        fail("--pseudonymize needs --key-file")
+    if route not in (None, "ind-duo", "duo-cjib", "cjib-duo"):
+        fail(f"unknown route {route!r}")
+    cfg = load_config(config)
+    store = open_store(cfg)
+    try:
+        key = load_key(key_file) if pseudonymize else None
+    except (OSError, ValueError) as exc:
+        fail(f"--key-file: {exc}")
+    manifest = archive_mod.export(cfg, store, archive, since=_parse_time(since, "--since"), route=route, key=key)
+    if as_json:
+        out.print_json(json.dumps(manifest))
+    else:
+        out.print(f"wrote {archive}: {manifest.get('exchanges')} exchanges {manifest.get('counts')}")
+
+
+def replay(
+    archive: Path = ReplayArchiveArg,
+    update: bool = UpdateOpt,
+    junit: Path = JunitOpt,
+    no_verify: bool = NoVerifyOpt,
+    config: Path = ReplayConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Feed an archive's inbound traffic through this build and compare what it produces."""
+    from gateway import replay as replay_mod
+    from gateway.archive import DamagedArchive, read_archive
+
+    try:
+        recorded = read_archive(archive)
+    except DamagedArchive as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(EXIT_DAMAGED) from None
+    cfg = load_config(config) if config else None
+    report = replay_mod.replay(recorded, config=cfg, verify=not no_verify)
+    if junit is not None:
+        junit.write_text(replay_mod.junit_xml(report))
+    _print(report, as_json)
+    if update and report.differences:
+        changed = replay_mod.update_archive(archive, recorded, report)
+        err.print(f"updated {changed} expectation(s) in {archive}")
+        raise typer.Exit(0)
+    raise typer.Exit(EXIT_DIFFERENT if report.differences else 0)
+
+
+def _print(report: object, as_json: bool) -> None:
+    summary = report.summary()  # type: ignore[attr-defined]
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    for case in report.differences:  # type: ignore[attr-defined]
+        sys.stdout.write(case.diff + "\n")
+    sys.stdout.write(f"replayed {summary['exchanges']} exchanges in {summary['seconds']} s: "
+                     f"{summary['compared']} messages compared, {summary['different']} different\n")

@@ -1,0 +1,367 @@
+"""``gateway rules ...`` and ``gateway report ...``: the CLI glue over :mod:`gateway.ruleops`.
+
+``gateway.cli`` registers ``rules_app`` and ``report_app`` when this module exists. The shared
+helpers of ``gateway.cli`` (config, store, ``fail``, masking) are imported inside the commands:
+``gateway.cli`` imports this module while it is itself being imported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from gateway import ruleops, rules
+from gateway.errors import ConfigError, GatewayError
+
+__all__ = ["rules_app", "report_app"]
+
+rules_app = typer.Typer(no_args_is_help=True, help="Rule sets: show, check, test, impact, apply.")
+report_app = typer.Typer(no_args_is_help=True, help="Reports over the stored messages.")
+
+out = Console()
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GATEWAY_CONFIG or config/gateway.toml).")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+SinceOpt = typer.Option(None, "--since", help="Only notifications received from this ISO date/time "
+                                              "(Europe/Amsterdam when no zone).")
+RulesetFileArg = typer.Argument(..., help="A rule set file (.yaml).")
+CasesFileArg = typer.Argument(..., help="A case file (.cases.yaml).")
+PersonalOpt = typer.Option(False, "--show-personal-data", help="Unmask personal data (only for operators "
+                                                               "allowed in config).")
+
+
+def _cli() -> ModuleType:
+    from gateway import cli
+
+    return cli
+
+
+def _ruleset_path(name: str, directory: Path) -> Path:
+    """A rule set by name (in ``directory``) or by path (anything ending in .yaml or holding a /)."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return Path(name)
+    return directory / f"{name}.yaml"
+
+
+def _load(path: Path) -> rules.RuleSet:
+    try:
+        return rules.load(path)
+    except ConfigError as exc:
+        _cli().fail(str(exc), 1)
+
+
+def _named(cfg: Any, name: str) -> rules.RuleSet:
+    return _load(_ruleset_path(name, Path(cfg.rules.directory)))
+
+
+def _active(cfg: Any) -> tuple[str, str]:
+    """(name, where it comes from): the store's record of `rules apply`, else ``[rules] active``."""
+    from gateway.store import Store
+
+    dsn = cfg.store.dsn
+    # Do not create an empty SQLite file just to look.
+    if not dsn.startswith("sqlite:///") or Path(dsn[len("sqlite:///"):]).exists():
+        try:
+            store = Store(dsn)
+            if store.version():
+                name = ruleops.active_name(store)
+                store.close()
+                if name:
+                    return name, "store (gateway rules apply)"
+        except GatewayError:
+            pass
+    return cfg.rules.active, "config [rules] active"
+
+
+# ---------------------------------------------------------------- show
+
+def _describe(rs: rules.RuleSet) -> dict[str, Any]:
+    return {
+        "name": rs.name, "version": rs.version, "file": str(rs.path),
+        "regimes": [{"code": g.code,
+                     "ingangsdatum_vanaf": g.vanaf.isoformat() if g.vanaf else None,
+                     "ingangsdatum_tot_en_met": g.tot_en_met.isoformat() if g.tot_en_met else None,
+                     "minimumleeftijd": str(g.minimum),
+                     "maximumleeftijd": str(g.maximum) if g.maximum else "pensioenleeftijd"}
+                    for g in rs.regimes],
+        "pensioenleeftijd": [{"vanaf_jaar": year, "leeftijd": str(age)} for year, age in rs.pension],
+        "rules": [{**row, "line": r.line, "omschrijving": r.omschrijving}
+                  for row, r in zip(rs.table(), rs.rules, strict=True)],
+        "codesets": _codesets(rs),
+    }
+
+
+def _codesets(rs: rules.RuleSet) -> dict[str, list[str]]:
+    """The named code sets the rules use, so the table can be read without the file."""
+    found: dict[str, list[str]] = {}
+
+    def walk(c: rules.Condition) -> None:
+        for part in c.parts:
+            walk(part)
+        if c.values and not c.label.startswith("["):
+            found[c.label] = sorted(c.values)
+
+    for r in rs.rules:
+        walk(r.when)
+    return dict(sorted(found.items()))
+
+
+@rules_app.command("show")
+def show(
+    ruleset: str = typer.Option(None, "--ruleset", help="A rule set name or file (default: the active one)."),
+    config: Path = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """The rule table: rules in order with conditions and indications, regimes, pension ages."""
+    cfg = _cli().load_config(config)
+    source = "--ruleset"
+    if ruleset is None:
+        ruleset, source = _active(cfg)
+    data = {**_describe(_named(cfg, ruleset)), "chosen_by": source}
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    out.print(f"[bold]{data['name']}[/]  ({escape(data['chosen_by'])})\nversion {data['version']}\nfile    {data['file']}",
+              highlight=False)
+    regimes = Table(title="regimes (by ingangsdatum)")
+    for col in ("regime", "ingangsdatum from", "up to and including", "minimum age", "maximum age"):
+        regimes.add_column(col)
+    for g in data["regimes"]:
+        regimes.add_row(g["code"], g["ingangsdatum_vanaf"] or "-", g["ingangsdatum_tot_en_met"] or "-",
+                        g["minimumleeftijd"], g["maximumleeftijd"])
+    out.print(regimes)
+    if data["pensioenleeftijd"]:
+        pension = Table(title="pension age (by the year of ingangsdatum)")
+        pension.add_column("from year")
+        pension.add_column("age")
+        for p in data["pensioenleeftijd"]:
+            pension.add_row(str(p["vanaf_jaar"] or "earlier"), p["leeftijd"])
+        out.print(pension)
+    table = Table(title="rules (the first that matches decides)")
+    for col in ("#", "code", "matches when", "plichtIndicatie", "line"):
+        table.add_column(col, overflow="fold")
+    for r in data["rules"]:
+        table.add_row(r["nr"], r["code"], r["when"], r["plicht_indicatie"], str(r["line"]))
+    out.print(table)
+    for name, codes in data["codesets"].items():
+        out.print(f"{name}: {', '.join(codes)}", highlight=False)
+
+
+# ---------------------------------------------------------------- check and test
+
+@rules_app.command("check")
+def check(
+    file: Path = RulesetFileArg,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Load a rule set as the gateway would; a mistake is reported with its file and line (exit 1)."""
+    try:
+        rs = rules.load(file)
+    except ConfigError as exc:
+        if as_json:
+            print(json.dumps({"ok": False, "file": exc.file, "line": exc.line, "error": str(exc)}, indent=2))
+            raise typer.Exit(1) from None
+        _cli().fail(str(exc), 1)
+    cases = file.with_name(f"{rs.name}.cases.yaml")
+    if as_json:
+        print(json.dumps({"ok": True, "name": rs.name, "version": rs.version, "rules": len(rs.rules),
+                          "regimes": [g.code for g in rs.regimes],
+                          "cases_file": str(cases) if cases.exists() else None}, indent=2))
+        return
+    out.print(f"[green]ok[/] {file}: {len(rs.rules)} rules, regimes {', '.join(g.code for g in rs.regimes)}\n"
+              f"version {rs.version}", highlight=False)
+    if cases.exists():
+        out.print(f"next: gateway rules test {cases}", highlight=False)
+    else:
+        out.print(f"[yellow]no case file[/] {cases}: write one before this rule set goes live", highlight=False)
+
+
+def _ruleset_for_cases(cases: Path, name: str | None, config: Path | None) -> rules.RuleSet:
+    """``X.cases.yaml`` tests ``X.yaml`` next to it, unless --ruleset names another."""
+    if name is None:
+        return _load(cases.with_name(cases.name.removesuffix(".cases.yaml") + ".yaml"))
+    beside = _ruleset_path(name, cases.parent)
+    if beside.exists():
+        return _load(beside)
+    return _named(_cli().load_config(config), name)
+
+
+@rules_app.command("test")
+def test(
+    file: Path = CasesFileArg,
+    ruleset: str = typer.Option(None, "--ruleset", help="Rule set name or file (default: the one the case "
+                                                        "file is named after)."),
+    config: Path = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run a case file against a rule set: pass or fail per case, with its line; exit 1 on any failure."""
+    rs = _ruleset_for_cases(file, ruleset, config)
+    try:
+        results = rules.run_cases(rs, file)
+    except ConfigError as exc:
+        _cli().fail(str(exc), 1)
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        print(json.dumps({"ruleset": rs.version, "cases": len(results), "failed": len(failed), "results": [
+            {"name": r.name, "line": r.line, "passed": r.passed, "expected": r.expected,
+             "actual": {"plicht_indicatie": r.actual.plicht_indicatie, "regel": r.actual.regel,
+                        "regime": r.actual.regime}} for r in results]}, indent=2))
+    else:
+        for r in results:
+            _print_case(file, r)
+        colour = "red" if failed else "green"
+        out.print(f"[{colour}]{len(results)} case(s), {len(failed)} failed[/] against {rs.version}",
+                  highlight=False)
+    raise typer.Exit(1 if failed else 0)
+
+
+def _print_case(file: Path, r: rules.CaseResult) -> None:
+    if r.passed:
+        out.print(f"[green]PASS[/] {file}:{r.line}  {r.name}", highlight=False)
+        return
+    got = {"plicht_indicatie": r.actual.plicht_indicatie, "regel": r.actual.regel, "regime": r.actual.regime}
+    wrong = ", ".join(f"{k} expected {v}, got {got[k]}" for k, v in r.expected.items() if got[k] != v)
+    out.print(f"[red]FAIL[/] {file}:{r.line}  {r.name}: {wrong}", highlight=False)
+
+
+# ---------------------------------------------------------------- impact and apply
+
+@rules_app.command("impact")
+def impact(
+    ruleset: str = typer.Option(..., "--ruleset", help="The new rule set (name in the rules directory, or file)."),
+    since: str = SinceOpt,
+    show_personal_data: bool = PersonalOpt,
+    config: Path = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Whose indication would change under a new rule set? Read-only: nothing is stored or sent."""
+    cli = _cli()
+    cfg = cli.load_config(config)
+    unmask = cli._unmask(cfg, show_personal_data)
+    new = _named(cfg, ruleset)
+    store = cli.open_store(cfg)
+    report = ruleops.impact(store, new, cli._parse_time(since, "--since")).to_dict(unmask)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    _print_impact(report, unmask)
+
+
+def _print_impact(r: dict[str, Any], unmask: bool) -> None:
+    out.print(f"[bold]impact of {r['ruleset']}[/]" + (f" on notifications since {r['since']}" if r["since"] else ""),
+              highlight=False)
+    out.print(f"evaluated {r['evaluated']}, unchanged {r['unchanged']} (of which {r['rule_only_changes']} only by "
+              f"another rule), [bold]changed {r['changed']}[/]; left out: {r['superseded']} replaced by an IND "
+              f"CORRECTIE, {r['unreadable']} unreadable", highlight=False)
+    for title, counts in (("by indication (old -> new)", r["by_indication"]), ("by rule (old -> new)", r["by_rule"])):
+        out.print(title)
+        for key, n in counts.items():
+            out.print(f"  {n:6}  {key}", highlight=False)
+    out.print("by regime (of the new rule set, by ingangsdatum)")
+    for regime, g in r["by_regime"].items():
+        detail = ", ".join(f"{k}: {n}" for k, n in g["by_indication"].items())
+        out.print(f"  {regime:8} {g['count']:6}  {detail}", highlight=False)
+    if not r["people"]:
+        return
+    table = Table(title="people whose indication changes" + ("" if unmask else " (personal data masked)"))
+    for col in ("meldingId", "ingangsdatum", "regime", "old", "new", "bsn", "naam", "geboren"):
+        table.add_column(col, overflow="fold")
+    for p in r["people"]:
+        who = p["person"]
+        table.add_row(p["meldingId"], p["ingangsdatum"], p["regime"],
+                      f"{p['old']['plichtIndicatie']} {p['old']['regel']}",
+                      f"{p['new']['plichtIndicatie']} {p['new']['regel']}",
+                      str(who.get("bsn") or "-"), str(who.get("naam") or "-"), str(who.get("geboortedatum") or "-"))
+    out.print(table)
+
+
+@rules_app.command("apply")
+def apply(
+    ruleset: str = typer.Option(..., "--ruleset", help="The new rule set's name (a file in the rules directory)."),
+    corrections: bool = typer.Option(False, "--corrections", help="Queue a DUO CORRECTIE for each person whose "
+                                                                   "indication changes."),
+    operator: str = typer.Option(None, "--operator", help="Who does this (default: $GATEWAY_OPERATOR or the OS user)."),
+    config: Path = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Make a rule set the active one and, with --corrections, send DUO the corrected indications."""
+    from gateway.runtime import build_runtime
+
+    cli = _cli()
+    cfg = cli.load_config(config)
+    who = operator or cli.operator()
+    new = _named(cfg, ruleset)
+    if new.path.resolve().parent != Path(cfg.rules.directory).resolve():
+        cli.fail(f"{new.path}: the rule set must be in the rules directory {cfg.rules.directory}", 1)
+    _require_cases_pass(new)
+    try:
+        rt = build_runtime(cfg)
+    except (ConfigError, GatewayError) as exc:
+        cli.fail(str(exc))
+    if corrections:
+        queued = ruleops.apply_corrections(rt, new, who)
+    else:
+        waiting = len(ruleops.impact(rt.store, new).changes)
+        if waiting:
+            cli.fail(f"{waiting} person(s) would get another indication; add --corrections to send DUO "
+                     "the corrections (see `gateway rules impact`)", 1)
+        ruleops.activate(rt.store, new, who, note="no corrections needed")
+        queued = 0
+    result = {"active": new.name, "version": new.version, "operator": who, "corrections_queued": queued}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    out.print(f"{new.name} is now the active rule set (recorded for {who}); {queued} correction(s) queued for "
+              "DUO.\nRestart running gateways so that new notifications are assessed with it; then run this "
+              "command again: it queues only what is still different.", highlight=False)
+
+
+def _require_cases_pass(rs: rules.RuleSet) -> None:
+    cases = rs.path.with_name(f"{rs.name}.cases.yaml")
+    if not cases.exists():
+        return
+    try:
+        failed = [r for r in rules.run_cases(rs, cases) if not r.passed]
+    except ConfigError as exc:
+        _cli().fail(str(exc), 1)
+    if failed:
+        _cli().fail(f"{len(failed)} case(s) in {cases} fail (first at line {failed[0].line}); "
+                    f"run `gateway rules test {cases}`", 1)
+
+
+# ---------------------------------------------------------------- reports
+
+@report_app.command("delays")
+def report_delays(
+    since: str = SinceOpt,
+    show_personal_data: bool = PersonalOpt,
+    config: Path = ConfigOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """IND notifications that reached the gateway after the delivery window, with the delay per person."""
+    cli = _cli()
+    cfg = cli.load_config(config)
+    unmask = cli._unmask(cfg, show_personal_data)
+    store = cli.open_store(cfg)
+    report = ruleops.delays(store, cli._parse_time(since, "--since")).to_dict(unmask)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    table = Table(title="late IND notifications" + ("" if unmask else " (personal data masked)"))
+    for col in ("received", "meldingId", "datumBesluit", "days late", "bsn", "naam", "geboren"):
+        table.add_column(col, overflow="fold")
+    for p in report["people"]:
+        who = p["person"]
+        table.add_row(p["received"], p["meldingId"], p["datumBesluit"], str(p["vertragingDagen"]),
+                      str(who.get("bsn") or "-"), str(who.get("naam") or "-"), str(who.get("geboortedatum") or "-"))
+    out.print(table)
+    out.print("days late: " + ", ".join(f"{k}: {n}" for k, n in report["distribution"].items()), highlight=False)
+    out.print(f"total: {report['total']} late notification(s), {report['total_days']} day(s) in all"
+              + (f", since {report['since']}" if report["since"] else ""), highlight=False)

@@ -1,0 +1,445 @@
+"""Keyed, consistent pseudonymization of archived messages (``gateway export --pseudonymize``).
+
+Every replacement is a function of (secret key, kind of value, original value) through
+HMAC-SHA256, so the same BSN, V-number, name, birth date or address part becomes the same
+pseudonym everywhere in the archive (IND envelopes, DUO messages, CJIB JSON), and a replay of
+the pseudonymized archive gives the same answers as one of the original:
+
+- BSN: another 9-digit number that passes the 11-test when the original does, and fails it when
+  the original fails (a refusal for a bad BSN must stay a refusal).
+- V-number: another 10-digit number.
+- geslachtsnaam, voornamen (per name), straat, woonplaats: invented names from syllables;
+  voorvoegsel ("van", "de") is kept: it identifies no one.
+- huisnummer: 1..299; postcode: same shape (digits stay digits, letters stay letters);
+  huisnummertoevoeging and gemeentecode are kept.
+- documentnummer: same shape, keyed.
+- birth dates: see ``Pseudonymizer.birth_date``; year and month are kept, unknown parts stay
+  unknown, and a known day moves only within the same month and never past an ``ingangsdatum``
+  day it is used with, so every age rule gives the same answer.
+
+Nothing here logs values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from gateway.bsn import bsn_valid
+from gateway.soap import DS_NS, SOAP_NS, WSSE_NS
+
+__all__ = ["Pseudonymizer", "ArchivePseudonymizer", "SandboxKeys", "load_key"]
+
+_SYLLABLES = ("ba", "de", "ki", "lo", "mu", "ra", "se", "ti", "vo", "ne", "ha", "jo", "pe", "wi", "za", "gu",
+              "ro", "fa", "li", "no")
+_STREET_ENDS = ("straat", "laan", "weg", "plein", "kade", "dreef")
+_PLACE_ENDS = ("dam", "veen", "hoven", "wijk", "dorp", "burg")
+_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+#: Element (XML) and key (JSON) names whose text is personal data, and how each is replaced.
+_FIELDS = {
+    "bsn": "bsn", "vNummer": "v_nummer", "geslachtsnaam": "surname", "voornamen": "first_names",
+    "straat": "street", "woonplaats": "place", "huisnummer": "house_number", "postcode": "postcode",
+    "documentnummer": "document", "geboortedatum": "birth_date",
+}
+
+
+def load_key(path: str | Path) -> bytes:
+    """The secret from a key file; at least 16 bytes, surrounding whitespace ignored."""
+    key = Path(path).read_bytes().strip()
+    if len(key) < 16:
+        raise ValueError("the pseudonymization key file must hold at least 16 bytes")
+    return key
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+        #: original full birth date -> ingangsdatum days of month it is judged against.
+        self._reference_days: dict[str, set[int]] = {}
+
+    # ------------------------------------------------------------ keyed numbers
+
+    def _number(self, kind: str, value: str, counter: int = 0) -> int:
+        mac = hmac.new(self._key, f"{kind}\x00{value}\x00{counter}".encode(), hashlib.sha256).digest()
+        return int.from_bytes(mac[:16], "big")
+
+    def _word(self, kind: str, value: str, endings: tuple[str, ...] = ("",)) -> str:
+        for counter in range(100):
+            n = self._number(kind, value, counter)
+            parts = [_SYLLABLES[(n >> (5 * i)) % len(_SYLLABLES)] for i in range(3)]
+            word = ("".join(parts) + endings[(n >> 20) % len(endings)]).capitalize()
+            if word.lower() != value.lower():
+                return word
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------ one value of each kind
+
+    def bsn(self, value: str) -> str:
+        # Keep the 11-test's verdict: a bad BSN must still be refused on replay.
+        want = bsn_valid(value)
+        for counter in range(10_000):
+            candidate = f"{self._number('bsn', value, counter) % 900_000_000 + 100_000_000:09d}"
+            if candidate != value and bsn_valid(candidate) == want:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def v_nummer(self, value: str) -> str:
+        for counter in range(100):
+            candidate = f"{self._number('vnr', value, counter) % 10**10:010d}"
+            if candidate != value:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def surname(self, value: str) -> str:
+        return self._word("surname", value)
+
+    def first_names(self, value: str) -> str:
+        return " ".join(self._word("first", part) for part in value.split())
+
+    def street(self, value: str) -> str:
+        return self._word("street", value, _STREET_ENDS)
+
+    def place(self, value: str) -> str:
+        return self._word("place", value, _PLACE_ENDS)
+
+    def house_number(self, value: str) -> str:
+        return str(self._number("house", value) % 299 + 1)
+
+    def postcode(self, value: str) -> str:
+        return self._shape("postcode", value, first_digit_nonzero=True)
+
+    def document(self, value: str) -> str:
+        return self._shape("document", value)
+
+    def _shape(self, kind: str, value: str, *, first_digit_nonzero: bool = False) -> str:
+        n = self._number(kind, value)
+        out = []
+        for i, ch in enumerate(value):
+            n, r = divmod(n, 26)
+            if ch.isdigit():
+                low = 1 if (first_digit_nonzero and i == 0) else 0
+                out.append(str(low + r % (10 - low)))
+            elif ch.isalpha():
+                letter = chr(ord("A") + r)
+                out.append(letter if ch.isupper() else letter.lower())
+            else:
+                out.append(ch)
+        return "".join(out)
+
+    # ------------------------------------------------------------ birth dates
+
+    def learn(self, birth_date: str, ingangsdatum: str) -> None:
+        """Remember that ``birth_date`` is judged on ``ingangsdatum`` (call before pseudonymizing)."""
+        if _DATE.match(birth_date) and _DATE.match(ingangsdatum):
+            self._reference_days.setdefault(birth_date, set()).add(int(ingangsdatum[8:10]))
+
+    def birth_date(self, value: str) -> str:
+        """``YYYY-MM-DD`` (MM, DD may be 00) -> the same year and month, another day.
+
+        Why this keeps every age rule's answer: an age is reached on the anniversary, which
+        falls on the birth day of a month (clamped at month end). Whether ``ingangsdatum`` lies
+        on or after it depends only on whether its day is >= the birth day (in the months where
+        it matters). The new day is therefore chosen, keyed, between the nearest ``ingangsdatum``
+        days below and at-or-above the original day (see ``learn``), and days 29-31 (which
+        clamp) are kept. Unknown parts (00) stay unknown; a wholly unknown date stays 0000-00-00.
+        """
+        found = _DATE.match(value)
+        if not found or found.group(3) == "00":
+            return value
+        day = int(found.group(3))
+        if day > 28:
+            return value
+        refs = self._reference_days.get(value, set())
+        low = max((r for r in refs if r < day), default=0) + 1
+        high = min([r for r in refs if r >= day] + [28])
+        new_day = low + self._number("birth", value) % (high - low + 1)
+        return f"{found.group(1)}-{found.group(2)}-{new_day:02d}"
+
+    # ------------------------------------------------------------ documents
+
+    def value(self, field: str, text: str) -> str:
+        method = getattr(self, _FIELDS[field])
+        return method(text)
+
+    def learn_xml(self, root: etree._Element) -> None:
+        """Collect (geboortedatum, ingangsdatum) pairs from IND notifications in ``root``."""
+        for melding in root.iter("{*}VergunningMelding"):
+            birth = melding.find(".//{*}geboortedatum")
+            start = melding.find(".//{*}ingangsdatum")
+            if birth is not None and start is not None and birth.text and start.text:
+                self.learn(birth.text.strip(), start.text.strip())
+
+    def xml(self, root: etree._Element) -> None:
+        """Replace personal data in place, by element local name."""
+        for el in root.iter():
+            if not isinstance(el.tag, str):
+                continue
+            name = etree.QName(el).localname
+            if name == "geboortedatum" and len(el):
+                self._split_date(el)
+            elif name in _FIELDS and el.text and not len(el):
+                el.text = self.value(name, el.text.strip())
+
+    def _split_date(self, el: etree._Element) -> None:
+        # DUO's split date: only the day can change, and only when year, month and day are known.
+        parts = {etree.QName(c).localname: c for c in el if isinstance(c.tag, str)}
+        if not all(k in parts and parts[k].text for k in ("jaar", "maand", "dag")):
+            return
+        full = f"{int(parts['jaar'].text):04d}-{int(parts['maand'].text):02d}-{int(parts['dag'].text):02d}"
+        new_day = int(self.birth_date(full)[8:10])
+        padded = parts["dag"].text.strip().startswith("0")  # keep the writer's spelling
+        parts["dag"].text = f"{new_day:02d}" if padded else str(new_day)
+
+    def json_value(self, data: Any) -> Any:
+        """A copy of decoded JSON with personal data replaced, by key name."""
+        if isinstance(data, dict):
+            return {k: self._json_field(k, v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [self.json_value(v) for v in data]
+        return data
+
+    def _json_field(self, key: str, value: Any) -> Any:
+        if key in _FIELDS and isinstance(value, (str, int)) and not isinstance(value, bool):
+            replaced = self.value(key, str(value))
+            return int(replaced) if isinstance(value, int) else replaced
+        return self.json_value(value)
+
+    def json_bytes(self, body: bytes) -> bytes:
+        """CJIB JSON; written back the way the gateway writes bodies (sorted, compact, UTF-8)."""
+        data = json.loads(body)
+        return json.dumps(self.json_value(data), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+
+    def digits(self, raw: bytes) -> bytes:
+        """Last resort for bytes that do not parse: replace every 9- or 10-digit run."""
+        def swap(found: re.Match[bytes]) -> bytes:
+            text = found.group(0).decode()
+            return (self.bsn(text) if len(text) == 9 else self.v_nummer(text)).encode()
+
+        return re.sub(rb"(?<!\d)\d{9,10}(?!\d)", swap, raw)
+
+
+
+# ---------------------------------------------------------------- a whole archive
+
+_SAFE = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+
+
+@dataclass
+class SandboxKeys:
+    """A throwaway PKI that re-signs a pseudonymized archive; only the certificates are kept."""
+
+    own: dict[str, Any]  # name -> KeyPair for gateway, ind, duo, cjib, stranger
+    pems: dict[str, bytes]  # archive cert file name -> PEM
+
+    @classmethod
+    def make(cls, directory: Path, not_before: dt.datetime) -> SandboxKeys:
+        from unittest import mock
+
+        from gateway.security import keys, pki
+
+        # The certificates must be valid at the recorded times, which lie before today; pki
+        # dates everything from its _now(), so that is moved back for the duration.
+        with mock.patch.object(pki, "_now", lambda: not_before):
+            pki.make_ca(directory, "ca", days=3650)
+            for name in ("gateway", "ind", "duo", "cjib"):
+                pki.issue(directory, name, days=3650)
+            pki.make_ca(directory, "stranger-ca", common_name="Not trusted", days=3650)
+            pki.issue(directory, "stranger", ca=(directory / "stranger-ca-key.pem", directory / "stranger-ca.pem"),
+                      days=3650)
+        own = {n: keys.load_keypair(directory / f"{n}-key.pem", directory / f"{n}.pem")
+               for n in ("gateway", "ind", "duo", "cjib", "stranger")}
+        ca = (directory / "ca.pem").read_bytes()
+        pems = {"gateway-0.pem": own["gateway"].cert_pem}
+        for n in ("ind", "duo", "cjib"):
+            pems[f"{n}-0.pem"] = own[n].cert_pem
+            pems[f"{n}-ca-0.pem"] = ca
+        return cls(own=own, pems=pems)
+
+
+def _parse(data: bytes) -> etree._Element | None:
+    try:
+        return etree.fromstring(data, _SAFE)
+    except etree.XMLSyntaxError:
+        return None
+
+
+def _signed(root: etree._Element) -> bool:
+    return root.find(f".//{{{DS_NS}}}Signature") is not None
+
+
+def _tamper(data: bytes, fault: str | None, answer: bytes | None) -> bytes:
+    """Break the new signature again where the recorded one was refused as broken.
+
+    The same way as the recorded refusal says it broke (a digest or the signature value), so
+    that the replayed refusal reads the same.
+    """
+    if fault != "SIGNATURE":
+        return data
+    root = etree.fromstring(data, _SAFE)
+    part = "DigestValue" if b"Digest" in (answer or b"") else "SignatureValue"
+    value = root.find(f".//{{{DS_NS}}}{part}")
+    if value is not None and value.text:
+        text = value.text.strip()
+        value.text = ("B" if text[0] == "A" else "A") + text[1:]
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
+def _resign_envelope(root: etree._Element, key: Any, parts: tuple[str, ...], now: dt.datetime) -> bytes:
+    from gateway.security import wsse
+
+    security = root.find(f"{{{SOAP_NS}}}Header/{{{WSSE_NS}}}Security")
+    if security is None:
+        return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    for child in list(security):
+        security.remove(child)
+    return wsse.sign_envelope(root, key, parts=parts, now=now)
+
+
+def _resign_enveloped(root: etree._Element, key: Any) -> bytes:
+    from gateway.security import xmldsig
+
+    for sig in root.findall(f"{{{DS_NS}}}Signature"):
+        root.remove(sig)
+    return xmldsig.sign_enveloped(root, key)
+
+
+class ArchivePseudonymizer:
+    """Pseudonymizes every payload of an archive's entries in place and re-signs it."""
+
+    def __init__(self, key: bytes, sandbox: SandboxKeys) -> None:
+        self.p = Pseudonymizer(key)
+        self.keys = sandbox.own
+        self._responses: dict[bytes, bytes] = {}  # sha256 of an original answer -> its pseudonym
+        self._sent: dict[tuple[str, str], bytes] = {}
+
+    def run(self, entries: list[Any]) -> None:
+        for e in entries:
+            for data in (e.payload, e.response):
+                root = _parse(data) if data else None
+                if root is not None:
+                    self.p.learn_xml(root)
+        for e in entries:
+            handler = getattr(self, f"_{e.kind}")
+            handler(e)
+
+    def _now(self, e: Any) -> dt.datetime:
+        return dt.datetime.fromtimestamp(e.at, dt.UTC)
+
+    # -- per kind
+
+    def _inbound(self, e: Any) -> None:
+        original = e.payload
+        root = _parse(original)
+        if root is None:
+            e.payload = self.p.digits(original)
+        else:
+            self.p.xml(root)
+            e.payload = self._resign_inbound(e, root)
+        if e.response is not None:
+            e.response = self._response(e, e.response)
+
+    def _resign_inbound(self, e: Any, root: etree._Element) -> bytes:
+        fault = e.meta.get("fault_code")
+        signer = self.keys["stranger" if fault == "CERTIFICATE" else e.meta["partner"]]
+        now = self._now(e)
+        if not _signed(root):
+            return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+        if e.meta["partner"] == "ind":
+            if fault == "EXPIRED":
+                now -= dt.timedelta(hours=1)
+            from gateway.security import wsse
+
+            return _tamper(_resign_envelope(root, signer, wsse.REQUEST_PARTS, now), fault, e.response)
+        return _tamper(_resign_enveloped(root, signer), fault, e.response)
+
+    def _response(self, e: Any, original: bytes) -> bytes:
+        # A repeat is answered with the very same bytes as the first time: keep that true.
+        digest = hashlib.sha256(original).digest()
+        if digest in self._responses:
+            return self._responses[digest]
+        root = _parse(original)
+        if root is None:
+            made = self.p.digits(original)
+        else:
+            self.p.xml(root)
+            self._fix_digest(e, root)
+            made = self._resign_answer(e, root)
+        self._responses[digest] = made
+        return made
+
+    def _fix_digest(self, e: Any, root: etree._Element) -> None:
+        """Our acknowledgement names a digest of what we received; that content changed."""
+        from gateway import xmlsafe
+        from gateway.security import xmldsig
+
+        received = _parse(e.payload)
+        for el in root.iter("{*}meldingDigest"):
+            melding = None if received is None else next(received.iter("{*}VergunningMelding"), None)
+            if melding is not None:
+                el.text = xmlsafe.sha256_b64(xmlsafe.exc_c14n(melding))
+        for el in root.iter("{*}berichtDigest"):
+            el.text = (xmldsig.message_digest(received) if received is not None
+                       else xmlsafe.sha256_b64(e.payload))
+
+    def _resign_answer(self, e: Any, root: etree._Element) -> bytes:
+        if not _signed(root):
+            return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+        if root.tag == f"{{{SOAP_NS}}}Envelope":
+            from gateway.security import wsse
+
+            return _resign_envelope(root, self.keys["gateway"], wsse.RESPONSE_PARTS, self._now(e))
+        return _resign_enveloped(root, self.keys["gateway"])
+
+    def _outbound(self, e: Any) -> None:
+        if e.meta["partner"] == "cjib":
+            e.payload = self.p.json_bytes(e.payload)
+        else:
+            root = _parse(e.payload)
+            if root is None:
+                e.payload = self.p.digits(e.payload)
+            else:
+                self.p.xml(root)
+                signed = _signed(root)
+                e.payload = (_resign_enveloped(root, self.keys["gateway"]) if signed
+                             else etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+        self._sent[(e.meta["partner"], e.meta["message_key"])] = e.payload
+
+    def _answer(self, e: Any) -> None:
+        if e.payload is None:
+            return
+        if e.meta["partner"] == "cjib":
+            e.payload = self._json(e.payload)
+            return
+        root = _parse(e.payload)
+        if root is None:
+            e.payload = self.p.digits(e.payload)
+            return
+        self.p.xml(root)
+        sent = self._sent.get((e.meta["partner"], e.meta["message_key"]))
+        sent_root = _parse(sent) if sent else None
+        if sent_root is not None:
+            from gateway.security import xmldsig
+
+            for el in root.iter("{*}berichtDigest"):
+                el.text = xmldsig.message_digest(sent_root)
+        signed = _signed(root)
+        e.payload = (_resign_enveloped(root, self.keys[e.meta["partner"]]) if signed
+                     else etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+    def _feed(self, e: Any) -> None:
+        e.payload = self._json(e.payload)
+
+    def _json(self, data: bytes) -> bytes:
+        try:
+            return self.p.json_bytes(data)
+        except ValueError:
+            return self.p.digits(data)

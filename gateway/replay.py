@@ -1,0 +1,395 @@
+"""Replay: run an archive's recorded inbound traffic through the current code and compare.
+
+Each exchange is replayed in recorded order with a ``FixedClock`` set to its recorded time,
+against a fresh temporary SQLite store, with no network:
+
+- inbound messages go through the real endpoints (``adapters.ind.server``,
+  ``adapters.duo.server``; feed-fetched IND notifications through ``accept_melding`` as
+  ``gateway.jobs.fetch_from`` does), with signature and certificate checks ON, verified with the
+  archive's certificates at the recorded time. The TLS client certificate is taken to be the
+  partner's certificate from the archive (TLS itself is not recorded);
+- each recorded partner answer is handed to a real ``gateway.delivery.Worker`` through a sender
+  that returns it, so retries, dead letters and the claim route's follow-ups
+  (``gateway.claims.follow_up``) run as they do live;
+- recorded CJIB feed changes go through ``gateway.claims._take_change``, the live feed's intake.
+
+What the gateway produced (outbox payloads and the answers to inbound messages) is then compared
+with what was recorded, after ``canonical``: exclusive c14n without comments; ``ds:Signature``,
+the ``wsse:Security`` header and ``wsu:Id`` attributes removed (they only exist because of
+signing, and signing nonces/timestamps are not reproducible); JSON sorted and indented. The
+replay does not sign what it produces, for that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from lxml import etree
+
+from gateway.adapter import Delivery, Outcome
+from gateway.archive import Archive, Entry, write_archive
+from gateway.clock import FixedClock
+from gateway.runtime import Runtime
+from gateway.soap import DS_NS, WSSE_NS, WSU_NS
+
+__all__ = ["Case", "Report", "replay", "canonical", "update_archive", "junit_xml"]
+
+_PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True, load_dtd=False)
+
+
+# ---------------------------------------------------------------- canonical form
+
+def canonical(data: bytes | None) -> str:
+    """The comparable, readable form of one message (see the module docstring)."""
+    if not data:
+        return ""
+    head = data.lstrip()[:1]
+    if head in (b"{", b"["):
+        try:
+            return json.dumps(json.loads(data), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        except ValueError:
+            return data.decode("utf-8", "replace")
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError:
+        return data.decode("utf-8", "replace")
+    _strip_signing(root)
+    c14n = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+    return etree.tostring(etree.fromstring(c14n, _PARSER), pretty_print=True, encoding="unicode")
+
+
+def _strip_signing(root: etree._Element) -> None:
+    for tag in (f"{{{DS_NS}}}Signature", f"{{{WSSE_NS}}}Security"):
+        for el in list(root.iter(tag)):
+            el.getparent().remove(el)
+    wsu_id = f"{{{WSU_NS}}}Id"
+    for el in root.iter():
+        if isinstance(el.tag, str) and wsu_id in el.attrib:
+            del el.attrib[wsu_id]
+
+
+# ---------------------------------------------------------------- the report
+
+@dataclass
+class Case:
+    """One compared message: an outbound delivery or the answer to one inbound message."""
+
+    name: str
+    ok: bool
+    diff: str = ""
+    entry: Entry | None = None  # the recorded entry, if any
+    produced: bytes | None = None
+    produced_meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    cases: list[Case]
+    seconds: float
+    exchanges: int
+
+    @property
+    def differences(self) -> list[Case]:
+        return [c for c in self.cases if not c.ok]
+
+    def summary(self) -> dict[str, Any]:
+        return {"exchanges": self.exchanges, "compared": len(self.cases), "different": len(self.differences),
+                "seconds": round(self.seconds, 3), "differing": [c.name for c in self.differences]}
+
+
+def _diff(name: str, recorded: str, produced: str) -> str:
+    lines = difflib.unified_diff(recorded.splitlines(), produced.splitlines(), fromfile=f"recorded {name}",
+                                 tofile=f"replayed {name}", lineterm="")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the runtime
+
+class _Quiet:
+    """A logger that says nothing: a replay must not repeat the recorded traffic in the logs."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *a, **k: None
+
+
+@dataclass
+class ReplayRuntime(Runtime):
+    #: Verify inbound signatures although the replay signs nothing itself.
+    verify: bool = True
+
+    @property
+    def secure(self) -> bool:
+        return self.verify
+
+
+def _trust(archive: Archive, workdir: Path) -> dict[str, Any]:
+    from gateway.security import keys
+
+    for name, pem in archive.certs.items():
+        (workdir / name).write_bytes(pem)
+    trust = {}
+    for partner in ("ind", "duo", "cjib"):
+        certs = sorted(workdir.glob(f"{partner}-[0-9]*.pem"))
+        anchors = sorted(workdir.glob(f"{partner}-ca-*.pem"))
+        if certs and anchors:
+            trust[partner] = keys.load_trust(partner, anchors, certs)
+    return trust
+
+
+def _runtime(archive: Archive, config: Any, workdir: Path, verify: bool) -> ReplayRuntime:
+    from gateway.observability import Metrics
+    from gateway.runtime import load_ruleset
+    from gateway.store import Store
+
+    store = Store(f"sqlite:///{workdir / 'replay.db'}")
+    store.migrate()
+    # A throwaway store: durability buys nothing here and fsync per message costs most of the time.
+    store._conn().raw.execute("PRAGMA synchronous=OFF")
+    first = archive.entries[0].at if archive.entries else time.time()
+    trust = _trust(archive, workdir) if verify else {}
+    rt = ReplayRuntime(config=config, store=store, clock=FixedClock(_when(first)), ruleset=load_ruleset(config),
+                       own=None, trust=trust, metrics=Metrics(), log=_Quiet(), verify=verify and bool(trust))
+    return rt
+
+
+def _when(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.UTC)
+
+
+def default_config() -> Any:
+    """The settings a replay runs with when no config file is given: defaults, this repo's rules."""
+    from gateway.config import Config, RulesConfig
+
+    rules = Path(__file__).resolve().parent.parent / "config" / "rules"
+    return Config(rules=RulesConfig(directory=str(rules)))
+
+
+# ---------------------------------------------------------------- replaying
+
+class _RecordedSender:
+    """Answers each attempt with the recorded answer set just before it."""
+
+    def __init__(self, partner: str) -> None:
+        self.partner = partner
+        self.outcome: Outcome = Outcome("retry")
+
+    def send(self, delivery: Delivery) -> Outcome:
+        return self.outcome
+
+    def close(self) -> None:
+        pass
+
+
+class _Replayer:
+    def __init__(self, rt: ReplayRuntime, archive: Archive) -> None:
+        from gateway import claims
+        from gateway.delivery import CircuitBreaker, Worker
+
+        self.rt = rt
+        self.certs = {p: _cert_der(t) for p, t in rt.trust.items()}
+        self.senders = {p: _RecordedSender(p) for p in ("duo", "cjib")}
+        self.workers = {p: Worker(rt, s, CircuitBreaker(10**9, 1.0), name=f"replay-{p}",
+                                  follow_up=claims.follow_up(rt) if p == "cjib" else None)
+                        for p, s in self.senders.items()}
+        self.answers: list[tuple[Entry, int, bytes]] = []
+
+    def run(self, entries: list[Entry]) -> None:
+        clock = self.rt.clock
+        for e in entries:
+            clock.set(_when(e.at))  # type: ignore[attr-defined]
+            step = getattr(self, f"_{e.kind}")
+            step(e)
+
+    def _inbound(self, e: Entry) -> None:
+        from adapters.duo import server as duo_server
+        from adapters.ind import server as ind_server
+
+        meta, raw = e.meta, e.payload or b""
+        if meta["partner"] == "duo":
+            headers = {"idempotency-key": meta["message_key"]} if meta.get("message_key") else {}
+            answer = duo_server.handle_vorderingoverdracht(self.rt, raw, headers, self.certs.get("duo"))
+        elif meta.get("channel") == "feed":
+            status, body = self._from_feed(e)
+            self.answers.append((e, status, body))
+            return
+        else:
+            answer = ind_server.handle_ontvang_melding(self.rt, raw, client_cert_der=self.certs.get("ind"))
+        self.answers.append((e, answer.status, answer.body))
+
+    def _from_feed(self, e: Entry) -> tuple[int, bytes]:
+        # The same steps as gateway.jobs.fetch_from for one fetched notification.
+        from adapters.ind import server as ind_server
+        from gateway import xmlsafe
+        from gateway.errors import InboundRefused
+        from gateway.pipeline import record_refusal
+        from gateway.store import InboundRecord
+
+        received = self.rt.clock.now()
+        record = InboundRecord(partner="ind", operation=e.meta["operation"], raw=e.payload or b"",
+                               received_at=received.timestamp(), channel="feed")
+        try:
+            element = xmlsafe.parse(record.raw, max_bytes=self.rt.config.ind.max_message_bytes)
+            answer = ind_server.accept_melding(self.rt, element, record, received)
+            return answer.status, answer.body
+        except InboundRefused as exc:
+            record_refusal(self.rt, record, exc, status=0, body=b"")
+            return 0, b""
+
+    def _feed(self, e: Entry) -> None:
+        from gateway import claims
+        from gateway.models import CjibStatuswijziging, Fout
+
+        c = json.loads(e.payload or b"{}")
+        change = CjibStatuswijziging(
+            volgnummer=c["volgnummer"], zaaknummer=c["zaaknummer"], opdrachtgever_referentie=c["opdrachtgeverReferentie"],
+            status=c["status"], openstaand_centen=c["openstaandCenten"], tijdstip=c["tijdstip"],
+            redenen=tuple(Fout(r["code"], r["omschrijving"], r.get("pad")) for r in c.get("redenen", [])))
+        claims._take_change(self.rt, change)
+
+    def _answer(self, e: Entry) -> None:
+        meta = e.meta
+        if str(meta.get("outcome", "")).endswith("-lease-lost") or meta["partner"] not in self.workers:
+            return
+        delivery = self._lease(meta["partner"], meta["message_key"])
+        if delivery is None:
+            return  # the current code did not queue this delivery; the comparison reports that
+        self.senders[meta["partner"]].outcome = _outcome(e)
+        self.workers[meta["partner"]].attempt(delivery)
+
+    def _lease(self, partner: str, key: str) -> Delivery | None:
+        owner = self.workers[partner].owner
+        with self.rt.store.tx() as t:
+            row = t.one("UPDATE outbox SET lease_owner = :o, lease_expires_at = :u, attempts = attempts + 1 "
+                        "WHERE partner = :p AND idempotency_key = :k AND state = 'pending' "
+                        "RETURNING id, operation, payload, attempts, created_at",
+                        {"o": owner, "u": self.rt.clock.time() + 3600, "p": partner, "k": key})
+        if row is None:
+            return None
+        return Delivery(id=int(row[0]), partner=partner, operation=row[1], idempotency_key=key,
+                        payload=bytes(row[2]), attempt=int(row[3]), created_at=float(row[4]))
+
+    def _outbound(self, e: Entry) -> None:
+        pass  # an expectation, compared at the end
+
+
+def _cert_der(trust: Any) -> bytes | None:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return trust.certificates[0].public_bytes(Encoding.DER) if trust.certificates else None
+
+
+def _outcome(e: Entry) -> Outcome:
+    """The recorded answer as the adapter would have classified it."""
+    meta, body = e.meta, e.payload
+    status = meta.get("http_status")
+    if meta["partner"] == "cjib" and status is not None and body is not None:
+        from adapters.cjib.errors import classify
+
+        return classify(int(status), {}, body)
+    kind = meta.get("outcome") if meta.get("outcome") in ("success", "retry", "permanent") else "retry"
+    return Outcome(kind, http_status=status, receipt=body, detail="recorded answer")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- comparing
+
+def _compare_answers(answers: list[tuple[Entry, int, bytes]]) -> list[Case]:
+    cases = []
+    for e, status, body in answers:
+        m = e.meta
+        name = f"seq {e.seq} answer to {m['partner']} {m['operation']} {m.get('message_key') or ''}".strip()
+        recorded = f"HTTP {m.get('http_status')}\n" + canonical(e.response)
+        produced = f"HTTP {status}\n" + canonical(body)
+        ok = recorded == produced
+        cases.append(Case(name, ok, "" if ok else _diff(name, recorded, produced), e, body,
+                          {"http_status": status}))
+    return cases
+
+
+def _compare_outbound(rt: Runtime, entries: list[Entry]) -> list[Case]:
+    expected = {(e.meta["partner"], e.meta["message_key"]): e for e in entries if e.kind == "outbound"}
+    rows = rt.store.query("SELECT o.partner, o.operation, o.idempotency_key, o.order_key, o.payload, o.created_at, "
+                          "m.route FROM outbox o JOIN messages m ON m.id = o.message_id ORDER BY o.id")
+    produced = {(r[0], r[2]): r for r in rows}
+    cases = []
+    for key in list(expected) + [k for k in produced if k not in expected]:
+        e, row = expected.get(key), produced.get(key)
+        operation = e.meta["operation"] if e else row[1]  # type: ignore[index]
+        name = f"{key[0]} {operation} {key[1]}"
+        recorded = canonical(e.payload) if e else ""
+        made = canonical(bytes(row[4])) if row else ""
+        ok = e is not None and row is not None and recorded == made
+        meta = {} if row is None else {"route": row[6], "partner": row[0], "operation": row[1],
+                                       "message_key": row[2], "order_key": row[3], "t": float(row[5])}
+        diff = "" if ok else _diff(name, recorded or "(not recorded)\n", made or "(not produced)\n")
+        cases.append(Case(name, ok, diff, e, bytes(row[4]) if row else None, meta))
+    return cases
+
+
+def replay(archive: Archive, *, config: Any | None = None, verify: bool = True) -> Report:
+    """Replay the whole archive; the report holds one case per compared message."""
+    started = time.perf_counter()
+    entries = sorted(archive.entries, key=lambda e: e.seq)
+    with tempfile.TemporaryDirectory(prefix="gateway-replay-") as tmp:
+        rt = _runtime(archive, config or default_config(), Path(tmp), verify)
+        try:
+            replayer = _Replayer(rt, archive)
+            replayer.run(entries)
+            cases = _compare_answers(replayer.answers) + _compare_outbound(rt, entries)
+        finally:
+            rt.store.close()
+    return Report(cases=cases, seconds=time.perf_counter() - started, exchanges=len(entries))
+
+
+# ---------------------------------------------------------------- --update, --junit
+
+def update_archive(path: Path, archive: Archive, report: Report) -> int:
+    """Make the archive's expectations what this replay produced; returns how many changed."""
+    from gateway.archive import KIND_ORDER
+
+    entries = list(archive.entries)
+    dropped: set[int] = set()
+    changed = 0
+    for case in report.differences:
+        e = case.entry
+        if e is not None and e.kind == "inbound":
+            e.response = case.produced
+            e.meta["http_status"] = case.produced_meta.get("http_status")
+        elif e is not None and case.produced is None:
+            dropped.add(e.seq)
+        elif e is not None:
+            e.payload = case.produced
+        else:
+            meta = {**case.produced_meta, "kind": "outbound", "outcome": "replayed",
+                    "at": _when(case.produced_meta["t"]).isoformat(), "seq": 10**9}
+            entries.append(Entry(meta, case.produced))
+        changed += 1
+    entries = [e for e in entries if e.seq not in dropped]
+    ordered = sorted(entries, key=lambda x: (x.at, KIND_ORDER[x.kind], x.seq))
+    for seq, e in enumerate(ordered, 1):
+        e.meta["seq"] = seq
+    keep = ("counts", "exchanges", "index_sha256", "certificates", "format")
+    manifest = {k: v for k, v in archive.manifest.items() if k not in keep}
+    manifest["updated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    write_archive(path, ordered, manifest, archive.certs)
+    return changed
+
+
+def junit_xml(report: Report) -> str:
+    out = [f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="gateway-replay" tests="{len(report.cases)}" '
+           f'failures="{len(report.differences)}" time="{report.seconds:.3f}">']
+    for c in report.cases:
+        out.append(f"  <testcase classname=\"replay\" name={quoteattr(c.name)}>")
+        if not c.ok:
+            out.append(f"    <failure message=\"differs from the recording\">{escape(c.diff)}</failure>")
+        out.append("  </testcase>")
+    out.append("</testsuite>\n")
+    return "\n".join(out)
