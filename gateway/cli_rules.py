@@ -25,7 +25,7 @@ __all__ = ["rules_app", "report_app"]
 rules_app = typer.Typer(no_args_is_help=True, help="Rule sets: show, check, test, impact, apply.")
 report_app = typer.Typer(no_args_is_help=True, help="Reports over the stored messages.")
 
-out = Console()
+out = Console(soft_wrap=True)  # line-oriented output stays one line per case / person
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GATEWAY_CONFIG or config/gateway.toml).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
@@ -33,6 +33,7 @@ SinceOpt = typer.Option(None, "--since", help="Only notifications received from 
                                               "(Europe/Amsterdam when no zone).")
 RulesetFileArg = typer.Argument(..., help="A rule set file (.yaml).")
 CasesFileArg = typer.Argument(..., help="A case file (.cases.yaml).")
+LimitOpt = typer.Option(50, "--limit", help="Show at most this many people in the table (--json shows all).")
 PersonalOpt = typer.Option(False, "--show-personal-data", help="Unmask personal data (only for operators "
                                                                "allowed in config).")
 
@@ -237,6 +238,7 @@ def _print_case(file: Path, r: rules.CaseResult) -> None:
 def impact(
     ruleset: str = typer.Option(..., "--ruleset", help="The new rule set (name in the rules directory, or file)."),
     since: str = SinceOpt,
+    limit: int = LimitOpt,
     show_personal_data: bool = PersonalOpt,
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
@@ -251,10 +253,10 @@ def impact(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    _print_impact(report, unmask)
+    _print_impact(report, unmask, limit)
 
 
-def _print_impact(r: dict[str, Any], unmask: bool) -> None:
+def _print_impact(r: dict[str, Any], unmask: bool, limit: int) -> None:
     out.print(f"[bold]impact of {r['ruleset']}[/]" + (f" on notifications since {r['since']}" if r["since"] else ""),
               highlight=False)
     out.print(f"evaluated {r['evaluated']}, unchanged {r['unchanged']} (of which {r['rule_only_changes']} only by "
@@ -270,16 +272,17 @@ def _print_impact(r: dict[str, Any], unmask: bool) -> None:
         out.print(f"  {regime:8} {g['count']:6}  {detail}", highlight=False)
     if not r["people"]:
         return
-    table = Table(title="people whose indication changes" + ("" if unmask else " (personal data masked)"))
-    for col in ("meldingId", "ingangsdatum", "regime", "old", "new", "bsn", "naam", "geboren"):
-        table.add_column(col, overflow="fold")
-    for p in r["people"]:
-        who = p["person"]
-        table.add_row(p["meldingId"], p["ingangsdatum"], p["regime"],
-                      f"{p['old']['plichtIndicatie']} {p['old']['regel']}",
-                      f"{p['new']['plichtIndicatie']} {p['new']['regel']}",
-                      str(who.get("bsn") or "-"), str(who.get("naam") or "-"), str(who.get("geboortedatum") or "-"))
-    out.print(table)
+    out.print("people whose indication changes" + ("" if unmask else " (personal data masked)") + ":")
+    for p in r["people"][:limit]:
+        out.print(f"  {p['meldingId']}  {p['ingangsdatum']} {p['regime']}  "
+                  f"{p['old']['plichtIndicatie']} ({p['old']['regel']}) -> "
+                  f"{p['new']['plichtIndicatie']} ({p['new']['regel']})  {_who(p['person'])}", highlight=False)
+    if len(r["people"]) > limit:
+        out.print(f"... and {len(r['people']) - limit} more (--limit, or --json for all)")
+
+
+def _who(person: dict[str, Any]) -> str:
+    return "  ".join(str(person.get(k) or "-") for k in ("bsn", "naam", "geboortedatum"))
 
 
 @rules_app.command("apply")
@@ -341,6 +344,7 @@ def _require_cases_pass(rs: rules.RuleSet) -> None:
 @report_app.command("delays")
 def report_delays(
     since: str = SinceOpt,
+    limit: int = LimitOpt,
     show_personal_data: bool = PersonalOpt,
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
@@ -354,14 +358,12 @@ def report_delays(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    table = Table(title="late IND notifications" + ("" if unmask else " (personal data masked)"))
-    for col in ("received", "meldingId", "datumBesluit", "days late", "bsn", "naam", "geboren"):
-        table.add_column(col, overflow="fold")
-    for p in report["people"]:
-        who = p["person"]
-        table.add_row(p["received"], p["meldingId"], p["datumBesluit"], str(p["vertragingDagen"]),
-                      str(who.get("bsn") or "-"), str(who.get("naam") or "-"), str(who.get("geboortedatum") or "-"))
-    out.print(table)
+    out.print("late IND notifications" + ("" if unmask else " (personal data masked)") + ":")
+    for p in report["people"][:limit]:
+        out.print(f"  {p['received']}  {p['meldingId']}  besluit {p['datumBesluit']}  "
+                  f"{p['vertragingDagen']:4} day(s) late  {_who(p['person'])}", highlight=False)
+    if len(report["people"]) > limit:
+        out.print(f"... and {len(report['people']) - limit} more (--limit, or --json for all)")
     out.print("days late: " + ", ".join(f"{k}: {n}" for k, n in report["distribution"].items()), highlight=False)
     out.print(f"total: {report['total']} late notification(s), {report['total_days']} day(s) in all"
               + (f", since {report['since']}" if report["since"] else ""), highlight=False)

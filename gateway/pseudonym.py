@@ -285,8 +285,13 @@ def _tamper(data: bytes, fault: str | None, answer: bytes | None) -> bytes:
     if fault != "SIGNATURE":
         return data
     root = etree.fromstring(data, _SAFE)
-    part = "DigestValue" if b"Digest" in (answer or b"") else "SignatureValue"
-    value = root.find(f".//{{{DS_NS}}}{part}")
+    if b"Digest" in (answer or b""):
+        body = root.find(f"{{{SOAP_NS}}}Body")
+        signed = body if body is not None else root
+        value = next((el for el in signed.iter() if isinstance(el.tag, str) and not len(el) and el.text
+                      and el.tag != f"{{{DS_NS}}}SignatureValue"), None)
+    else:
+        value = root.find(f".//{{{DS_NS}}}SignatureValue")
     if value is not None and value.text:
         text = value.text.strip()
         value.text = ("B" if text[0] == "A" else "A") + text[1:]

@@ -379,8 +379,12 @@ class Store:
                           "WHERE id = :id AND lease_owner = :o AND state = 'pending'", {"id": i, "o": owner})
 
     def next_due(self, partner: str | None = None) -> float | None:
+        """When the next pending delivery may be claimed: its due time, or its lease's end if later."""
+        # A row leased by another worker is not claimable before its lease ends; counting it as due
+        # made idle workers poll every 5 ms while a sibling (or another process) held due rows.
         with self.tx(write=False) as t:
-            row = t.one("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+            row = t.one("SELECT MIN(CASE WHEN lease_expires_at > next_attempt_at THEN lease_expires_at "
+                        "ELSE next_attempt_at END) FROM outbox WHERE state = 'pending'"
                         + (" AND partner = :p" if partner else ""), {"p": partner} if partner else {})
         return float(row[0]) if row and row[0] is not None else None
 

@@ -60,7 +60,7 @@ def _build(directory: Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ helpers for the security tests
 
-SAMPLES = Path("/work/shared/contracts/samples")
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "contracts" / "samples"
 
 
 def keypair(paths: dict[str, Any], name: str):

@@ -148,10 +148,15 @@ class Pusher(threading.Thread):
         self.failed_tries: list[str] = []
         self.unexpected: list[str] = []
         self.stop_event = threading.Event()
+        self.abort_event = threading.Event()
 
     def run(self) -> None:
         for m in self.meldingen:
-            while not self.stop_event.is_set():
+            if self.stop_event.is_set():
+                return
+            # Once begun, a notification is pushed until acknowledged (or refused), as IND does;
+            # stopping takes effect between notifications, so every stored one was acknowledged.
+            while not self.abort_event.is_set():
                 url = self.endpoint()
                 if url is None:
                     time.sleep(self.retry_pause)
@@ -168,7 +173,7 @@ class Pusher(threading.Thread):
                     self.unexpected.append(f"volgnummer {m.volgnummer}: {reason}")
                     break
                 time.sleep(self.retry_pause)
-            if self.stop_event.is_set():
+            if self.abort_event.is_set():
                 return
             if self.pause:
                 time.sleep(self.pause)

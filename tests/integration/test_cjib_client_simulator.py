@@ -26,7 +26,7 @@ from gateway.security import jws, pki, tls
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
 from gateway.server import RunningServer, serve_in_thread
 
-SAMPLE = Path("/work/shared/contracts/samples/cjib-vordering.json")
+SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "samples" / "cjib-vordering.json"
 DAY = 86400
 
 

@@ -35,7 +35,7 @@ from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trus
 from gateway.server import serve_in_thread
 
 schema = schemathesis.openapi.from_path(OPENAPI_FILE)
-SAMPLE = Path("/work/shared/contracts/samples/cjib-vordering.json")
+SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "samples" / "cjib-vordering.json"
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]

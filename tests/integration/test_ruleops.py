@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from adapters.duo import codec as duo_codec
 from adapters.ind.simulator import random_bsn
 from gateway import config as config_mod
-from gateway import rules, ruleops
+from gateway import ruleops, rules
 from gateway.cli import app
 from gateway.clock import AMS
 from gateway.mapping.ind_to_duo import bericht_id_for, correction_bericht_id

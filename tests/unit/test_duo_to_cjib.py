@@ -14,7 +14,7 @@ from adapters.cjib import codec
 from gateway.mapping.duo_to_cjib import encode_body, to_cjib_vordering
 from gateway.models import Adres, Debiteur, VorderingOverdracht
 
-SAMPLES = Path("/work/shared/contracts/samples")
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "samples"
 NS = {"duo": "urn:nl:duo:inburgering:v1"}
 
 
