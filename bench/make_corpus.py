@@ -8,11 +8,11 @@ then exports it pseudonymized with a random key that is thrown away:
   recovers through HaalMeldingen, and refusals: a bad BSN, a CORRECTIE without correctieVan, a
   tampered signature;
 - DUO claims, some refused at the door (CJIB's rules), one repeat, one id reused for other content;
-- CJIB: 201s, 400s (the simulator is made stricter for claims whose amount is a multiple of 5
-  cents, so that CJIB refuses what the gateway let through), random 503s that are retried;
+- CJIB: 201s, 400s (the simulator is made stricter for about one claim in five, chosen by
+  its id, so that CJIB refuses claims the gateway let through), random 503s that are retried;
 - DUO 503/429 answers that are retried; CJIB status feed changes after simulated weeks.
 
-    python bench/make_corpus.py tests/recordings/sandbox-2026 --meldingen 220 --claims 50
+    python bench/make_corpus.py tests/recordings/sandbox-2026 --meldingen 90 --claims 36
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _stricter_cjib() -> None:
 
     def business_errors(v: dict[str, Any], handover_day: dt.date) -> list[dict[str, str]]:
         errors = original(v, handover_day)
-        if v["bedrag"]["centen"] % 5 == 0:
+        if int(v["opdrachtgeverReferentie"][:2], 16) % 5 == 0:
             errors.append({"code": "DEBITEUR_ONBEKEND", "pointer": "/debiteur",
                            "omschrijving": "De debiteur is niet bekend bij het CJIB."})
         return errors
@@ -128,8 +128,8 @@ def record(directory: Path, *, meldingen: int, claims: int, seed: int) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", type=Path)
-    parser.add_argument("--meldingen", type=int, default=220)
-    parser.add_argument("--claims", type=int, default=50)
+    parser.add_argument("--meldingen", type=int, default=90)
+    parser.add_argument("--claims", type=int, default=36)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--keep", type=Path, help="Keep the sandbox directory here (default: a temp dir).")
     parser.add_argument("--plain", action="store_true", help="Do not pseudonymize (never for real data).")

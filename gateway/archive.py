@@ -84,8 +84,10 @@ def _ext(data: bytes) -> str:
     return "xml" if head == b"<" else "json" if head in (b"{", b"[") else "bin"
 
 
-def _file_fields(prefix: str, name: str, data: bytes) -> dict[str, str]:
-    return {prefix: f"payloads/{name}.{_ext(data)}", f"{prefix}_sha256": hashlib.sha256(data).hexdigest()}
+def _file_fields(prefix: str, data: bytes) -> dict[str, str]:
+    # Named by content: a repeat (same bytes again) shares its file, which keeps archives small.
+    digest = hashlib.sha256(data).hexdigest()
+    return {prefix: f"payloads/{digest[:24]}.{_ext(data)}", f"{prefix}_sha256": digest}
 
 
 def index_lines(entries: list[Entry]) -> list[str]:
@@ -93,10 +95,12 @@ def index_lines(entries: list[Entry]) -> list[str]:
     for e in entries:
         row = dict(e.meta)
         if e.payload is not None:
-            row.update(_file_fields("payload", f"{e.seq:06d}-{e.kind}", e.payload))
+            row.update(_file_fields("payload", e.payload))
         if e.response is not None:
-            row.update(_file_fields("response", f"{e.seq:06d}-response", e.response))
-        lines.append(json.dumps(row, sort_keys=True, ensure_ascii=False))
+            row.update(_file_fields("response", e.response))
+        # seq and kind first, so that even a line cut short still says which entry it was.
+        first = {"seq": row.pop("seq"), "kind": row.pop("kind")}
+        lines.append(json.dumps({**first, **dict(sorted(row.items()))}, ensure_ascii=False))
     return lines
 
 
@@ -154,8 +158,10 @@ def _read_dir(root: Path) -> Archive:
     if not index_path.is_file():
         raise DamagedArchive("index.jsonl", "missing")
     index = index_path.read_bytes()
-    entries = [_entry(root, n, line) for n, line in enumerate(index.decode("utf-8", "replace").splitlines(), 1)
-               if line.strip()]
+    entries: list[Entry] = []
+    for number, line in enumerate(index.decode("utf-8", "replace").splitlines(), 1):
+        if line.strip():
+            entries.append(_entry(root, number, line, entries[-1].seq + 1 if entries else 1))
     if hashlib.sha256(index).hexdigest() != manifest.get("index_sha256"):
         raise DamagedArchive("index.jsonl", "its sha256 differs from the one in manifest.json")
     certs = {p.name: p.read_bytes() for p in sorted((root / "certs").glob("*.pem"))}
@@ -174,13 +180,13 @@ def _manifest(root: Path) -> dict[str, Any]:
     return manifest
 
 
-def _entry(root: Path, number: int, line: str) -> Entry:
+def _entry(root: Path, number: int, line: str, expected_seq: int) -> Entry:
     try:
         row = json.loads(line)
         seq = int(row["seq"])
     except (ValueError, KeyError, TypeError):
         found = re.search(r'"seq":\s*(\d+)', line)
-        name = f"seq {found.group(1)}" if found else "seq unknown"
+        name = f"seq {found.group(1)}" if found else f"seq {expected_seq}?"
         raise DamagedArchive(f"index.jsonl line {number} ({name})", "not a complete JSON line") from None
     files = {}
     for prefix in ("payload", "response"):

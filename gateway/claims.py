@@ -76,7 +76,7 @@ def poll_feed(rt: Runtime, *, max_pages: int = 50) -> int:
         rt.store.set_kv("cjib.feed.started", str(rt.clock.time()))
     queued = 0
     for _ in range(max_pages):
-        cursor = rt.store.get_kv("cjib.feed.cursor")
+        cursor = rt.store.get_kv("cjib.feed.cursor") or None  # "" (an operator reset) reads from the start
         page = _reader(rt).fetch(cursor, rt.config.cjib.feed_page_size)
         for change in page.wijzigingen:
             queued += _take_change(rt, change)

@@ -321,7 +321,7 @@ def apply(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    out.print(f"{new.name} is now the active rule set (recorded for {who}); {queued} correction(s) queued for "
+    out.print(f"{new.name} is now the active rule set (recorded by {who}); {queued} correction(s) queued for "
               "DUO.\nRestart running gateways so that new notifications are assessed with it; then run this "
               "command again: it queues only what is still different.", highlight=False)
 

@@ -147,18 +147,30 @@ def _trust(archive: Archive, workdir: Path) -> dict[str, Any]:
 
 def _runtime(archive: Archive, config: Any, workdir: Path, verify: bool) -> ReplayRuntime:
     from gateway.observability import Metrics
-    from gateway.runtime import load_ruleset
     from gateway.store import Store
 
-    store = Store(f"sqlite:///{workdir / 'replay.db'}")
+    # A throwaway store in memory: durability buys nothing here, and fsync per message would cost
+    # most of the time. The replay runs on one thread, so the one connection sees one database.
+    store = Store("sqlite:///:memory:")
     store.migrate()
-    # A throwaway store: durability buys nothing here and fsync per message costs most of the time.
-    store._conn().raw.execute("PRAGMA synchronous=OFF")
     first = archive.entries[0].at if archive.entries else time.time()
     trust = _trust(archive, workdir) if verify else {}
-    rt = ReplayRuntime(config=config, store=store, clock=FixedClock(_when(first)), ruleset=load_ruleset(config),
+    rt = ReplayRuntime(config=config, store=store, clock=FixedClock(_when(first)), ruleset=_ruleset(archive, config),
                        own=None, trust=trust, metrics=Metrics(), log=_Quiet(), verify=verify and bool(trust))
     return rt
+
+
+def _ruleset(archive: Archive, config: Any) -> Any:
+    """The rule set the recording used (by name, as this build has it), else the configured one."""
+    from gateway.runtime import load_ruleset
+
+    versions = archive.manifest.get("rule_set_versions") or []
+    names = {str(v).split("@")[0] for v in versions}
+    if len(names) == 1:
+        name = names.pop()
+        if (Path(config.rules.directory) / f"{name}.yaml").exists():
+            return load_ruleset(config, name)
+    return load_ruleset(config)
 
 
 def _when(t: float) -> dt.datetime:
@@ -169,8 +181,65 @@ def default_config() -> Any:
     """The settings a replay runs with when no config file is given: defaults, this repo's rules."""
     from gateway.config import Config, RulesConfig
 
-    rules = Path(__file__).resolve().parent.parent / "config" / "rules"
+    # The source tree's rules; an installed gateway (CI: pip install .) finds them from the checkout.
+    candidates = [Path(__file__).resolve().parent.parent / "config" / "rules", Path.cwd() / "config" / "rules"]
+    rules = next((c for c in candidates if c.is_dir()), candidates[0])
     return Config(rules=RulesConfig(directory=str(rules)))
+
+
+# ---------------------------------------------------------------- signatures, in parallel
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(pems: dict[str, bytes], skew: int, max_bytes: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Archive(manifest={}, entries=[], certs=pems)
+        _WORKER.update(trust=_trust(archive, Path(tmp)), skew=skew, max_bytes=max_bytes)
+
+
+def _verifies(item: tuple[int, str, bytes, float]) -> tuple[int, bool]:
+    """Does one inbound message pass the signature, certificate and timestamp checks?"""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gateway import xmlsafe
+    from gateway.errors import GatewayError
+    from gateway.security import wsse, xmldsig
+
+    seq, partner, raw, t = item
+    trust = _WORKER["trust"].get(partner)
+    if trust is None:
+        return seq, False
+    try:
+        root = xmlsafe.parse(raw, max_bytes=_WORKER["max_bytes"])
+        if partner == "ind":
+            verified = wsse.verify_envelope(root, trust, parts=wsse.REQUEST_PARTS, now=_when(t),
+                                            max_skew_seconds=_WORKER["skew"])
+            return seq, trust.matches(verified.signer.public_bytes(Encoding.DER))
+        xmldsig.verify_enveloped(root, trust, now=_when(t))
+        return seq, True
+    except (GatewayError, ValueError, etree.LxmlError):
+        return seq, False
+
+
+def precheck(archive: Archive, config: Any, workers: int) -> set[int]:
+    """The seqs of inbound pushes whose signatures verify, checked on ``workers`` processes.
+
+    Why: signature checks are most of a replay's CPU time and independent of each other. A
+    message that passes here is replayed without checking again (the same bytes, trust and
+    time give the same verdict); one that fails is replayed with the checks on, so its refusal
+    comes from the real code path.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    items = [(e.seq, e.meta["partner"], e.payload or b"", e.at) for e in archive.entries
+             if e.kind == "inbound" and e.meta.get("channel") != "feed"]
+    args = (archive.certs, config.ind.clock_skew_seconds, config.ind.max_message_bytes)
+    if workers <= 1 or len(items) < 200:
+        _init_worker(*args)
+        return {seq for seq, ok in map(_verifies, items) if ok}
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=args) as pool:
+        return {seq for seq, ok in pool.map(_verifies, items, chunksize=64) if ok}
 
 
 # ---------------------------------------------------------------- replaying
@@ -190,7 +259,7 @@ class _RecordedSender:
 
 
 class _Replayer:
-    def __init__(self, rt: ReplayRuntime, archive: Archive) -> None:
+    def __init__(self, rt: ReplayRuntime, archive: Archive, verified: set[int] | None = None) -> None:
         from gateway import claims
         from gateway.delivery import CircuitBreaker, Worker
 
@@ -201,6 +270,8 @@ class _Replayer:
                                   follow_up=claims.follow_up(rt) if p == "cjib" else None)
                         for p, s in self.senders.items()}
         self.answers: list[tuple[Entry, int, bytes]] = []
+        self.checks = rt.verify
+        self.verified = verified or set()
 
     def run(self, entries: list[Entry]) -> None:
         clock = self.rt.clock
@@ -214,6 +285,7 @@ class _Replayer:
         from adapters.ind import server as ind_server
 
         meta, raw = e.meta, e.payload or b""
+        self.rt.verify = self.checks and e.seq not in self.verified
         if meta["partner"] == "duo":
             headers = {"idempotency-key": meta["message_key"]} if meta.get("message_key") else {}
             answer = duo_server.handle_vorderingoverdracht(self.rt, raw, headers, self.certs.get("duo"))
@@ -334,14 +406,22 @@ def _compare_outbound(rt: Runtime, entries: list[Entry]) -> list[Case]:
     return cases
 
 
-def replay(archive: Archive, *, config: Any | None = None, verify: bool = True) -> Report:
-    """Replay the whole archive; the report holds one case per compared message."""
+def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
+           workers: int | None = None) -> Report:
+    """Replay the whole archive; the report holds one case per compared message.
+
+    ``workers``: processes for the signature checks (default: one per CPU).
+    """
+    import os
+
     started = time.perf_counter()
+    config = config or default_config()
     entries = sorted(archive.entries, key=lambda e: e.seq)
     with tempfile.TemporaryDirectory(prefix="gateway-replay-") as tmp:
-        rt = _runtime(archive, config or default_config(), Path(tmp), verify)
+        rt = _runtime(archive, config, Path(tmp), verify)
+        verified = precheck(archive, config, workers or os.cpu_count() or 1) if rt.verify else set()
         try:
-            replayer = _Replayer(rt, archive)
+            replayer = _Replayer(rt, archive, verified)
             replayer.run(entries)
             cases = _compare_answers(replayer.answers) + _compare_outbound(rt, entries)
         finally:

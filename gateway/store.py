@@ -37,6 +37,8 @@ _DIALECT = {
                    "{skip_locked}": "FOR UPDATE SKIP LOCKED", "{for_update}": "FOR UPDATE"},
 }
 
+_MIGRATION_LOCK = 0x6A7E_0001  # pg_advisory_lock key held while migrating
+
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
@@ -175,6 +177,19 @@ class Store:
 
     def migrate(self) -> int:
         """Apply pending migrations; return the version reached."""
+        if self.dialect != "postgresql":
+            return self._migrate()
+        # Several processes may start at once on an empty database: one migrates, the others wait
+        # for it (a session-level advisory lock) and then find nothing left to do.
+        with self.tx() as t:
+            t.execute("SELECT pg_advisory_lock(:k)", {"k": _MIGRATION_LOCK})
+        try:
+            return self._migrate()
+        finally:
+            with self.tx() as t:
+                t.execute("SELECT pg_advisory_unlock(:k)", {"k": _MIGRATION_LOCK})
+
+    def _migrate(self) -> int:
         with self.tx() as t:
             t.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
                       "applied_at DOUBLE PRECISION NOT NULL)")

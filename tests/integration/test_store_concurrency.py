@@ -235,3 +235,18 @@ def test_job_lease_expires_and_moves(stores: Callable[[], Store]) -> None:
     time.sleep(0.4)
     won = race(2, lambda i: (a, b)[i].take_job_lease("ind-reconcile", ("proc-a2", "proc-b")[i], 30))
     assert sum(won) == 1
+
+
+# ---------------------------------------------------------------- start-up
+
+
+def test_processes_starting_together_on_an_empty_database_all_migrate(pg_dsn: str) -> None:
+    """Every `gateway run` migrates at start-up; three at once must not fail on each other's DDL."""
+    racers = [Store(pg_dsn) for _ in range(3)]
+    try:
+        versions = race(3, lambda i: racers[i].migrate())
+        assert versions == [racers[0].version()] * 3
+        assert racers[0].query("SELECT COUNT(*) FROM schema_version")[0][0] == versions[0]
+    finally:
+        for s in racers:
+            s.close()
