@@ -68,7 +68,11 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(rig: tuple[Any, Gat
         for _ in range(KILLS):
             if not gp.running:
                 gp.start()
-            time.sleep(rng.uniform(0.1, 0.8))
+            # Kill at a random moment once work is flowing again (a new acknowledgement), so
+            # that a slow machine does not turn every kill into a kill during start-up.
+            before = len(pusher.acked)
+            assert wait_until(lambda before=before: len(pusher.acked) > before, 30, interval=0.01)
+            time.sleep(rng.uniform(0.0, 0.6))
             assert gp.running, "the gateway died by itself"
             gp.kill()
             time.sleep(rng.uniform(0.0, 0.1))
