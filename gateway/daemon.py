@@ -160,7 +160,10 @@ def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
         pc = rt.config.partner("duo")
         out.append((DuoSender(pc.url, rt.own, rt.trust.get("duo"), client_ssl(rt, "duo"),
                               pc.policy.timeout_seconds, rt.clock), None))
-    if "cjib" in rt.config.partners:
+    if "cjib" in rt.config.partners and not rt.secure:
+        # cjib-rest has no unsigned mode: every request carries a JWS made with our key.
+        rt.log.warning("route_off", partner="cjib", stage="lifecycle", reason="tls.enabled is false")
+    elif "cjib" in rt.config.partners:
         try:
             from adapters.cjib.client import CjibSender
             from gateway import claims

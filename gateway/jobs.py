@@ -66,7 +66,7 @@ def default_jobs(rt: Runtime) -> list[Job]:
         grace = rt.config.ind.gap_grace_seconds
         out.append(Job("ind-catch-up", max(1.0, min(grace / 2, 30.0)), ind_catch_up))
         out.append(Job("ind-reconcile", rt.config.ind.reconcile_interval_seconds, ind_reconcile))
-    if "cjib" in rt.config.partners:
+    if "cjib" in rt.config.partners and rt.secure:
         try:
             from gateway import claims
         except ImportError:

@@ -245,6 +245,10 @@ def _claims(chain: Chain, n: int, seed: int, progress: Any) -> dict[str, Any]:
                >= accepted, timeout=60)
     wait_until(lambda: int(store.query("SELECT COUNT(*) FROM outbox WHERE operation = 'VorderingStatus' "
                                        "AND state = 'pending'")[0][0]) == 0, timeout=30)
+    # Let the simulated CJIB move its cases on by three weeks: dwangbevelen, payments.
+    chain.cjib.advance(21 * 86400)
+    wait_until(lambda: int(store.query("SELECT COUNT(*) FROM outbox WHERE operation = 'VorderingStatus' "
+                                       "AND state = 'delivered'")[0][0]) >= 2 * accepted, timeout=30)
     return {"handed_over": len(claims), "answers": statuses,
             "accepted_by_cjib": int(store.query("SELECT COUNT(*) FROM outbox WHERE partner = 'cjib' "
                                                 "AND state = 'delivered'")[0][0]),

@@ -159,9 +159,11 @@ def timeline(store: Store, message_id: int, *, unmask: bool = False) -> dict[str
               for r in store.query("SELECT at, stage, event, detail FROM events WHERE message_id = :id "
                                    "ORDER BY at, id", {"id": message_id})]
     deliveries = []
+    # A claim's later statuses (from CJIB's feed) are messages of their own, tied to the claim by
+    # order_key = vorderingId: show them in the claim's timeline too.
     for d in store.query("SELECT id, partner, operation, idempotency_key, state, attempts, receipt_ref, "
                          "dead_reason, created_at, delivered_at, next_attempt_at FROM outbox WHERE message_id = :id "
-                         "ORDER BY id", {"id": message_id}):
+                         "OR order_key = :key ORDER BY id", {"id": message_id, "key": m[3]}):
         attempts = [{"attempt": int(a[0]), "at": fmt_time(a[1]), "duration_ms": round(float(a[2]), 2),
                      "http_status": a[3], "outcome": a[4], "detail": a[5], "worker": a[6]}
                     for a in store.query("SELECT attempt, started_at, duration_ms, http_status, outcome, detail, "
