@@ -104,20 +104,25 @@ def index_lines(entries: list[Entry]) -> list[str]:
     return lines
 
 
-def write_archive(target: Path, entries: list[Entry], manifest: dict[str, Any], certs: dict[str, bytes]) -> None:
-    """Write (or overwrite) the archive at ``target``; a ``.tar`` name gives a tar file."""
+def write_archive(target: Path, entries: list[Entry], manifest: dict[str, Any],
+                  certs: dict[str, bytes]) -> dict[str, Any]:
+    """Write (or overwrite) the archive at ``target``; a ``.tar`` name gives a tar file.
+
+    Returns the manifest as written (with counts and digests).
+    """
     if target.suffix == ".tar":
         with tempfile.TemporaryDirectory() as tmp:
-            _write_dir(Path(tmp) / "archive", entries, manifest, certs)
+            full = _write_dir(Path(tmp) / "archive", entries, manifest, certs)
             with tarfile.open(target, "w") as tar:
                 tar.add(Path(tmp) / "archive", arcname=".")
-        return
+        return full
     if target.exists():
         shutil.rmtree(target)
-    _write_dir(target, entries, manifest, certs)
+    return _write_dir(target, entries, manifest, certs)
 
 
-def _write_dir(root: Path, entries: list[Entry], manifest: dict[str, Any], certs: dict[str, bytes]) -> None:
+def _write_dir(root: Path, entries: list[Entry], manifest: dict[str, Any],
+               certs: dict[str, bytes]) -> dict[str, Any]:
     (root / "payloads").mkdir(parents=True)
     (root / "certs").mkdir()
     lines = index_lines(entries)
@@ -136,6 +141,7 @@ def _write_dir(root: Path, entries: list[Entry], manifest: dict[str, Any], certs
     full = {**manifest, "format": FORMAT, "counts": counts, "exchanges": len(entries),
             "index_sha256": hashlib.sha256(index).hexdigest(), "certificates": sorted(certs)}
     (root / "manifest.json").write_text(json.dumps(full, indent=2, sort_keys=True) + "\n")
+    return full
 
 
 # ---------------------------------------------------------------- reading
@@ -333,8 +339,7 @@ def export(config: Any, store: Any, target: Path, *, since: float | None = None,
         certs = config_certs(config)
     else:
         certs = _pseudonymize(entries, key)
-    write_archive(target, entries, manifest, certs)
-    return json.loads((target / "manifest.json").read_text()) if target.is_dir() else manifest
+    return write_archive(target, entries, manifest, certs)
 
 
 def _pseudonymize(entries: list[Entry], key: bytes) -> dict[str, bytes]:

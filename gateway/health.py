@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from gateway import ruleops
 from gateway.runtime import Runtime
 
 __all__ = ["ROUTES", "evaluate", "export", "EXIT_CODES"]
@@ -136,3 +137,4 @@ def export(rt: Runtime, report: dict[str, Any]) -> None:
     feed = report["checks"]["cjib_feed"].get("seconds_since_last_read")
     if feed is not None:
         g["feed"].set(feed)
+    ruleops.export_delay_metrics(rt)

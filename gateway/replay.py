@@ -27,7 +27,8 @@ import difflib
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,24 +223,30 @@ def _verifies(item: tuple[int, str, bytes, float]) -> tuple[int, bool]:
         return seq, False
 
 
-def precheck(archive: Archive, config: Any, workers: int) -> set[int]:
-    """The seqs of inbound pushes whose signatures verify, checked on ``workers`` processes.
+@contextmanager
+def prechecks(archive: Archive, config: Any, workers: int) -> Iterator[Iterator[tuple[int, bool]]]:
+    """(seq, passes) for every inbound push, in order, checked on ``workers`` processes.
 
-    Why: signature checks are most of a replay's CPU time and independent of each other. A
-    message that passes here is replayed without checking again (the same bytes, trust and
-    time give the same verdict); one that fails is replayed with the checks on, so its refusal
-    comes from the real code path.
+    Why: signature checks are most of a replay's CPU time and independent of each other, so
+    they run in parallel with the (necessarily sequential) replay. A message that passes here is
+    replayed without checking again (the same bytes, trust and time give the same verdict); one
+    that fails is replayed with the checks on, so its refusal comes from the real code path.
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    items = [(e.seq, e.meta["partner"], e.payload or b"", e.at) for e in archive.entries
-             if e.kind == "inbound" and e.meta.get("channel") != "feed"]
+    items = [(e.seq, e.meta["partner"], e.payload or b"", e.at) for e in sorted(archive.entries, key=lambda x: x.seq)
+             if _checked(e)]
     args = (archive.certs, config.ind.clock_skew_seconds, config.ind.max_message_bytes)
-    if workers <= 1 or len(items) < 200:
+    if workers <= 1 or len(items) < 50:  # a pool costs more than it saves for a few
         _init_worker(*args)
-        return {seq for seq, ok in map(_verifies, items) if ok}
+        yield map(_verifies, items)
+        return
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=args) as pool:
-        return {seq for seq, ok in pool.map(_verifies, items, chunksize=64) if ok}
+        yield pool.map(_verifies, items, chunksize=32)
+
+
+def _checked(e: Entry) -> bool:
+    return e.kind == "inbound" and e.meta.get("channel") != "feed"
 
 
 # ---------------------------------------------------------------- replaying
@@ -259,7 +266,7 @@ class _RecordedSender:
 
 
 class _Replayer:
-    def __init__(self, rt: ReplayRuntime, archive: Archive, verified: set[int] | None = None) -> None:
+    def __init__(self, rt: ReplayRuntime, archive: Archive, verdicts: Iterator[tuple[int, bool]]) -> None:
         from gateway import claims
         from gateway.delivery import CircuitBreaker, Worker
 
@@ -271,7 +278,7 @@ class _Replayer:
                         for p, s in self.senders.items()}
         self.answers: list[tuple[Entry, int, bytes]] = []
         self.checks = rt.verify
-        self.verified = verified or set()
+        self.verdicts = verdicts
 
     def run(self, entries: list[Entry]) -> None:
         clock = self.rt.clock
@@ -285,7 +292,10 @@ class _Replayer:
         from adapters.ind import server as ind_server
 
         meta, raw = e.meta, e.payload or b""
-        self.rt.verify = self.checks and e.seq not in self.verified
+        if self.checks and _checked(e):
+            seq, passes = next(self.verdicts)
+            assert seq == e.seq, "signature checks out of step with the replay"
+            self.rt.verify = not passes
         if meta["partner"] == "duo":
             headers = {"idempotency-key": meta["message_key"]} if meta.get("message_key") else {}
             answer = duo_server.handle_vorderingoverdracht(self.rt, raw, headers, self.certs.get("duo"))
@@ -417,11 +427,13 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
     started = time.perf_counter()
     config = config or default_config()
     entries = sorted(archive.entries, key=lambda e: e.seq)
-    with tempfile.TemporaryDirectory(prefix="gateway-replay-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="gateway-replay-") as tmp, ExitStack() as stack:
         rt = _runtime(archive, config, Path(tmp), verify)
-        verified = precheck(archive, config, workers or os.cpu_count() or 1) if rt.verify else set()
+        verdicts: Iterator[tuple[int, bool]] = iter(())
+        if rt.verify:
+            verdicts = stack.enter_context(prechecks(archive, config, workers or os.cpu_count() or 1))
         try:
-            replayer = _Replayer(rt, archive, verified)
+            replayer = _Replayer(rt, archive, verdicts)
             replayer.run(entries)
             cases = _compare_answers(replayer.answers) + _compare_outbound(rt, entries)
         finally:

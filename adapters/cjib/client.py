@@ -18,7 +18,7 @@ from gateway.adapter import Delivery, Outcome
 from gateway.clock import Clock
 from gateway.errors import InboundRefused, SecurityRefused
 from gateway.models import CjibStatusPagina
-from gateway.security import jws
+from gateway.security import jws, tls
 from gateway.security.keys import KeyPair, PartnerTrust
 
 __all__ = ["CjibSender", "CjibFeedReader", "CLAIMS_PATH", "FEED_PATH"]
@@ -74,6 +74,10 @@ class CjibSender(_CjibHttp):
             response = self._http.post(url, content=delivery.payload, headers=headers)
         except httpx.HTTPError as exc:
             return classify_exception(exc)
+        impostor = tls.unpinned_server(response, self._trust)
+        if impostor is not None:
+            return Outcome("retry", http_status=response.status_code, detail=impostor,
+                           extra={"alarm": "SERVER_CERTIFICATE"})
         if response.status_code in _SIGNED_STATUSES:
             problem = self._check_signature(response)
             if problem is not None:
@@ -100,6 +104,9 @@ class CjibFeedReader(_CjibHttp):
             response = self._http.get(self._url(FEED_PATH), params=params)
         except httpx.HTTPError as exc:
             raise feed_transient(f"no answer from CJIB ({type(exc).__name__})") from exc
+        impostor = tls.unpinned_server(response, self._trust)
+        if impostor is not None:
+            raise feed_transient(f"CJIB feed: {impostor}")
         error = feed_error(response.status_code, response.headers, response.content)
         if error is not None:
             raise error

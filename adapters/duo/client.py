@@ -18,7 +18,7 @@ from gateway import xmlsafe
 from gateway.adapter import Delivery, Outcome
 from gateway.clock import Clock, SystemClock
 from gateway.errors import GatewayError
-from gateway.security import xmldsig
+from gateway.security import tls, xmldsig
 from gateway.security.keys import KeyPair, PartnerTrust
 
 __all__ = ["PATHS", "DuoSender"]
@@ -59,6 +59,10 @@ class DuoSender:
             return Outcome("retry", detail="DUO did not answer in time")
         except httpx.HTTPError as exc:
             return Outcome("retry", detail=f"no answer from DUO ({type(exc).__name__})")
+        impostor = tls.unpinned_server(response, self.trust)
+        if impostor is not None:
+            return Outcome("retry", http_status=response.status_code, detail=impostor,
+                           extra={"alarm": "SERVER_CERTIFICATE"})
         if response.status_code in _CHECKED:
             problem = self._check_acknowledgement(delivery, response.content)
             if problem:

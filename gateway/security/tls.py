@@ -45,3 +45,28 @@ def client_context(own: KeyPair, server_anchor_files: Sequence[str]) -> ssl.SSLC
     context.verify_mode = ssl.CERT_REQUIRED
     context.check_hostname = True
     return context
+
+
+def server_certificate(response: object) -> bytes | None:
+    """The DER certificate the server presented for this httpx response (None over plain HTTP)."""
+    extensions = getattr(response, "extensions", {}) or {}
+    stream = extensions.get("network_stream")
+    ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
+    # Positional argument: httpcore hands out the C-level _SSLSocket, which takes no keywords.
+    return ssl_object.getpeercert(True) if ssl_object is not None else None
+
+
+def unpinned_server(response: object, trust: object | None) -> str | None:
+    """Why the server is not the partner we meant to call, or None when it is.
+
+    The CA check in the TLS context accepts any certificate from the partner's anchor; the
+    partner's own certificate is pinned here, as it is for signatures.
+    """
+    if trust is None:
+        return None
+    der = server_certificate(response)
+    if der is None:
+        return "no TLS server certificate"
+    if not trust.matches(der):  # type: ignore[attr-defined]
+        return "the TLS server certificate is not one pinned for this partner"
+    return None

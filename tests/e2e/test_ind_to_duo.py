@@ -126,3 +126,27 @@ def _plant_other_message_with_same_id(chain, pki_paths, bericht_id: str) -> None
                         headers={"Content-Type": "application/xml; charset=utf-8", "Idempotency-Key": bericht_id})
     assert r.status_code == 200, r.text
     assert etree.fromstring(r.content).find(f"{{{duo_codec.DUO_NS}}}status").text == "ONTVANGEN"
+
+
+def test_a_server_with_another_partners_certificate_is_not_duo(make_chain, pki_paths):
+    """DUO's address answered by a server holding CJIB's certificate (same CA): never a delivery."""
+    from gateway.security import tls as tls_mod
+    from gateway.server import serve_in_thread
+
+    chain = make_chain(start=False)
+    impostor_key = keys.load_keypair(pki_paths["cjib-key"], pki_paths["cjib"])
+    impostor = serve_in_thread(chain.duo.app, ssl_context=tls_mod.server_context(impostor_key, [str(pki_paths["ca"])]))
+    try:
+        from gateway.config import load
+
+        cfg = load(chain.config_file, env={"GATEWAY__PARTNERS__DUO__URL": impostor.url})
+        chain.config = cfg
+        chain.start_daemon()
+        m = generate_meldingen(1, seed=15)[0]
+        assert chain.ind.push(chain.ind_endpoint, m).accepted
+        assert wait_until(lambda: chain.daemon.rt.store.query("SELECT COUNT(*) FROM attempts")[0][0] >= 1, 15)
+        outcome, detail = chain.daemon.rt.store.query("SELECT outcome, detail FROM attempts")[0]
+        assert outcome == "retry" and "not one pinned" in detail
+        assert outbox_states(chain)[bericht_id_for(m.melding_id)] == "pending"
+    finally:
+        impostor.stop()

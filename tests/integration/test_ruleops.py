@@ -191,6 +191,15 @@ def test_delay_metrics(tmp_path: Path, store: Any) -> None:
     assert value("gateway_delayed_notifications_days") == 15 + 195
 
 
+def test_health_export_includes_delay_metrics(tmp_path: Path, store: Any) -> None:
+    from gateway import health
+
+    rt = h.runtime(h.write_config(tmp_path, store.dsn), store)
+    h.intake(rt, [melding(23, late_days=40, day=1)])
+    health.export(rt, health.evaluate(rt))
+    assert rt.metrics.registry.get_sample_value("gateway_delayed_notifications", {"bucket": "31-90"}) == 1
+
+
 # ---------------------------------------------------------------- the CLI
 
 def cli(*args: str) -> Any:
