@@ -64,7 +64,8 @@ def _reader(rt: Runtime) -> Any:
         from gateway.daemon import client_ssl
 
         pc = rt.config.partner("cjib")
-        reader = CjibFeedReader(pc.url, rt.own, rt.trust.get("cjib"), client_ssl(rt, "cjib"),
+        assert rt.own is not None, "the CJIB route needs security on"
+        reader = CjibFeedReader(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
                                 pc.policy.timeout_seconds, rt.clock)
         rt.clients["cjib-feed"] = reader
     return reader

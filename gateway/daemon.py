@@ -123,6 +123,7 @@ def _server_ssl(rt: Runtime) -> ssl.SSLContext | None:
         return None
     from gateway.security import tls
 
+    assert rt.own is not None
     anchors = sorted({f for p in rt.config.partners.values() for f in p.trust_anchor_files})
     return tls.server_context(rt.own, anchors)
 
@@ -132,6 +133,7 @@ def client_ssl(rt: Runtime, partner: str) -> ssl.SSLContext | None:
         return None
     from gateway.security import tls
 
+    assert rt.own is not None
     return tls.client_context(rt.own, rt.config.partner(partner).trust_anchor_files)
 
 
@@ -170,7 +172,8 @@ def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
         except ImportError:
             return out
         pc = rt.config.partner("cjib")
-        out.append((CjibSender(pc.url, rt.own, rt.trust.get("cjib"), client_ssl(rt, "cjib"),
+        assert rt.own is not None
+        out.append((CjibSender(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
                                pc.policy.timeout_seconds, rt.clock), claims.follow_up(rt)))
     return out
 

@@ -192,7 +192,8 @@ class Worker(threading.Thread):
             self.rt.metrics.breaker_open.labels(self.partner).set(0)
 
     def _finish(self, d: Delivery, outcome: Outcome, started: float, duration_ms: float) -> None:
-        follow, handled = ([], False)
+        follow: list[NewDelivery] = []
+        handled = False
         if self.follow_up is not None and outcome.kind in ("success", "permanent"):
             follow, handled = self.follow_up(d, outcome)
         state, next_at, detail = self._decide(d, outcome, handled)

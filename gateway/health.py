@@ -53,7 +53,7 @@ def evaluate(rt: Runtime) -> dict[str, Any]:
         age = (now - oldest) if oldest is not None else 0.0
         since_ok = (now - last_ok[key]) if key in last_ok else None
         limit = cfg.cjib.stall_seconds if name == "duo-cjib" else cfg.health.max_undelivered_age_seconds
-        reasons = []
+        reasons: list[str] = []
         status = "ok"
         if waiting and age > limit:
             status, reasons = "failing", reasons + [f"undelivered for {age:.0f}s (limit {limit:.0f}s)"]
@@ -70,7 +70,7 @@ def evaluate(rt: Runtime) -> dict[str, Any]:
                         "seconds_since_last_success": None if since_ok is None else round(since_ok, 1),
                         "dead": dead.get(key, 0), "reasons": reasons}
     checks = {"ind_sequence": _ind_gaps(rt, now), "cjib_feed": _cjib_feed(rt, now)}
-    overall = _worst(*(r["status"] for r in routes.values()), *(c["status"] for c in checks.values()))
+    overall = _worst(*(str(r["status"]) for r in routes.values()), *(str(c["status"]) for c in checks.values()))
     return {"status": overall, "routes": routes, "checks": checks, "messages": by_state, "instance": cfg.instance}
 
 

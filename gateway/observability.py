@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -24,7 +25,7 @@ PERSONAL_KEYS = frozenset({
 })
 
 
-def _drop_personal(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _drop_personal(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if key in PERSONAL_KEYS:
             event[key] = "[masked]"

@@ -89,7 +89,7 @@ def load_security(config: Config) -> tuple[Any | None, dict[str, Any]]:
     if not config.tls.cert_file or not config.tls.key_file:
         raise ConfigError("tls is enabled but tls.cert_file or tls.key_file is empty", file=config.source or None)
     own = keys.load_keypair(config.tls.key_file, config.tls.cert_file)
-    trust = {}
+    trust: dict[str, Any] = {}
     for name, pc in config.partners.items():
         if not pc.trust_anchor_files or not pc.certificate_files:
             raise ConfigError(f"partner {name}: trust_anchor_files and certificate_files are required with tls",

@@ -125,6 +125,7 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
     if with_cjib and secure:
         from adapters.cjib.simulator import CjibSimulator
 
+        assert gw_trust is not None
         cjib = CjibSimulator(pair("cjib"), gw_trust, clock, **({"faults": cjib_faults} if cjib_faults else {}))
         serve("cjib", getattr(cjib, "app", cjib))
 
@@ -246,6 +247,7 @@ def _claims(chain: Chain, n: int, seed: int, progress: Any) -> dict[str, Any]:
     wait_until(lambda: int(store.query("SELECT COUNT(*) FROM outbox WHERE operation = 'VorderingStatus' "
                                        "AND state = 'pending'")[0][0]) == 0, timeout=30)
     # Let the simulated CJIB move its cases on by three weeks: dwangbevelen, payments.
+    assert chain.cjib is not None
     chain.cjib.advance(21 * 86400)
     wait_until(lambda: int(store.query("SELECT COUNT(*) FROM outbox WHERE operation = 'VorderingStatus' "
                                        "AND state = 'delivered'")[0][0]) >= 2 * accepted, timeout=30)

@@ -85,7 +85,7 @@ def make_server(app: ASGIApp, *, ssl_context: ssl.SSLContext | None = None,
         # An idle TLS peer that never answers close_notify would otherwise hold shutdown for
         # asyncio's 30 s SSL shutdown timeout; requests still running after this are cancelled
         # (their handler thread finishes and commits; the client retries and gets the stored answer).
-        timeout_graceful_shutdown=graceful_seconds,
+        timeout_graceful_shutdown=max(1, round(graceful_seconds)),
     )
     config.load()
     # uvicorn builds its ssl context from file names; we hand it ours (client certs required,
@@ -93,7 +93,7 @@ def make_server(app: ASGIApp, *, ssl_context: ssl.SSLContext | None = None,
     config.ssl = ssl_context
     server = uvicorn.Server(config)
     # The daemon installs its own signal handling (drain on SIGTERM).
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined]
     return server
 
 

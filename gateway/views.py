@@ -74,7 +74,8 @@ def log_rows(store: Store, f: LogFilter, *, unmask: bool = False) -> list[dict[s
 
 
 def _message_rows(store: Store, f: LogFilter, unmask: bool) -> list[dict[str, Any]]:
-    where, params = ["1 = 1"], {"limit": f.limit}
+    where: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {"limit": f.limit}
     if f.state:
         where.append("m.state = :state")
         params["state"] = f.state
@@ -113,7 +114,8 @@ def _message_rows(store: Store, f: LogFilter, unmask: bool) -> list[dict[str, An
 
 
 def _refused_rows(store: Store, f: LogFilter) -> list[dict[str, Any]]:
-    where, params = ["i.outcome = 'refused'"], {"limit": f.limit}
+    where: list[str] = ["i.outcome = 'refused'"]
+    params: dict[str, Any] = {"limit": f.limit}
     if f.partner:
         where.append("i.partner = :partner")
         params["partner"] = f.partner

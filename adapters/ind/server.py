@@ -71,6 +71,8 @@ def _check_envelope(rt: Runtime, body: bytes, client_cert_der: bytes | None, soa
                     now: dt.datetime) -> _Checked:
     root = xmlsafe.parse(body, max_bytes=rt.config.ind.max_message_bytes)
     env = soap.split(root)
+    to: str | None
+    action: str | None
     if rt.secure:
         from gateway.security import wsse
 
@@ -80,9 +82,10 @@ def _check_envelope(rt: Runtime, body: bytes, client_cert_der: bytes | None, soa
         _check_tls_matches_signer(trust, client_cert_der, verified.signer)
         payload, to, action, message_id = verified.payload, verified.to, verified.action, verified.message_id
     else:
-        payload, to, action, message_id = env.payload, env.to, env.action, env.message_id
+        payload, to, action, msg_id = env.payload, env.to, env.action, env.message_id
+        message_id = msg_id or ""
     _check_addressing(rt, to, action, message_id, soap_action)
-    return _Checked(payload=payload, message_id=message_id or "")
+    return _Checked(payload=payload, message_id=message_id)
 
 
 def _check_tls_matches_signer(trust: object, client_cert_der: bytes | None, signer: object) -> None:
