@@ -2,17 +2,18 @@
 
 A plain ASGI router (no framework): each endpoint reads the body within its partner's size cap
 and hands it, with the TLS client certificate, to the partner's ``server.py``. The handlers are
-synchronous (parse, verify, validate, one commit); they run in a thread pool so a slow commit
-never stalls the event loop that accepts connections.
+synchronous (parse, verify, validate, one commit); they run in a fixed pool of threads so a slow
+commit never stalls the event loop that accepts connections. The pool is fixed (not anyio's,
+whose idle threads come and go) because each thread holds its own database connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import anyio
 
 from gateway.pipeline import Answer
 from gateway.runtime import Runtime
@@ -52,6 +53,22 @@ def _problem(status: int, title: str, detail: str = "") -> Answer:
     return Answer(status, "application/problem+json", json.dumps(body).encode())
 
 
+def _executor(rt: Runtime) -> ThreadPoolExecutor:
+    pool = rt.clients.get("intake-pool")
+    if pool is None:
+        pool = rt.clients["intake-pool"] = _Pool(max_workers=8, thread_name_prefix="intake")
+    return pool
+
+
+class _Pool(ThreadPoolExecutor):
+    def close(self) -> None:  # Runtime.close_clients closes everything it holds
+        self.shutdown(wait=True)
+
+
+async def _in_pool(rt: Runtime, fn: Callable[..., Any], *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_executor(rt), fn, *args)
+
+
 def partner_app(rt: Runtime, routes: dict[tuple[str, str], tuple[Handler, int]]) -> Any:
     """``routes`` maps (method, path) to (handler, body limit in bytes)."""
 
@@ -71,7 +88,7 @@ def partner_app(rt: Runtime, routes: dict[tuple[str, str], tuple[Handler, int]])
         except ConnectionError:
             return
         cert = client_cert_der(scope)
-        answer = await anyio.to_thread.run_sync(handler, rt, body, headers, cert)
+        answer = await _in_pool(rt, handler, rt, body, headers, cert)
         await _send(send, answer)
 
     return app
@@ -87,12 +104,12 @@ def operator_app(rt: Runtime) -> Any:
         if scope["type"] != "http":
             return
         if scope["path"] == "/metrics":
-            report = await anyio.to_thread.run_sync(health.evaluate, rt)
+            report = await _in_pool(rt, health.evaluate, rt)
             health.export(rt, report)
             body = generate_latest(rt.metrics.registry)
             await _send(send, Answer(200, CONTENT_TYPE_LATEST, body))
         elif scope["path"] == "/health":
-            report = await anyio.to_thread.run_sync(health.evaluate, rt)
+            report = await _in_pool(rt, health.evaluate, rt)
             status = 503 if report["status"] == "failing" else 200
             await _send(send, Answer(status, "application/json", json.dumps(report, indent=2).encode()))
         else:

@@ -103,3 +103,17 @@ def test_a_bad_notification_in_the_feed_is_refused_and_logged(make_chain: Any) -
     assert any(r["facts"]["fault_code"] == "BUSINESS_RULE" and r["facts"]["channel"] == "feed" for r in rows)
     # The hole stays visible: the sequence check names the missing number.
     assert health.evaluate(rt)["checks"]["ind_sequence"]["first_missing"] == [3]
+
+
+def test_duplicated_push_is_answered_with_the_same_acknowledgement_and_delivered_once(make_chain: Any) -> None:
+    chain = make_chain()
+    _ready(chain)
+    ms = meldingen(3, seed=34)
+    results = chain.ind.push_all(chain.ind_endpoint, ms, PushFaults(duplicate={2}))
+    assert [r.volgnummer for r in results] == [1, 2, 2, 3] and all(r.accepted for r in results)
+    assert results[1].acknowledgement == results[2].acknowledgement  # byte for byte
+    assert wait_until(lambda: all(chain.duo.count(bericht_id(m.melding_id)) == 1 for m in ms), 10)
+    assert chain.duo.accepted() == 3
+    store = chain.daemon.rt.store
+    assert _channel(store, ms[1].melding_id) == [("push", "accepted"), ("push", "repeat")]
+    assert int(store.query("SELECT COUNT(*) FROM outbox")[0][0]) == 3

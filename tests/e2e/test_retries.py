@@ -157,3 +157,17 @@ def test_circuit_breaker_opens_on_transient_failures_and_closes_after_a_good_pro
     assert wait_until(lambda: gauge() == 0.0, 5)
     assert wait_until(lambda: all(_delivery_for(chain, m)["state"] == "delivered" for m in ms), 5)
     assert chain.daemon.pool.breakers["duo"].state == "closed"
+
+
+def test_connection_reset_and_lost_acknowledgement_still_deliver_exactly_once(make_chain: Any) -> None:
+    chain = make_chain(duo_faults=Faults(script=[Answer(reset=True), Answer(lose_ack=True)]),
+                       overrides=duo_policy(backoff_initial_seconds=0.1, backoff_max_seconds=0.3))
+    [m] = meldingen(1, seed=404)
+    _push(chain, [m])
+    bid = bericht_id(m.melding_id)
+    assert wait_until(lambda: _delivery_for(chain, m)["state"] == "delivered", 20)
+    attempts = attempt_rows(_store(chain), _delivery_for(chain, m)["id"])
+    # Reset: nothing reached DUO. Lost acknowledgement: DUO took it in, the gateway never heard;
+    # the retry gets DUO's stored acknowledgement and DUO holds the message once.
+    assert [a["outcome"] for a in attempts] == ["retry", "retry", "success"]
+    assert chain.duo.count(bid) == 1 and chain.duo.accepted() == 1 and len(chain.duo.received) == 1
