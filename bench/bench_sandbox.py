@@ -169,7 +169,8 @@ def unavoidable(steps: dict[str, float]) -> dict[str, float]:
 
 def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: Path, profile: bool,
         step_reps: int, warmup: int = 30, seed: int = 2026, lease_seconds: float | None = None,
-        duo_faults: Any = None, extra_policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        duo_faults: Any = None, extra_policy: dict[str, Any] | None = None,
+        extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     from adapters.ind.simulator import generate_meldingen
     from gateway.sandbox import start_chain, wait_until
     from gateway.store import Store
@@ -194,7 +195,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
     store = Store(dsn)
     try:
         upgrade(chain.config_file)
-        procs = start_processes(chain.config_file, directory, processes, profile=profile)
+        procs = start_processes(chain.config_file, directory, processes, profile=profile, extra_env=extra_env)
         progress(f"{processes} gateway process(es) up on {'PostgreSQL' if pg else 'SQLite'}; pushers {pushers}")
         endpoints = [p.ind_endpoint for p in procs]
         all_m = generate_meldingen(warmup + count, seed)
@@ -204,7 +205,8 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
             return all(bericht_id(m) in duo_clock.received for m in ms)
 
         push_stream(sims, warm, lambda j: endpoints)
-        wait_until(lambda: delivered_all(warm), timeout=60)
+        if not wait_until(lambda: delivered_all(warm), timeout=60):
+            progress("WARNING: the warm-up was not delivered within 60 s")
         time.sleep(1.0)
         idle0 = sum(p.cpu_seconds() for p in procs)
         time.sleep(3.0)
@@ -241,6 +243,9 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
                      for m in meldingen if bericht_id(m) in duo_clock.received]
         exactly_once = sum(1 for m in meldingen if chain.duo.count(bericht_id(m)) == 1)
         retries = int(store.query("SELECT COUNT(*) FROM attempts WHERE outcome <> 'success'")[0][0])
+        failure_details = {str(r[0])[:160]: int(r[1]) for r in store.query(
+            "SELECT detail, COUNT(*) FROM attempts WHERE outcome <> 'success' GROUP BY detail "
+            "ORDER BY COUNT(*) DESC LIMIT 5")}
         progress("timing the unavoidable steps in the same run")
         steps = _steps(chain, dsn, directory, step_reps)
         floor = unavoidable(steps)
@@ -254,6 +259,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
             "delivered_exactly_once": exactly_once,
             "push_failures": log.failures,
             "attempts_not_success": retries,
+            "failure_details": failure_details,
             "seconds": round(elapsed, 3),
             "throughput_per_s": round(count / elapsed, 1) if elapsed > 0 else None,
             "latency_ms": {"p50": round(percentile(latencies, 50) * 1000, 1),
@@ -301,6 +307,32 @@ def _profile_summary(profiles: dict[str, Any], count: int, per_msg: float) -> di
     }
 
 
+def _ab_next_due(args: Any, base: Path) -> None:
+    variants: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+    for i in range(args.repeat):
+        for name in ("old", "new"):
+            progress(f"A/B run {i + 1}/{args.repeat}: {name} next_due")
+            variants[name].append(run(count=args.count, pg=args.pg, processes=args.processes, pushers=args.pushers,
+                                      directory=base / f"{name}{i}", profile=True, step_reps=args.step_reps,
+                                      extra_env={"GW_BENCH_OLD_NEXT_DUE": "1"} if name == "old" else None))
+
+    def med(name: str, f: Any) -> float:
+        return median([f(r) for r in variants[name]])
+
+    def calls(fn: str) -> Any:
+        return lambda r: next((v["calls_per_msg"] for k, v in r["profile_us_per_msg"]["functions"].items()
+                               if k.endswith(fn)), 0.0)
+
+    table: dict[str, Any] = {name: {"gateway_cpu_ms_per_msg": med(name, lambda r: r["gateway_cpu_ms_per_msg"]),
+                    "claim_calls_per_msg": med(name, calls("Store.claim")),
+                    "next_due_calls_per_msg": med(name, calls("Store.next_due")),
+                    "throughput_per_s": med(name, lambda r: r["throughput_per_s"]),
+                    "latency_p50_ms": med(name, lambda r: r["latency_ms"]["p50"]),
+                    "all_ok": all(r["ok"] for r in variants[name])} for name in variants}
+    table["new_vs_old_cpu"] = round(table["new"]["gateway_cpu_ms_per_msg"] / table["old"]["gateway_cpu_ms_per_msg"], 3)
+    emit({"ab_next_due": table, "runs": variants})
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=1000)
@@ -311,8 +343,13 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="per-function CPU inside the gateway (small overhead)")
     ap.add_argument("--step-reps", type=int, default=200)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--ab-next-due", action="store_true",
+                    help="alternate runs with the old Store.next_due (before the lease-aware fix) and the current one")
     args = ap.parse_args()
     base = args.dir or Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    if args.ab_next_due:
+        _ab_next_due(args, base)
+        return
     runs = []
     for i in range(args.repeat):
         progress(f"run {i + 1}/{args.repeat}")

@@ -370,7 +370,22 @@ def _install_profile(out: Path) -> None:
     atexit.register(dump)
 
 
+def _old_next_due() -> None:
+    """A/B only: the query ``Store.next_due`` had before leases were taken into account."""
+    from gateway import store as store_mod
+
+    def next_due(self: Any, partner: str | None = None) -> float | None:
+        with self.tx(write=False) as t:
+            row = t.one("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+                        + (" AND partner = :p" if partner else ""), {"p": partner} if partner else {})
+        return float(row[0]) if row and row[0] is not None else None
+
+    store_mod.Store.next_due = next_due  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
+    if os.environ.get("GW_BENCH_OLD_NEXT_DUE"):
+        _old_next_due()
     args = sys.argv[1:]
     if args[:1] == ["--profile"]:
         _install_profile(Path(args[1]))

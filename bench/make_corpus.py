@@ -27,6 +27,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -95,7 +96,7 @@ def _claims(chain: Any, n: int, seed: int) -> None:
 
     duo_key = keys.load_keypair(chain.pki["duo-key"], chain.pki["duo"])
     ctx = tls.client_context(duo_key, [str(chain.pki["ca"])])
-    claims = generate_vorderingen(n, seed, dt.datetime.now(dt.UTC).date(), broken_every=9)
+    claims = generate_vorderingen(n, seed, dt.datetime.now(ZoneInfo('Europe/Amsterdam')).date(), broken_every=9)
     with httpx.Client(verify=ctx, timeout=30) as client:
         for v in claims:
             post_vorderingoverdracht(client, chain.duo_endpoint, v, duo_key)

@@ -48,7 +48,7 @@ def main() -> None:
             runs[name].append(run(count=args.count, pg=args.pg if backend == "pg" else None, processes=n,
                                   pushers=args.pushers, directory=base / f"{name}-{i}", profile=True,
                                   step_reps=100))
-    table = []
+    table: list[dict[str, Any]] = []
     for name, rs in runs.items():
         table.append({
             "config": name,

@@ -224,7 +224,13 @@ class Worker(threading.Thread):
             return ("refused" if handled else "dead"), None, outcome.detail or "refused by the partner"
         age = self.rt.clock.time() - d.created_at
         if d.attempt >= self.policy.max_attempts:
-            return "dead", None, f"out of attempts ({d.attempt}): {outcome.detail}"
+            # d.attempt counts claims: a process killed holding a batch leaves every row of it
+            # counted without an attempt made. Judge by the attempts recorded (plus this one).
+            made = 1 + int(self.rt.store.query(
+                "SELECT COUNT(*) FROM attempts WHERE outbox_id = :id AND outcome NOT LIKE '%-lease-lost'",
+                {"id": d.id})[0][0])
+            if made >= self.policy.max_attempts:
+                return "dead", None, f"out of attempts ({made}): {outcome.detail}"
         if age >= self.policy.max_age_seconds:
             return "dead", None, f"older than max_age_seconds: {outcome.detail}"
         wait = backoff_seconds(self.policy, d.attempt)

@@ -422,7 +422,7 @@ class ArchivePseudonymizer:
         if e.payload is None:
             return
         if e.meta["partner"] == "cjib":
-            e.payload = self._json(e.payload)
+            e.payload = self._cjib_answer(e)
             return
         root = _parse(e.payload)
         if root is None:
@@ -439,6 +439,21 @@ class ArchivePseudonymizer:
         signed = _signed(root)
         e.payload = (_resign_enveloped(root, self.keys[e.meta["partner"]]) if signed
                      else etree.tostring(root, xml_declaration=True, encoding="utf-8"))
+
+    def _cjib_answer(self, e: Any) -> bytes:
+        """CJIB's receipt names the sha256 of the body it received; that body changed."""
+        import base64
+
+        data = self._json(e.payload)
+        sent = self._sent.get(("cjib", e.meta["message_key"]))
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            return data
+        if not isinstance(answer, dict) or "payloadDigest" not in answer or sent is None:
+            return data
+        answer["payloadDigest"] = base64.urlsafe_b64encode(hashlib.sha256(sent).digest()).rstrip(b"=").decode()
+        return json.dumps(answer, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
     def _feed(self, e: Any) -> None:
         e.payload = self._json(e.payload)

@@ -51,21 +51,32 @@ _PARSER = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_net
 
 def canonical(data: bytes | None) -> str:
     """The comparable, readable form of one message (see the module docstring)."""
+    form = _canonical_bytes(data)
+    if not form.startswith(b"<"):
+        return form.decode("utf-8", "replace")
+    return etree.tostring(etree.fromstring(form, _PARSER), pretty_print=True, encoding="unicode")
+
+
+def _canonical_bytes(data: bytes | None) -> bytes:
+    """What is compared; ``canonical`` only makes it readable, for diffs."""
     if not data:
-        return ""
+        return b""
     head = data.lstrip()[:1]
     if head in (b"{", b"["):
         try:
-            return json.dumps(json.loads(data), sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+            return (json.dumps(json.loads(data), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
         except ValueError:
-            return data.decode("utf-8", "replace")
+            return data
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError:
-        return data.decode("utf-8", "replace")
+        return data
     _strip_signing(root)
-    c14n = etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
-    return etree.tostring(etree.fromstring(c14n, _PARSER), pretty_print=True, encoding="unicode")
+    return etree.tostring(root, method="c14n", exclusive=True, with_comments=False)
+
+
+def same(recorded: bytes | None, produced: bytes | None) -> bool:
+    return recorded == produced or _canonical_bytes(recorded) == _canonical_bytes(produced)
 
 
 def _strip_signing(root: etree._Element) -> None:
@@ -388,11 +399,10 @@ def _compare_answers(answers: list[tuple[Entry, int, bytes]]) -> list[Case]:
     for e, status, body in answers:
         m = e.meta
         name = f"seq {e.seq} answer to {m['partner']} {m['operation']} {m.get('message_key') or ''}".strip()
-        recorded = f"HTTP {m.get('http_status')}\n" + canonical(e.response)
-        produced = f"HTTP {status}\n" + canonical(body)
-        ok = recorded == produced
-        cases.append(Case(name, ok, "" if ok else _diff(name, recorded, produced), e, body,
-                          {"http_status": status}))
+        ok = m.get("http_status") == status and same(e.response, body)
+        diff = "" if ok else _diff(name, f"HTTP {m.get('http_status')}\n" + canonical(e.response),
+                                   f"HTTP {status}\n" + canonical(body))
+        cases.append(Case(name, ok, diff, e, body, {"http_status": status}))
     return cases
 
 
@@ -406,13 +416,13 @@ def _compare_outbound(rt: Runtime, entries: list[Entry]) -> list[Case]:
         e, row = expected.get(key), produced.get(key)
         operation = e.meta["operation"] if e else row[1]  # type: ignore[index]
         name = f"{key[0]} {operation} {key[1]}"
-        recorded = canonical(e.payload) if e else ""
-        made = canonical(bytes(row[4])) if row else ""
-        ok = e is not None and row is not None and recorded == made
+        made = bytes(row[4]) if row else None
+        ok = e is not None and row is not None and same(e.payload, made)
         meta = {} if row is None else {"route": row[6], "partner": row[0], "operation": row[1],
                                        "message_key": row[2], "order_key": row[3], "t": float(row[5])}
-        diff = "" if ok else _diff(name, recorded or "(not recorded)\n", made or "(not produced)\n")
-        cases.append(Case(name, ok, diff, e, bytes(row[4]) if row else None, meta))
+        diff = "" if ok else _diff(name, canonical(e.payload) if e else "(not recorded)\n",
+                                   canonical(made) if row else "(not produced)\n")
+        cases.append(Case(name, ok, diff, e, made, meta))
     return cases
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import config as config_mod
-from gateway.clock import Clock, SystemClock
+from gateway.clock import AMS, Clock, SystemClock
 from gateway.daemon import Daemon
 from gateway.server import RunningServer, serve_in_thread
 
@@ -231,7 +231,7 @@ def _claims(chain: Chain, n: int, seed: int, progress: Any) -> dict[str, Any]:
     from gateway.security import tls
 
     ctx = tls.client_context(duo_key, [str(paths["ca"])])
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.now(AMS).date()
     claims = generate_vorderingen(n, seed, today, broken_every=max(5, n // 2 or 1))
     task = progress.add_task("DUO hands claims to CJIB", total=len(claims))
     statuses: dict[int, int] = {}

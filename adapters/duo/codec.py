@@ -8,14 +8,10 @@ expect schema-valid elements and ignore a trailing ``ds:Signature``.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-from collections.abc import Callable
-from typing import TypeVar
 
 from lxml import etree
 
 from gateway.bsn import bsn_valid
-from gateway.errors import MalformedInput
 from gateway.models import (
     Adres,
     Beoordeling,
@@ -31,6 +27,7 @@ from gateway.models import (
     VorderingOverdracht,
     VorderingStatus,
 )
+from gateway.xmlcodec import Vocabulary, parse_date
 
 __all__ = [
     "DUO_NS",
@@ -54,57 +51,19 @@ AANMANINGSTERMIJN_DAGEN = 14
 
 # ---------------------------------------------------------------- helpers
 
-def _q(name: str) -> str:
-    return f"{{{DUO_NS}}}{name}"
-
-
-def _root(name: str) -> etree._Element:
-    return etree.Element(_q(name), nsmap=NSMAP)
-
-
-def _sub(parent: etree._Element, name: str) -> etree._Element:
-    return etree.SubElement(parent, _q(name))
-
-
-def _add(parent: etree._Element, name: str, value: object) -> etree._Element:
-    el = _sub(parent, name)
-    el.text = value.isoformat() if isinstance(value, dt.date) else str(value)
-    return el
-
-
-def _add_opt(parent: etree._Element, name: str, value: object | None) -> None:
-    if value is not None:
-        _add(parent, name, value)
-
-
-def _expect(el: etree._Element, name: str) -> None:
-    if el.tag != _q(name):
-        raise MalformedInput(f"expected duo:{name}", stage="processing")
-
-
-def _child(el: etree._Element, name: str) -> etree._Element:
-    found = el.find(_q(name))
-    if found is None:
-        raise MalformedInput(f"duo:{name} is missing", stage="processing")
-    return found
-
-
-def _text(el: etree._Element, name: str) -> str:
-    return (_child(el, name).text or "").strip()
-
-
-def _opt_text(el: etree._Element, name: str) -> str | None:
-    found = el.find(_q(name))
-    return None if found is None else (found.text or "").strip()
-
-
-def _opt_int(el: etree._Element, name: str) -> int | None:
-    text = _opt_text(el, name)
-    return None if text is None else int(text)
-
-
-def _date(text: str) -> dt.date:
-    return dt.date.fromisoformat(text[:10])  # drop an optional zone suffix of xs:date
+_X = Vocabulary(DUO_NS, "duo")
+_q = _X.q
+_root = _X.root
+_add = _X.add
+_add_opt = _X.add_opt
+_expect = _X.expect
+_child = _X.child
+_text = _X.text
+_opt_text = _X.opt_text
+_sub = _X.sub
+_opt_int = _X.opt_int
+_date = parse_date
+_values_hidden = _X.values_hidden
 
 
 def _encode_fouten(parent: etree._Element, fouten: tuple[Fout, ...]) -> None:
@@ -120,23 +79,6 @@ def _decode_fouten(parent: etree._Element) -> tuple[Fout, ...]:
         Fout(code=_text(el, "code"), omschrijving=_text(el, "omschrijving"), pad=_opt_text(el, "pad"))
         for el in parent.findall(_q("fout"))
     )
-
-
-_T = TypeVar("_T")
-
-
-def _values_hidden(decode: Callable[[etree._Element], _T]) -> Callable[[etree._Element], _T]:
-    """Decoders expect schema-valid input; if a value still does not parse, say so without the value."""
-
-    @functools.wraps(decode)
-    def wrapper(el: etree._Element) -> _T:
-        try:
-            return decode(el)
-        except ValueError:
-            raise MalformedInput("duo: a value does not fit its type; validate against the XSD first",
-                                 stage="processing") from None
-
-    return wrapper
 
 
 # ---------------------------------------------------------------- InburgeraarMelding

@@ -9,16 +9,13 @@ Europe/Amsterdam per the contract); timestamps stay lexical strings (see ``gatew
 from __future__ import annotations
 
 import copy
-import datetime as dt
-import functools
-from collections.abc import Callable, Iterable
-from typing import TypeVar
+from collections.abc import Iterable
 
 from lxml import etree
 
 from gateway.bsn import bsn_valid
-from gateway.errors import MalformedInput
 from gateway.models import IndFeedPage, IndMelding, IndPersoon, IndVerblijf
+from gateway.xmlcodec import Vocabulary, opt_date, parse_date
 
 __all__ = [
     "IND_NS",
@@ -49,69 +46,18 @@ ACTION_HAAL_RESPONSE = f"{IND_NS}/HaalMeldingenResponse"
 
 # ---------------------------------------------------------------- helpers
 
-def _q(name: str) -> str:
-    return f"{{{IND_NS}}}{name}"
-
-
-def _root(name: str) -> etree._Element:
-    return etree.Element(_q(name), nsmap=NSMAP)
-
-
-def _add(parent: etree._Element, name: str, value: object) -> etree._Element:
-    el = etree.SubElement(parent, _q(name))
-    el.text = value.isoformat() if isinstance(value, dt.date) else str(value)
-    return el
-
-
-def _add_opt(parent: etree._Element, name: str, value: object | None) -> None:
-    if value is not None:
-        _add(parent, name, value)
-
-
-def _expect(el: etree._Element, name: str) -> None:
-    if el.tag != _q(name):
-        raise MalformedInput(f"expected ind:{name}", stage="processing")
-
-
-def _child(el: etree._Element, name: str) -> etree._Element:
-    found = el.find(_q(name))
-    if found is None:
-        raise MalformedInput(f"ind:{name} is missing", stage="processing")
-    return found
-
-
-def _text(el: etree._Element, name: str) -> str:
-    return (_child(el, name).text or "").strip()
-
-
-def _opt_text(el: etree._Element, name: str) -> str | None:
-    found = el.find(_q(name))
-    return None if found is None else (found.text or "").strip()
-
-
-def _date(text: str) -> dt.date:
-    return dt.date.fromisoformat(text[:10])  # drop an optional zone suffix of xs:date
-
-
-def _opt_date(text: str | None) -> dt.date | None:
-    return None if text is None else _date(text)
-
-
-_T = TypeVar("_T")
-
-
-def _values_hidden(decode: Callable[[etree._Element], _T]) -> Callable[[etree._Element], _T]:
-    """Decoders expect schema-valid input; if a value still does not parse, say so without the value."""
-
-    @functools.wraps(decode)
-    def wrapper(el: etree._Element) -> _T:
-        try:
-            return decode(el)
-        except ValueError:
-            raise MalformedInput("ind: a value does not fit its type; validate against the XSD first",
-                                 stage="processing") from None
-
-    return wrapper
+_X = Vocabulary(IND_NS, "ind")
+_q = _X.q
+_root = _X.root
+_add = _X.add
+_add_opt = _X.add_opt
+_expect = _X.expect
+_child = _X.child
+_text = _X.text
+_opt_text = _X.opt_text
+_date = parse_date
+_opt_date = opt_date
+_values_hidden = _X.values_hidden
 
 
 # ---------------------------------------------------------------- VergunningMelding

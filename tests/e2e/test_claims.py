@@ -14,12 +14,18 @@ from adapters.cjib.simulator import Faults as CjibFaults
 from adapters.duo import codec as duo_codec
 from adapters.duo.simulator import generate_vorderingen, post_vorderingoverdracht
 from gateway import health
-from gateway.clock import FixedClock
+from gateway.clock import AMS, FixedClock
 from gateway.mapping import duo_to_cjib
 from gateway.mapping.cjib_to_duo import status_bericht_id
 from gateway.sandbox import wait_until
 from gateway.security import keys, tls, xmldsig
 from gateway.store import NewDelivery
+
+
+def ams_today() -> dt.date:
+    """The day of hand-over: a calendar date in Europe/Amsterdam, as the gateway and CJIB count it."""
+    return dt.datetime.now(AMS).date()
+
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "samples"
 NS = {"duo": duo_codec.DUO_NS}
@@ -76,7 +82,7 @@ def test_the_sample_hand_over_end_to_end(chain, pki_paths):
 @pytest.mark.parametrize("rule", ["BSN_ELFPROEF", "VERVALDATUM_NIET_VERSTREKEN", "AANMANING_VOOR_VERVALDATUM",
                                   "AANMANINGSTERMIJN_TE_KORT"])
 def test_a_claim_cjib_would_refuse_is_refused_at_the_door(chain, pki_paths, rule):
-    today = dt.datetime.now(dt.UTC).date()
+    today = ams_today()
     claims = generate_vorderingen(8, seed=5, handover_day=today, broken_every=1)
     v = next(c for c in claims if rule in {f.code for f in duo_codec.vordering_rules(c, today)})
     client, key = duo_client(pki_paths)
@@ -95,7 +101,7 @@ def test_a_claim_cjib_would_refuse_is_refused_at_the_door(chain, pki_paths, rule
 def test_cjib_refusing_with_400_tells_duo_afgewezen_door_cjib(chain):
     """A claim that passed our door but that CJIB refuses (its rules may be stricter than ours)."""
     vid = "0d6c1f6e-3c1a-4b7e-9d2f-2b1e5a7c9d10"
-    body = duo_to_cjib.to_cjib_vordering(generate_vorderingen(1, seed=8, handover_day=dt.date.today())[0])
+    body = duo_to_cjib.to_cjib_vordering(generate_vorderingen(1, seed=8, handover_day=ams_today())[0])
     body["opdrachtgeverReferentie"] = vid
     body["debiteur"]["bsn"] = "123456789"  # fails the 11-test at CJIB
     rt = chain.daemon.rt
@@ -115,8 +121,8 @@ def test_cjib_422_key_reused_for_other_content_is_a_dead_letter_with_an_alarm(ch
     from adapters.cjib.client import CjibSender
     from gateway.adapter import Delivery
 
-    v = generate_vorderingen(1, seed=21, handover_day=dt.date.today())[0]
-    other = generate_vorderingen(1, seed=22, handover_day=dt.date.today())[0]
+    v = generate_vorderingen(1, seed=21, handover_day=ams_today())[0]
+    other = generate_vorderingen(1, seed=22, handover_day=ams_today())[0]
     gw = keys.load_keypair(pki_paths["gateway-key"], pki_paths["gateway"])
     planted = CjibSender(chain.servers["cjib"].url, gw, chain.daemon.rt.trust["cjib"],
                          tls.client_context(gw, [str(pki_paths["ca"])]), 10, chain.daemon.rt.clock)
@@ -137,7 +143,7 @@ def test_cjib_422_key_reused_for_other_content_is_a_dead_letter_with_an_alarm(ch
 
 def test_429_bursts_are_paced_and_every_claim_is_accepted_once(make_chain, pki_paths):
     chain = make_chain(cjib_faults=CjibFaults(burst_429_length=3, burst_429_every=10, retry_after_seconds=1))
-    claims = generate_vorderingen(30, seed=31, handover_day=dt.date.today())
+    claims = generate_vorderingen(30, seed=31, handover_day=ams_today())
     client, key = duo_client(pki_paths)
     with client:
         for v in claims:
@@ -190,7 +196,7 @@ def test_cjib_down_for_a_day_with_1200_claims_waiting(make_chain, pki_paths):
 
 def test_status_changes_reach_duo_once_and_in_order(make_chain, pki_paths):
     chain = make_chain(cjib_faults=CjibFaults(duplicate_feed_rate=1.0))
-    claims = generate_vorderingen(3, seed=41, handover_day=dt.date.today())
+    claims = generate_vorderingen(3, seed=41, handover_day=ams_today())
     client, key = duo_client(pki_paths)
     with client:
         for v in claims:

@@ -17,7 +17,15 @@ import pytest
 
 from adapters.duo.simulator import Answer, Faults
 from gateway.store import Store
-from tests.e2e.helpers import GatewayProcess, bericht_id, duo_policy, log_events, meldingen, metric, wait_until
+from tests.e2e.helpers import (
+    GatewayProcess,
+    bericht_id,
+    duo_policy,
+    log_events,
+    meldingen,
+    metric,
+    wait_until,
+)
 
 
 @pytest.fixture

@@ -17,7 +17,16 @@ from typing import Any
 import httpx
 
 from adapters.duo.simulator import Answer, Faults
-from tests.e2e.helpers import attempt_rows, bericht_id, cli, duo_policy, meldingen, metric, outbox_rows, wait_until
+from tests.e2e.helpers import (
+    attempt_rows,
+    bericht_id,
+    cli,
+    duo_policy,
+    meldingen,
+    metric,
+    outbox_rows,
+    wait_until,
+)
 
 
 def _store(chain: Any) -> Any:
@@ -52,7 +61,7 @@ def test_503_three_times_then_200_is_delivered_once_after_four_attempts_with_bac
     assert [a["http_status"] for a in attempts] == [503, 503, 503, 200]
     # Back-off: never sooner than the policy's lower bound (half the initial wait, full jitter).
     starts = [a["started_at"] for a in attempts]
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert all(g >= initial * 0.5 - 0.01 for g in gaps), gaps
     assert chain.duo.count(bid) == 1 and chain.duo.accepted() == 1
     # The operator's view shows the same four attempts.
@@ -171,3 +180,34 @@ def test_connection_reset_and_lost_acknowledgement_still_deliver_exactly_once(ma
     # the retry gets DUO's stored acknowledgement and DUO holds the message once.
     assert [a["outcome"] for a in attempts] == ["retry", "retry", "success"]
     assert chain.duo.count(bid) == 1 and chain.duo.accepted() == 1 and len(chain.duo.received) == 1
+
+
+def test_claims_cut_off_by_crashes_do_not_use_up_the_attempt_limit(make_chain: Any) -> None:
+    """A process killed while holding a batch leaves each row's claim counted; those are not
+    attempts, and must not send a delivery to the dead letters (max_attempts 3 here)."""
+    down = {"on": True}
+    chain = make_chain(duo_faults=Faults(downtime=lambda now: down["on"], retry_after_seconds=30),
+                       overrides=duo_policy(max_attempts=3, backoff_initial_seconds=0.1, backoff_max_seconds=0.2))
+    [m] = meldingen(1, seed=405)
+    _push(chain, [m])
+    store = _store(chain)
+    assert wait_until(lambda: len(attempt_rows(store)) >= 1, 10)
+    chain.daemon.stop()
+    row = _delivery_for(chain, m)
+    assert row["state"] == "pending"
+    with store.tx() as t:  # no need to wait for the Retry-After
+        t.execute("UPDATE outbox SET next_attempt_at = 0 WHERE id = :id", {"id": row["id"]})
+    # Three crashed processes, each killed while it held this row.
+    for k in range(3):
+        assert store.claim("duo", f"killed-{k}", limit=8, lease_seconds=0.01, now=time.time() + k)
+    with store.tx() as t:  # their leases ran out
+        t.execute("UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL WHERE id = :id", {"id": row["id"]})
+    assert _delivery_for(chain, m)["attempts"] == 4
+    chain.duo.faults.script.extend([Answer(503, retry_after_seconds=0.4)])  # one more failure, then DUO answers
+    down["on"] = False
+    chain.start_daemon()
+    assert wait_until(lambda: len(attempt_rows(store)) >= 2, 10)
+    assert _delivery_for(chain, m)["state"] != "dead", _delivery_for(chain, m)["dead_reason"]
+    assert wait_until(lambda: chain.duo.count(bericht_id(m.melding_id)) == 1, 15)
+    assert wait_until(lambda: _delivery_for(chain, m)["state"] == "delivered", 5)
+    assert [a["outcome"] for a in attempt_rows(store)] == ["retry", "retry", "success"]

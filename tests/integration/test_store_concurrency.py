@@ -83,7 +83,7 @@ def test_racing_accepts_of_one_key_create_one_message_and_one_delivery(stores: C
     racers = [stores() for _ in range(RACERS)]
     for round_ in range(5):  # several rounds: a race that loses rarely still shows up
         key = f"melding-{round_}"
-        results = race(RACERS, lambda i, key=key: _accept(racers[i], key, seq=round_ + 1))
+        results = race(RACERS, lambda i, key=key, seq=round_ + 1: _accept(racers[i], key, seq=seq))
         kinds = sorted(r.kind for r in results)
         assert kinds == ["accepted"] + ["repeat"] * (RACERS - 1), kinds
         assert len({r.message_id for r in results}) == 1
