@@ -201,7 +201,8 @@ class Worker(threading.Thread):
         ok = self.rt.store.finish_attempt(
             d, self.owner, started_at=started, duration_ms=duration_ms, http_status=outcome.http_status,
             outcome=outcome.kind, detail=detail, new_state=state, next_attempt_at=next_at,
-            receipt=outcome.receipt, receipt_ref=outcome.reference, enqueue=follow, message_event=event)
+            receipt=outcome.receipt, receipt_ref=outcome.reference, enqueue=follow, message_event=event,
+            now=self.rt.clock.time())
         self.rt.metrics.attempts.labels(self.partner, d.operation, outcome.kind).inc()
         self.rt.metrics.attempt_duration.labels(self.partner).observe(duration_ms / 1000)
         if state == "delivered" and ok:

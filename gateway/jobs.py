@@ -47,7 +47,9 @@ class JobRunner(threading.Thread):
     def run_job(self, job: Job) -> None:
         owner = f"{self.rt.config.instance}:{os.getpid()}:{id(self)}"
         try:
-            if not self.rt.store.take_job_lease(job.name, owner, max(job.interval_seconds * 3, 30.0)):
+            # The lease lasts one interval: at most one run per interval across all processes, and
+            # after a crash another process takes the job over at its next tick.
+            if not self.rt.store.take_job_lease(job.name, owner, max(job.interval_seconds, 5.0)):
                 return
             job.run(self.rt)
         except GatewayError as exc:

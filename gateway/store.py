@@ -352,9 +352,10 @@ class Store:
         receipt_ref: str | None = None,
         enqueue: Sequence[NewDelivery] = (),
         message_event: tuple[str, str, dict[str, Any] | None] | None = None,
+        now: float | None = None,
     ) -> bool:
         """Record one attempt and move the delivery on; False when our lease was lost."""
-        now = time.time()
+        now = time.time() if now is None else now
         with self.tx() as t:
             # Locked: a takeover in flight must commit before we judge whether the lease is still ours.
             row = t.one("SELECT message_id, lease_owner, state FROM outbox WHERE id = :id {for_update}",
