@@ -15,7 +15,7 @@ from lxml import etree
 from adapters.duo import codec as duo_codec
 from gateway import xmlsafe
 from gateway.mapping import ind_to_duo
-from gateway.models import IndMelding, InburgeraarMelding
+from gateway.models import InburgeraarMelding, IndMelding
 from gateway.runtime import Runtime
 from gateway.store import NewDelivery
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from lxml import etree
@@ -129,7 +129,7 @@ def verify_manifest(xsd_dir: Path = XSD_DIR) -> dict[str, str]:
     return digests
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema(name: str) -> etree.XMLSchema:
     """The compiled schema ``xsd/<name>``; compiled once per process."""
     verify_manifest()
