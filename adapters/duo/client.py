@@ -63,30 +63,31 @@ class DuoSender:
         if impostor is not None:
             return Outcome("retry", http_status=response.status_code, detail=impostor,
                            extra={"alarm": "SERVER_CERTIFICATE"})
+        root = None
         if response.status_code in _CHECKED:
-            problem = self._check_acknowledgement(delivery, response.content)
+            root, problem = self._check_acknowledgement(delivery, response.content)
             if problem:
                 return Outcome("retry", http_status=response.status_code, receipt=response.content,
                                detail=f"acknowledgement not accepted: {problem}")
         return errors.classify(response.status_code, response.headers, response.content,
-                               now=self.clock.now())
+                               now=self.clock.now(), root=root)
 
-    def _check_acknowledgement(self, delivery: Delivery, body: bytes) -> str | None:
-        """None when the acknowledgement is sound; otherwise why not (no personal data)."""
+    def _check_acknowledgement(self, delivery: Delivery, body: bytes) -> tuple[etree._Element | None, str | None]:
+        """(the checked root, None) when the acknowledgement is sound; else (None, why not)."""
         try:
             root = xmlsafe.parse(body)
             xmlsafe.validate(root, xmlsafe.DUO_XSD, partner="duo")
             if self.trust is not None:
                 root = xmldsig.verify_enveloped(root, self.trust, now=self.clock.now())
         except GatewayError as exc:
-            return f"{exc.code}: {exc.message}"
+            return None, f"{exc.code}: {exc.message}"
         if root.tag != f"{{{errors.DUO_NS}}}Ontvangstbevestiging":
-            return "not an Ontvangstbevestiging"
+            return None, "not an Ontvangstbevestiging"
         if root.findtext("duo:berichtId", namespaces=_NS) != delivery.idempotency_key:
-            return "berichtId differs from the message sent"
+            return None, "berichtId differs from the message sent"
         if root.findtext("duo:berichtDigest", namespaces=_NS) != _digest_of(delivery.payload):
-            return "berichtDigest differs from the message sent"
-        return None
+            return None, "berichtDigest differs from the message sent"
+        return root, None
 
     def close(self) -> None:
         self._client.close()

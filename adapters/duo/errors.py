@@ -11,6 +11,8 @@ import datetime as dt
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
+from lxml import etree
+
 from gateway import xmlsafe
 from gateway.adapter import Outcome
 from gateway.errors import InboundRefused
@@ -23,7 +25,7 @@ _NS = {"duo": DUO_NS}
 
 
 def classify(status: int | None, headers: Mapping[str, str] | None, body: bytes | None,
-             *, now: dt.datetime | None = None) -> Outcome:
+             *, now: dt.datetime | None = None, root: etree._Element | None = None) -> Outcome:
     """Classify one answer; ``status`` None means no answer (network failure or timeout)."""
     if status is None:
         return Outcome("retry", detail="no answer from DUO")
@@ -35,15 +37,16 @@ def classify(status: int | None, headers: Mapping[str, str] | None, body: bytes 
     if status >= 500:
         return Outcome("retry", http_status=status, detail=f"DUO failed (HTTP {status})")
     if status in (200, 400, 409):
-        return _acknowledgement(status, body or b"")
+        return _acknowledgement(status, body or b"", root)
     return Outcome("retry", http_status=status, detail=f"unexpected answer from DUO (HTTP {status})")
 
 
-def _acknowledgement(status: int, body: bytes) -> Outcome:
-    try:
-        root = xmlsafe.parse(body)
-    except InboundRefused as exc:
-        return Outcome("retry", http_status=status, detail=f"unreadable acknowledgement ({exc.code})")
+def _acknowledgement(status: int, body: bytes, root: etree._Element | None) -> Outcome:
+    if root is None:  # the sender passes the root it already parsed and checked
+        try:
+            root = xmlsafe.parse(body)
+        except InboundRefused as exc:
+            return Outcome("retry", http_status=status, detail=f"unreadable acknowledgement ({exc.code})")
     if root.tag != f"{{{DUO_NS}}}Ontvangstbevestiging":
         return Outcome("retry", http_status=status, detail="the answer is not an Ontvangstbevestiging")
     ack_status = root.findtext("duo:status", namespaces=_NS)
