@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -44,6 +44,13 @@ def _cli() -> ModuleType:
     return cli
 
 
+def _fail(message: str, code: int = 2) -> NoReturn:
+    # gateway.cli.fail imported by name, so mypy sees its NoReturn (through _cli() it is Any).
+    from gateway.cli import fail
+
+    fail(message, code)
+
+
 def _ruleset_path(name: str, directory: Path) -> Path:
     """A rule set by name (in ``directory``) or by path (anything ending in .yaml or holding a /)."""
     if name.endswith((".yaml", ".yml")) or "/" in name:
@@ -55,7 +62,7 @@ def _load(path: Path) -> rules.RuleSet:
     try:
         return rules.load(path)
     except ConfigError as exc:
-        _cli().fail(str(exc), 1)
+        _fail(str(exc), 1)
 
 
 def _named(cfg: Any, name: str) -> rules.RuleSet:
@@ -169,7 +176,7 @@ def check(
         if as_json:
             print(json.dumps({"ok": False, "file": exc.file, "line": exc.line, "error": str(exc)}, indent=2))
             raise typer.Exit(1) from None
-        _cli().fail(str(exc), 1)
+        _fail(str(exc), 1)
     cases = file.with_name(f"{rs.name}.cases.yaml")
     if as_json:
         print(json.dumps({"ok": True, "name": rs.name, "version": rs.version, "rules": len(rs.rules),
@@ -207,7 +214,7 @@ def test(
     try:
         results = rules.run_cases(rs, file)
     except ConfigError as exc:
-        _cli().fail(str(exc), 1)
+        _fail(str(exc), 1)
     failed = [r for r in results if not r.passed]
     if as_json:
         print(json.dumps({"ruleset": rs.version, "cases": len(results), "failed": len(failed), "results": [
@@ -333,10 +340,10 @@ def _require_cases_pass(rs: rules.RuleSet) -> None:
     try:
         failed = [r for r in rules.run_cases(rs, cases) if not r.passed]
     except ConfigError as exc:
-        _cli().fail(str(exc), 1)
+        _fail(str(exc), 1)
     if failed:
-        _cli().fail(f"{len(failed)} case(s) in {cases} fail (first at line {failed[0].line}); "
-                    f"run `gateway rules test {cases}`", 1)
+        _fail(f"{len(failed)} case(s) in {cases} fail (first at line {failed[0].line}); "
+              f"run `gateway rules test {cases}`", 1)
 
 
 # ---------------------------------------------------------------- reports

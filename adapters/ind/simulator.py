@@ -16,6 +16,7 @@ import datetime as dt
 import random
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import requests
@@ -311,7 +312,7 @@ class IndSimulator:
         are issued but not pushed; duplicates go twice in a row."""
         faults = faults or PushFaults()
         rng = random.Random(faults.seed)
-        results = []
+        results: list[PushResult] = []
         for m in meldingen:
             if m.volgnummer in faults.drop or rng.random() < faults.drop_rate:
                 self.issue([m])
@@ -346,9 +347,11 @@ class IndSimulator:
                 self._services[url] = self._zeep.create_service(f"{{{_WSDL_NS}}}MeldingOntvangstBinding", url)
             return self._services[url]
 
-    def _result(self, m: IndMelding, **kw: str | bool | None) -> PushResult:
+    def _result(self, m: IndMelding, *, fault_code: str | None = None, detail_code: str | None = None,
+                error: str | None = None, digest_matches: bool | None = None) -> PushResult:
         status, body = self.transport.last or (None, None)
-        return PushResult(m.volgnummer, m.melding_id, status, acknowledgement=body, **kw)
+        return PushResult(m.volgnummer, m.melding_id, status, acknowledgement=body, fault_code=fault_code,
+                          detail_code=detail_code, error=error, digest_matches=digest_matches)
 
     def _acknowledged(self, m: IndMelding) -> PushResult:
         payload = self.wsse.last_payload
@@ -417,7 +420,7 @@ def zeep_kwargs(m: IndMelding) -> dict[str, object]:
     return _present(melding)
 
 
-def _present(d: dict[str, object]) -> dict[str, object]:
+def _present(d: Mapping[str, object]) -> dict[str, object]:
     return {k: v for k, v in d.items() if v is not None}
 
 

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from gateway.errors import CertificateRefused, MessageExpired, SignatureInvalid
+from gateway.errors import CertificateRefused, ConfigError, MessageExpired, SignatureInvalid
 from gateway.security.keys import KeyPair, PartnerTrust, kid
 
 __all__ = ["ALLOWED_ALGS", "sign_detached", "verify_detached"]
@@ -43,11 +43,14 @@ def sign_detached(body: bytes, key: KeyPair, *, now: datetime, htm: str | None =
 
 def _sign(data: bytes, key: KeyPair) -> bytes:
     private = key.private_key
-    alg = key.jws_alg()
-    if alg == "PS256":
+    alg = key.jws_alg()  # raises ConfigError unless RSA (PS256) or EC P-256 (ES256)
+    if alg == "PS256" and isinstance(private, rsa.RSAPrivateKey):
         return private.sign(data, _PSS, hashes.SHA256())
-    r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
-    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    if alg == "ES256" and isinstance(private, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    # Not reached: jws_alg() names the algorithm from these same isinstance checks.
+    raise ConfigError("the key is neither RSA nor EC P-256", file=key.key_file)
 
 
 def verify_detached(value: str, body: bytes, trust: PartnerTrust, *, now: datetime, htm: str | None = None,

@@ -23,6 +23,8 @@ NAMES = ("gateway", "ind", "duo", "cjib")
 ORG = "Sandbox civic-integration chain"
 CA_NAME = "Sandbox chain CA"
 
+_Key = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey  # what this module generates and signs with
+
 
 def subject(common_name: str) -> x509.Name:
     return x509.Name([
@@ -91,7 +93,7 @@ def issue(
     """
     directory = Path(directory)
     ca_key_path, ca_cert_path = ca or (directory / "ca-key.pem", directory / "ca.pem")
-    ca_key = serialization.load_pem_private_key(Path(ca_key_path).read_bytes(), password=None)
+    ca_key = _ca_key(Path(ca_key_path))
     ca_cert = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
     key = ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
     start = not_before or _now() - dt.timedelta(minutes=5)
@@ -111,10 +113,26 @@ def issue(
         .add_extension(x509.SubjectAlternativeName([
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(_ca_public_key(ca_cert)), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
     return _write(directory, name, key, cert)
+
+
+def _ca_key(path: Path) -> _Key:
+    # Only RSA and EC keys sign a certificate with SHA-256 as issue() does (make_ca writes RSA).
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: the CA key is neither RSA nor EC")
+    return key
+
+
+def _ca_public_key(ca_cert: x509.Certificate) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
+    # The certificate's key type, as _ca_key requires of the private key.
+    key = ca_cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        raise ValueError("the CA certificate's key is neither RSA nor EC")
+    return key
 
 
 def _ca_key_usage() -> x509.KeyUsage:
@@ -129,7 +147,7 @@ def _leaf_key_usage(key_type: str) -> x509.KeyUsage:
                          crl_sign=False, encipher_only=False, decipher_only=False)
 
 
-def _write(directory: Path, stem: str, key, cert: x509.Certificate) -> tuple[Path, Path]:
+def _write(directory: Path, stem: str, key: _Key, cert: x509.Certificate) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     key_path, cert_path = directory / f"{stem}-key.pem", directory / f"{stem}.pem"
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

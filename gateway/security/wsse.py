@@ -24,16 +24,18 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
 from signxml import SignatureConfiguration, XMLSigner, XMLVerifier, methods
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, SignXMLException
 from signxml.signer import SignatureReference
+from signxml.verifier import VerifyResult
 
-from gateway.errors import CertificateRefused, MalformedInput, MessageExpired, SignatureInvalid
+from gateway.errors import CertificateRefused, ConfigError, MalformedInput, MessageExpired, SignatureInvalid
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
 from gateway.soap import DS_NS, SOAP_NS, WSA_NS, WSSE_NS, WSU_NS
 from gateway.xmlsafe import exc_c14n
@@ -82,9 +84,17 @@ def sign_envelope(envelope: etree._Element, key: KeyPair, *, parts: Sequence[str
         references.append(SignatureReference(URI="#" + _ensure_id(targets[part], part), c14n_method=EXC_C14N))
     signer = XMLSigner(method=methods.detached, signature_algorithm=_signature_method(key),
                        digest_algorithm=DigestAlgorithm.SHA256, c14n_algorithm=EXC_C14N)
-    signature = signer.sign(envelope, key=key.private_key, reference_uri=references, key_info=_key_info(bst_id))
+    signature = signer.sign(envelope, key=signing_key(key), reference_uri=references, key_info=_key_info(bst_id))
     security.append(signature)
     return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
+
+
+def signing_key(key: KeyPair) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    """``key.private_key`` as signxml takes it; ``load_keypair`` admits no other key types."""
+    private = key.private_key
+    if isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        return private
+    raise ConfigError("only RSA and EC keys are supported", file=key.key_file)
 
 
 def _signature_method(key: KeyPair) -> SignatureMethod:
@@ -326,7 +336,9 @@ def _verify_crypto(envelope: etree._Element, cert: x509.Certificate, placed: dic
     except (SignXMLException, ValueError, etree.LxmlError) as exc:
         raise SignatureInvalid(f"the signature does not verify ({type(exc).__name__})", stage=_STAGE) from exc
     signed: dict[str, etree._Element] = {}
-    for (part, element), result in zip(placed.items(), results, strict=True):
+    # A list: signxml returns a lone VerifyResult only for expect_references == 1, and placed
+    # holds every part of REQUEST_PARTS (checked in verify_envelope).
+    for (part, element), result in zip(placed.items(), cast(list[VerifyResult], results), strict=True):
         if result.signed_xml is None or result.signed_data != exc_c14n(element):
             raise SignatureInvalid(f"the signed {part} is not the {part} in place", stage=_STAGE)
         signed[part] = result.signed_xml

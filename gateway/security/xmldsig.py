@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 from datetime import datetime
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -18,10 +19,11 @@ from lxml import etree
 from signxml import SignatureConfiguration, XMLSigner, XMLVerifier, methods
 from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, SignXMLException
+from signxml.verifier import VerifyResult
 
 from gateway.errors import CertificateRefused, SignatureInvalid
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
-from gateway.security.wsse import hardened_parser
+from gateway.security.wsse import hardened_parser, signing_key
 from gateway.soap import DS_NS
 from gateway.xmlsafe import exc_c14n, sha256_b64
 
@@ -42,7 +44,7 @@ def sign_enveloped(root: etree._Element, key: KeyPair) -> bytes:
         else SignatureMethod.RSA_SHA256
     signer = XMLSigner(method=methods.enveloped, signature_algorithm=method,
                        digest_algorithm=DigestAlgorithm.SHA256, c14n_algorithm=EXC_C14N)
-    signed = signer.sign(root, key=key.private_key, cert=[key.certificate])
+    signed = signer.sign(root, key=signing_key(key), cert=[key.certificate])
     return etree.tostring(signed, xml_declaration=True, encoding="utf-8")
 
 
@@ -59,7 +61,9 @@ def verify_enveloped(root: etree._Element, trust: PartnerTrust, *, now: datetime
         verification_time=now,
     )
     try:
-        result = XMLVerifier().verify(root, x509_cert=cert, expect_config=config, parser=hardened_parser())
+        # One VerifyResult, not a list: expect_references is 1.
+        result = cast(VerifyResult, XMLVerifier().verify(root, x509_cert=cert, expect_config=config,
+                                                         parser=hardened_parser()))
     except InvalidCertificate as exc:
         raise CertificateRefused("the signing certificate is not valid now", stage=_STAGE) from exc
     except (SignXMLException, ValueError, etree.LxmlError) as exc:
