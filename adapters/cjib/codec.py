@@ -8,6 +8,7 @@ with ``path`` = the JSON pointer of the first problem; messages never quote valu
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
@@ -55,12 +56,31 @@ def _pinned_sha256(name: str) -> str:
     raise ConfigError("no pinned sha256 for the CJIB OpenAPI document", file=str(_SUMS_FILE))
 
 
+def _format_checker() -> FormatChecker:
+    """date and date-time checked by us: jsonschema checks date-time only when an optional
+    package happens to be installed, and the contract must not depend on that."""
+    checker = FormatChecker(formats=())
+
+    @checker.checks("date", raises=ValueError)
+    def _date(value: object) -> bool:
+        return not isinstance(value, str) or (len(value) == 10 and bool(dt.date.fromisoformat(value)))
+
+    @checker.checks("date-time", raises=ValueError)
+    def _date_time(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return "T" in value.upper() and parsed.tzinfo is not None
+
+    return checker
+
+
 @functools.cache
 def _validator(component: str) -> Draft202012Validator:
     # The components travel along so that the document's own "#/components/..." refs resolve.
     schema = {"$ref": f"#/components/schemas/{component}",
               "components": openapi_document()["components"]}
-    return Draft202012Validator(schema, format_checker=FormatChecker())
+    return Draft202012Validator(schema, format_checker=_format_checker())
 
 
 def validate(component: str, value: object) -> None:
