@@ -15,7 +15,12 @@ Reported (JSON on stdout, progress on stderr):
   sign, enveloped sign and verify; and the ratio gateway CPU / unavoidable steps;
 - with ``--profile``, per-message CPU inside the gateway by function (crypto, XML, store, ...).
 
+With ``--insecure`` the same on the unsigned path (``start_chain(secure=False)``: tls.enabled =
+false, no signatures, plain HTTP, the CJIB route off): the steps are then parse, XSD validation,
+a durable commit and one plain-HTTP keep-alive exchange, without crypto or TLS.
+
     python bench/bench_sandbox.py --count 1000
+    python bench/bench_sandbox.py --insecure --count 400 --repeat 3 --profile
     python bench/bench_sandbox.py --count 1000 --pg postgresql://postgres@127.0.0.1:5432/postgres --processes 2
 """
 
@@ -151,6 +156,78 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
     return out
 
 
+def _steps_insecure(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]:
+    """The unavoidable steps of the unsigned path: no crypto, no TLS."""
+    import httpx
+
+    from adapters.duo import codec as duo_codec
+    from adapters.ind.simulator import generate_meldingen
+    from gateway import rules, soap, xmlsafe
+    from gateway.mapping import ind_to_duo
+
+    ruleset = rules.load(Path(chain.config.rules.directory) / f"{chain.config.rules.active}.yaml")
+    (m,) = generate_meldingen(1, 99, start_volgnummer=10_000_000)
+    now = dt.datetime.now(dt.UTC)
+    envelope = chain.ind.envelope("http://127.0.0.1:1/ind/meldingen", m)  # unsigned: the IND simulator has no key
+    out: dict[str, float] = {"ind_envelope_bytes": len(envelope)}
+    out["parse"] = _timed(lambda _: xmlsafe.parse(envelope), reps)
+    payload = soap.split(xmlsafe.parse(envelope)).payload
+    out["xsd_validate"] = _timed(lambda _: xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="ind"), reps)
+    out.update(_commit_steps(dsn, directory, reps))
+
+    # One plain-HTTP exchange with keep-alive (client CPU), to the simulated DUO, with the unsigned message.
+    duo = ind_to_duo.to_inburgeraarmelding(m, received_at=now, ruleset=ruleset)
+    from lxml import etree
+
+    body = etree.tostring(duo_codec.encode_inburgeraarmelding(duo), xml_declaration=True, encoding="utf-8")
+    client = httpx.Client(timeout=30)
+    post_url = chain.servers["duo"].url + "/inburgering/v1/meldingen"
+    assert post_url.startswith("http://")
+    headers = {"Content-Type": "application/xml; charset=utf-8", "Idempotency-Key": duo.bericht_id}
+    client.post(post_url, content=body, headers=headers)  # the connection: once
+    out["http_exchange"] = _timed(lambda _: client.post(post_url, content=body, headers=headers), min(reps, 100))
+    client.close()
+    return out
+
+
+def _commit_steps(dsn: str, directory: Path, reps: int) -> dict[str, float]:
+    """A durable commit on the same backend: one ~3 KB row, its own transaction."""
+    from gateway.store import Store
+
+    if dsn.startswith("sqlite"):
+        commit_store = Store(f"sqlite:///{directory / 'commit-bench.db'}")
+    else:
+        commit_store = Store(dsn)
+    with commit_store.tx() as t:
+        t.execute("CREATE TABLE IF NOT EXISTS bench_commit (id INTEGER, payload {blob})")
+    blob = b"x" * 3000
+
+    def commit(_: Any) -> None:
+        with commit_store.tx() as t:
+            t.execute("INSERT INTO bench_commit (id, payload) VALUES (:i, :p)", {"i": 1, "p": blob})
+
+    commit_wall = []
+    for _ in range(min(reps, 100)):
+        t0 = time.perf_counter()
+        commit(None)
+        commit_wall.append(time.perf_counter() - t0)
+    out = {"commit": _timed(commit, min(reps, 100)), "commit_wall": median(commit_wall)}
+    with commit_store.tx() as t:
+        t.execute("DROP TABLE bench_commit")
+    commit_store.close()
+    return out
+
+
+def unavoidable_insecure(steps: dict[str, float]) -> dict[str, float]:
+    """The unsigned path: (a) the brief's set, parse + validate + commit + one HTTP exchange; (b) what
+    the protocol obliges without signatures: parse IND's envelope and DUO's ack; validate IND's payload,
+    our DUO message and DUO's ack; commit before acknowledging and after DUO's receipt; one HTTP
+    exchange in (server side, taken as equal to the client side) and one out."""
+    minimal = steps["parse"] + steps["xsd_validate"] + steps["commit"] + steps["http_exchange"]
+    full = 2 * steps["parse"] + 3 * steps["xsd_validate"] + 2 * steps["commit"] + 2 * steps["http_exchange"]
+    return {"minimal": minimal, "protocol": full}
+
+
 def unavoidable(steps: dict[str, float]) -> dict[str, float]:
     """Two sums of the steps: the brief's minimal set, and what the protocol actually obliges."""
     minimal = (steps["parse"] + steps["xsd_validate"] + steps["commit"] + steps["https_exchange"]
@@ -170,7 +247,7 @@ def unavoidable(steps: dict[str, float]) -> dict[str, float]:
 def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: Path, profile: bool,
         step_reps: int, warmup: int = 30, seed: int = 2026, lease_seconds: float | None = None,
         duo_faults: Any = None, extra_policy: dict[str, Any] | None = None,
-        extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+        extra_env: dict[str, str] | None = None, secure: bool = True) -> dict[str, Any]:
     from adapters.ind.simulator import generate_meldingen
     from gateway.sandbox import start_chain, wait_until
     from gateway.store import Store
@@ -188,15 +265,17 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
     if policy:
         overrides["partners"] = {"duo": {"policy": policy}}
     chain = start_chain(directory, dsn=dsn, start=False, with_cjib=False, overrides=overrides,
-                        duo_faults=duo_faults)
+                        duo_faults=duo_faults, secure=secure)
     duo_clock = DuoClock(chain.duo)
     procs: list[Any] = []
     sims = make_pushers(chain, pushers)
     store = Store(dsn)
     try:
         upgrade(chain.config_file)
-        procs = start_processes(chain.config_file, directory, processes, profile=profile, extra_env=extra_env)
-        progress(f"{processes} gateway process(es) up on {'PostgreSQL' if pg else 'SQLite'}; pushers {pushers}")
+        procs = start_processes(chain.config_file, directory, processes, profile=profile, extra_env=extra_env,
+                                secure=secure)
+        progress(f"{processes} gateway process(es) up on {'PostgreSQL' if pg else 'SQLite'}; pushers {pushers}; "
+                 f"{'signed, mutual TLS' if secure else 'unsigned, plain HTTP'}")
         endpoints = [p.ind_endpoint for p in procs]
         all_m = generate_meldingen(warmup + count, seed)
         warm, meldingen = all_m[:warmup], all_m[warmup:]
@@ -247,13 +326,13 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
             "SELECT detail, COUNT(*) FROM attempts WHERE outcome <> 'success' GROUP BY detail "
             "ORDER BY COUNT(*) DESC LIMIT 5")}
         progress("timing the unavoidable steps in the same run")
-        steps = _steps(chain, dsn, directory, step_reps)
-        floor = unavoidable(steps)
+        steps = (_steps if secure else _steps_insecure)(chain, dsn, directory, step_reps)
+        floor = (unavoidable if secure else unavoidable_insecure)(steps)
         per_msg = gateway_cpu / count
         result: dict[str, Any] = {
             "conditions": {"count": count, "backend": "postgresql" if pg else "sqlite", "processes": processes,
                            "pushers": pushers, "loadavg_1min_before": load0, "profile": profile,
-                           "secure": True, "cores": __import__("os").cpu_count()},
+                           "secure": secure, "cores": __import__("os").cpu_count()},
             "ok": bool(ok) and exactly_once == count,
             "acknowledged": len(log.acked) - warmup if len(log.acked) > count else len(log.acked),
             "delivered_exactly_once": exactly_once,
@@ -343,6 +422,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="per-function CPU inside the gateway (small overhead)")
     ap.add_argument("--step-reps", type=int, default=200)
     ap.add_argument("--dir", type=Path, default=None)
+    ap.add_argument("--insecure", action="store_true",
+                    help="the unsigned path: tls.enabled = false, no signatures, plain HTTP (issue 2's target)")
     ap.add_argument("--ab-next-due", action="store_true",
                     help="alternate runs with the old Store.next_due (before the lease-aware fix) and the current one")
     args = ap.parse_args()
@@ -354,7 +435,8 @@ def main() -> None:
     for i in range(args.repeat):
         progress(f"run {i + 1}/{args.repeat}")
         runs.append(run(count=args.count, pg=args.pg, processes=args.processes, pushers=args.pushers,
-                        directory=base / f"run{i}", profile=args.profile, step_reps=args.step_reps))
+                        directory=base / f"run{i}", profile=args.profile, step_reps=args.step_reps,
+                        secure=not args.insecure))
     out: dict[str, Any] = {"runs": runs}
     if len(runs) > 1:
         out["median"] = {k: median([r[k] for r in runs]) for k in (

@@ -111,6 +111,7 @@ class GatewayProcess:
     profile_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    scheme: str = "https"  # "http" when the config has tls.enabled = false
 
     def start(self) -> GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY__")}
@@ -150,7 +151,7 @@ class GatewayProcess:
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.ports['partners']}"
+        return f"{self.scheme}://127.0.0.1:{self.ports['partners']}"
 
     @property
     def ind_endpoint(self) -> str:
@@ -178,9 +179,11 @@ class GatewayProcess:
 
 
 def start_processes(config_file: Path, directory: Path, n: int, *, prefix: str = "gw",
-                    extra_env: dict[str, str] | None = None, profile: bool = False) -> list[GatewayProcess]:
+                    extra_env: dict[str, str] | None = None, profile: bool = False,
+                    secure: bool = True) -> list[GatewayProcess]:
     procs = [GatewayProcess(f"{prefix}-{i}", config_file, directory / f"{prefix}-{i}.log", dict(extra_env or {}),
-                            profile_file=directory / f"{prefix}-{i}.profile.json" if profile else None).start()
+                            profile_file=directory / f"{prefix}-{i}.profile.json" if profile else None,
+                            scheme="https" if secure else "http").start()
              for i in range(n)]
     try:
         for p in procs:
@@ -203,12 +206,18 @@ def upgrade(config_file: Path) -> None:
 
 
 def make_pushers(chain: Any, n: int) -> list[Any]:
-    """``n`` IND pushers (zeep + WS-Security + mutual TLS) with IND's key; the chain's own first."""
+    """``n`` IND pushers (zeep + WS-Security + mutual TLS) with IND's key; the chain's own first.
+
+    On an insecure chain (``tls.enabled = false``) the pushers have no key and no anchor: unsigned
+    envelopes over plain HTTP, like the chain's own IND simulator.
+    """
     from adapters.ind.simulator import IndSimulator
     from gateway.security import keys
 
     out = [chain.ind]
-    if n > 1:
+    if n > 1 and not chain.config.tls.enabled:
+        out.extend(IndSimulator() for _ in range(n - 1))
+    elif n > 1:
         ind_key = keys.load_keypair(chain.pki["ind-key"], chain.pki["ind"])
         gw_trust = keys.load_trust("gateway", [str(chain.pki["ca"])], [chain.pki["gateway"]])
         for _ in range(n - 1):

@@ -50,7 +50,9 @@ def export(
         key = load_key(key_file) if pseudonymize else None
     except (OSError, ValueError) as exc:
         fail(f"--key-file: {exc}")
-    manifest = archive_mod.export(cfg, store, archive, since=_parse_time(since, "--since"), route=route, key=key)
+    with err.status("exporting (collecting, " + ("pseudonymizing, " if key else "") + "writing) ..."):
+        manifest = archive_mod.export(cfg, store, archive, since=_parse_time(since, "--since"), route=route,
+                                      key=key)
     if as_json:
         out.print_json(json.dumps(manifest))
     else:
@@ -75,7 +77,12 @@ def replay(
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(EXIT_DAMAGED) from None
     cfg = load_config(config) if config else None
-    report = replay_mod.replay(recorded, config=cfg, verify=not no_verify)
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("replaying", total=len(recorded.entries))
+        report = replay_mod.replay(recorded, config=cfg, verify=not no_verify,
+                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
     if junit is not None:
         junit.write_text(replay_mod.junit_xml(report))
     _print(report, as_json)

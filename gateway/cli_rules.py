@@ -256,7 +256,8 @@ def impact(
     unmask = cli._unmask(cfg, show_personal_data)
     new = _named(cfg, ruleset)
     store = cli.open_store(cfg)
-    report = ruleops.impact(store, new, cli._parse_time(since, "--since")).to_dict(unmask)
+    with cli.err.status(f"re-evaluating stored notifications under {new.name} ..."):
+        report = ruleops.impact(store, new, cli._parse_time(since, "--since")).to_dict(unmask)
     if as_json:
         print(json.dumps(report, indent=2))
         return
@@ -316,7 +317,8 @@ def apply(
     except (ConfigError, GatewayError) as exc:
         cli.fail(str(exc))
     if corrections:
-        queued = ruleops.apply_corrections(rt, new, who)
+        with cli.err.status(f"re-evaluating and queueing corrections under {new.name} ..."):
+            queued = ruleops.apply_corrections(rt, new, who)
     else:
         waiting = len(ruleops.impact(rt.store, new).changes)
         if waiting:

@@ -291,12 +291,14 @@ class _Replayer:
         self.checks = rt.verify
         self.verdicts = verdicts
 
-    def run(self, entries: list[Entry]) -> None:
+    def run(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> None:
         clock = self.rt.clock
-        for e in entries:
+        for n, e in enumerate(entries, 1):
             clock.set(_when(e.at))  # type: ignore[attr-defined]
             step = getattr(self, f"_{e.kind}")
             step(e)
+            if progress is not None and (n % 100 == 0 or n == len(entries)):
+                progress(n, len(entries))
 
     def _inbound(self, e: Entry) -> None:
         from adapters.duo import server as duo_server
@@ -427,7 +429,7 @@ def _compare_outbound(rt: Runtime, entries: list[Entry]) -> list[Case]:
 
 
 def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
-           workers: int | None = None) -> Report:
+           workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> Report:
     """Replay the whole archive; the report holds one case per compared message.
 
     ``workers``: processes for the signature checks (default: one per CPU).
@@ -444,7 +446,7 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
             verdicts = stack.enter_context(prechecks(archive, config, workers or os.cpu_count() or 1))
         try:
             replayer = _Replayer(rt, archive, verdicts)
-            replayer.run(entries)
+            replayer.run(entries, progress)
             cases = _compare_answers(replayer.answers) + _compare_outbound(rt, entries)
         finally:
             rt.store.close()
