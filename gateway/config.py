@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.errors import ConfigError
 
@@ -141,11 +141,6 @@ class Config(_Strict):
     operators: OperatorsConfig = OperatorsConfig()
     #: Where the config was read from (set by ``load``).
     source: str = ""
-
-    @field_validator("partners")
-    @classmethod
-    def _known_partners(cls, v: dict[str, PartnerConfig]) -> dict[str, PartnerConfig]:
-        return v
 
     def partner(self, name: str) -> PartnerConfig:
         return self.partners.get(name, PartnerConfig())  # type: ignore[call-overload]

@@ -22,7 +22,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import tenacity
 
@@ -96,11 +95,6 @@ class CircuitBreaker:
             self._probing = False
 
 
-@dataclass
-class _Stats:
-    sent: int = 0
-
-
 class Worker(threading.Thread):
     """One delivery worker for one partner."""
 
@@ -119,7 +113,6 @@ class Worker(threading.Thread):
         self.owner = f"{rt.config.instance}:{os.getpid()}:{name}"
         self.stopping = threading.Event()
         self.in_flight = threading.Event()
-        self.stats = _Stats()
 
     def run(self) -> None:
         wake = self.rt.wake[self.partner]

@@ -8,13 +8,17 @@ answer is sent, so that a refused message is never lost from sight and never del
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.errors import GatewayError, InboundRefused, StoreError
 from gateway.runtime import Runtime
 from gateway.store import InboundRecord
 
-__all__ = ["Answer", "refuse", "record_refusal"]
+__all__ = ["Answer", "refuse", "record_refusal", "content_digest"]
 
 
 @dataclass(frozen=True)
@@ -44,3 +48,13 @@ def record_refusal(rt: Runtime, record: InboundRecord, error: GatewayError, *, s
 def refuse(rt: Runtime, record: InboundRecord, error: InboundRefused, answer: Answer) -> Answer:
     record_refusal(rt, record, error, status=answer.status, body=answer.body)
     return answer
+
+
+def content_digest(model: Any) -> str:
+    """A digest of a decoded message's content (a dataclass), independent of its XML spelling.
+
+    Deduplication compares content: the same notification may arrive with other namespace
+    prefixes (pushed through zeep, fetched through the feed) or another signature.
+    """
+    data = json.dumps(dataclasses.asdict(model), sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()

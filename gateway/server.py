@@ -13,7 +13,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -105,7 +105,6 @@ class RunningServer:
     port: int
     server: uvicorn.Server
     thread: threading.Thread
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def stop(self, timeout: float = 10.0) -> None:
         self.server.should_exit = True

@@ -26,7 +26,7 @@ from gateway.errors import (
 )
 from gateway.mapping import duo_to_cjib
 from gateway.models import DuoOntvangstbevestiging, Fout, VorderingOverdracht
-from gateway.pipeline import Answer, record_refusal
+from gateway.pipeline import Answer, content_digest, record_refusal
 from gateway.runtime import Runtime
 from gateway.store import InboundRecord, NewDelivery
 
@@ -92,8 +92,6 @@ def _check(rt: Runtime, root: etree._Element, headers: dict[str, str], cert: byt
 
 def _accept(rt: Runtime, root: etree._Element, v: VorderingOverdracht, record: InboundRecord,
             received: dt.datetime) -> Answer:
-    from adapters.ind.server import content_digest
-
     digest = _digest(rt, root)
     content = content_digest(v)
     record = InboundRecord(partner="duo", operation=OPERATION, raw=record.raw, received_at=record.received_at,

@@ -29,7 +29,8 @@ from gateway.errors import (
     SchemaInvalid,
     StoreError,
 )
-from gateway.pipeline import Answer, refuse
+from gateway.models import InburgeraarMelding, IndMelding
+from gateway.pipeline import Answer, content_digest, refuse
 from gateway.runtime import Runtime
 from gateway.store import InboundRecord
 
@@ -165,39 +166,28 @@ def accept_melding(rt: Runtime, payload: etree._Element, record: InboundRecord, 
     return Answer(200, SOAP_CT, result.ack or b"")
 
 
-def _after_accept(rt: Runtime, melding: object, duo: object, channel: str) -> None:
+def _after_accept(rt: Runtime, melding: IndMelding, duo: InburgeraarMelding, channel: str) -> None:
     rt.notify("duo")
-    delay = duo.levering.vertraging_dagen  # type: ignore[attr-defined]
+    delay = duo.levering.vertraging_dagen
     if delay > 0:
         # Loud at once: DUO must extend this person's integration term by the delay.
         rt.metrics.late.inc()
         rt.metrics.late_days.observe(delay)
-        rt.log.warning("late_notification", partner="ind", message_id=melding.melding_id,  # type: ignore[attr-defined]
+        rt.log.warning("late_notification", partner="ind", message_id=melding.melding_id,
                        vertraging_dagen=delay, stage="processing", channel=channel)
-
-
-def content_digest(model: object) -> str:
-    """A digest of a decoded message's content, independent of its XML spelling."""
-    import dataclasses
-    import hashlib
-    import json
-
-    data = json.dumps(dataclasses.asdict(model), sort_keys=True, default=str)  # type: ignore[call-overload]
-    return hashlib.sha256(data.encode()).hexdigest()
 
 
 def ontvangst_id_for(melding_id: str) -> str:
     return str(uuid.uuid5(_ACK_NS, "ontvangst:" + melding_id))
 
 
-def ack_envelope(rt: Runtime, melding: object, received: dt.datetime, digest: str) -> bytes:
+def ack_envelope(rt: Runtime, m: IndMelding, received: dt.datetime, digest: str) -> bytes:
     """The (signed) SOAP response holding our Ontvangstbevestiging; stored, then sent."""
-    m = melding
-    body = codec.encode_ontvangstbevestiging(ontvangst_id_for(m.melding_id), m.melding_id,  # type: ignore[attr-defined]
-                                             m.volgnummer, iso(received), digest)  # type: ignore[attr-defined]
+    body = codec.encode_ontvangstbevestiging(ontvangst_id_for(m.melding_id), m.melding_id,
+                                             m.volgnummer, iso(received), digest)
     env = soap.build_envelope(body, to=ANONYMOUS, action=codec.ACTION_ONTVANG_RESPONSE,
-                              message_id=f"urn:uuid:{uuid.uuid5(_ACK_NS, 'response:' + m.melding_id)}",  # type: ignore[attr-defined]
-                              relates_to=f"urn:uuid:{m.melding_id}")  # type: ignore[attr-defined]
+                              message_id=f"urn:uuid:{uuid.uuid5(_ACK_NS, 'response:' + m.melding_id)}",
+                              relates_to=f"urn:uuid:{m.melding_id}")
     if rt.own is None:
         return etree.tostring(env, xml_declaration=True, encoding="utf-8")
     from gateway.security import wsse
