@@ -1,36 +1,94 @@
-"""``gateway check-config``: everything start-up would refuse, plus certificates near expiry."""
+"""``gateway check-config`` and ``gateway run``'s start-up: one set of checks for both.
+
+``certificate_findings`` judges every key and certificate the configuration names; ``check-config``
+reports its findings, and ``gateway run`` (``startup_findings``) refuses to start on any error,
+naming the file, and logs the warnings. The rules:
+
+- a file that is missing or does not hold what it should: error;
+- our own certificate expired (or not yet valid), or a partner with no pinned certificate that
+  is usable now (pinned, chains to an anchor, valid): error;
+- a pinned certificate that is not usable beside one that is (a rollover's left-over, or the
+  next one not yet valid), or an expired trust anchor beside a usable pin: warning;
+- anything within ``tls.expiry_warning_days`` of its end: warning.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
 
-__all__ = ["check_config"]
+__all__ = ["Finding", "check_config", "certificate_findings", "startup_findings", "startup_check"]
 
 
-def check_config(cfg: Config) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Finding:
+    level: str  # ok | warning | error
+    what: str
+    message: str
+    #: The file the finding is about, when there is one.
+    file: str | None = None
+
+
+def check_config(cfg: Config, now: dt.datetime | None = None) -> dict[str, Any]:
     items: list[dict[str, str]] = []
 
     def add(level: str, what: str, message: str) -> None:
         items.append({"level": level, "what": what, "message": message})
 
+    def take(findings: list[Finding]) -> None:
+        for f in findings:
+            items.append({k: v for k, v in asdict(f).items() if v is not None})
+
     add("ok", "config", f"valid ({cfg.source or 'defaults'}; digest {cfg.digest()[:12]})")
     _check_schemas(add)
     _check_rules(cfg, add)
     _check_store(cfg, add)
-    if cfg.tls.enabled:
-        _check_certificates(cfg, add)
-    else:
-        add("warning", "tls", "tls.enabled is false: no mutual TLS and no signatures (development only)")
+    take(_tls_findings(cfg, now))
+    take(_partner_findings(cfg))
+    return {"ok": not any(i["level"] == "error" for i in items), "items": items}
+
+
+def startup_findings(cfg: Config, now: dt.datetime | None = None) -> list[Finding]:
+    """What ``gateway run`` checks before it starts: the same certificate and partner checks as
+    ``check-config`` (the rule set and the store are checked as the runtime loads them)."""
+    return _tls_findings(cfg, now) + _partner_findings(cfg)
+
+
+def startup_check(cfg: Config, now: dt.datetime | None = None) -> list[Finding]:
+    """Raise ``ConfigError`` naming the file of the first error; return the warnings."""
+    findings = startup_findings(cfg, now)
+    errors = [f for f in findings if f.level == "error"]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more error(s): run `gateway check-config`)" if len(errors) > 1 else ""
+        raise ConfigError(f"{first.what}: {_without_file(first)}{more}", file=first.file)
+    return [f for f in findings if f.level == "warning"]
+
+
+def _without_file(f: Finding) -> str:
+    prefix = f"{f.file}: "
+    return f.message[len(prefix):] if f.file and f.message.startswith(prefix) else f.message
+
+
+def _tls_findings(cfg: Config, now: dt.datetime | None) -> list[Finding]:
+    if not cfg.tls.enabled:
+        return [Finding("warning", "tls", "tls.enabled is false: no mutual TLS and no signatures (development only)")]
+    return certificate_findings(cfg, now)
+
+
+def _partner_findings(cfg: Config) -> list[Finding]:
+    out = []
     for name in ("ind", "duo", "cjib"):
         if name not in cfg.partners:
-            add("warning", f"partner {name}", "not configured: this route is off")
+            out.append(Finding("warning", f"partner {name}", "not configured: this route is off"))
         elif name != "ind" and not cfg.partner(name).url:
-            add("error", f"partner {name}", "url is empty")
-    return {"ok": not any(i["level"] == "error" for i in items), "items": items}
+            out.append(Finding("error", f"partner {name}", "url is empty", cfg.source or None))
+    return out
 
 
 def _check_schemas(add: Any) -> None:
@@ -54,8 +112,13 @@ def _check_rules(cfg: Config, add: Any) -> None:
 
 
 def _check_store(cfg: Config, add: Any) -> None:
+    from gateway.config import sqlite_file
     from gateway.store import SCHEMA_VERSION, Store
 
+    db = sqlite_file(cfg.store.dsn)
+    if db is not None and not db.exists():  # looking must not create it
+        add("warning", "store", f"no database at {db} yet; run `gateway db upgrade`")
+        return
     try:
         version = Store(cfg.store.dsn).version()
     except GatewayError as exc:
@@ -66,40 +129,105 @@ def _check_store(cfg: Config, add: Any) -> None:
         + (" (run `gateway db upgrade`)" if version < SCHEMA_VERSION else ""))
 
 
-def _check_certificates(cfg: Config, add: Any) -> None:
+def certificate_findings(cfg: Config, now: dt.datetime | None = None) -> list[Finding]:
+    """Every key and certificate of the config, judged (see the module's rules)."""
     from gateway.security import keys
 
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     window = dt.timedelta(days=cfg.tls.expiry_warning_days)
+    out: list[Finding] = []
+    if not cfg.tls.cert_file or not cfg.tls.key_file:
+        return [Finding("error", "gateway certificate", "tls is enabled but tls.cert_file or tls.key_file is empty",
+                        cfg.source or None)]
     try:
         own = keys.load_keypair(cfg.tls.key_file, cfg.tls.cert_file)
-        _expiry(add, "gateway certificate", own.certificate, now, window)
+        out.append(_expiry("gateway certificate", own.certificate, now, window, cfg.tls.cert_file))
     except ConfigError as exc:
-        add("error", "gateway certificate", str(exc))
+        out.append(_error("gateway certificate", exc, cfg.tls.cert_file))
     for name, pc in cfg.partners.items():
-        try:
-            trust = keys.load_trust(name, pc.trust_anchor_files, pc.certificate_files)
-        except ConfigError as exc:
-            add("error", f"partner {name}", str(exc))
-            continue
-        for anchor in trust.anchors:
-            _expiry(add, f"partner {name} trust anchor", anchor, now, window)
-        for cert in trust.certificates:
-            what = f"partner {name} certificate {keys.kid(cert)[:12]}"
+        out.extend(_partner_certificates(name, pc.trust_anchor_files, pc.certificate_files, now, window,
+                                         cfg.source or None))
+    return out
+
+
+def _partner_certificates(name: str, anchor_files: list[str], certificate_files: list[str], now: dt.datetime,
+                          window: dt.timedelta, source: str | None) -> list[Finding]:
+    from gateway.security import keys
+
+    if not anchor_files or not certificate_files:
+        return [Finding("error", f"partner {name}",
+                        "trust_anchor_files and certificate_files are required with tls", source)]
+    out: list[Finding] = []
+    anchors: list[tuple[Any, str]] = []
+    pins: list[tuple[Any, str]] = []
+    for files, into in ((anchor_files, anchors), (certificate_files, pins)):
+        for file in files:
             try:
-                trust.check(cert, now)
-            except GatewayError as exc:
-                add("error", what, exc.message)
+                certs = _read(file)
+            except ConfigError as exc:
+                out.append(_error(f"partner {name}", exc, file))
                 continue
-            _expiry(add, what, cert, now, window)
+            if not certs:
+                out.append(Finding("error", f"partner {name}", f"{file}: holds no certificate", file))
+            into.extend((c, file) for c in certs)
+    if not anchors or not pins:
+        return out
+    trust = keys.PartnerTrust(partner=name, anchors=tuple(c for c, _ in anchors),
+                              certificates=tuple(c for c, _ in pins), anchor_files=tuple(anchor_files))
+    usable: list[tuple[Any, str]] = []
+    unusable: list[tuple[Any, str, str]] = []
+    for cert, file in pins:
+        try:
+            trust.check(cert, now)
+            usable.append((cert, file))
+        except GatewayError as exc:
+            unusable.append((cert, file, exc.message))
+    for cert, file, why in unusable:
+        what = f"partner {name} certificate {keys.kid(cert)[:12]}"
+        if usable:
+            out.append(Finding("warning", what, f"{file}: {why} ({_validity(cert)}); another pinned certificate "
+                               "is valid, so it is not used (remove it when the rollover is over)", file))
+        else:
+            out.append(Finding("error", what, f"{file}: {why} ({_validity(cert)}); no pinned certificate of "
+                               f"partner {name} is usable", file))
+    for cert, file in usable:
+        out.append(_expiry(f"partner {name} certificate {keys.kid(cert)[:12]}", cert, now, window, file))
+    for cert, file in anchors:
+        finding = _expiry(f"partner {name} trust anchor", cert, now, window, file)
+        if finding.level == "error" and usable:
+            finding = Finding("warning", finding.what, finding.message + " (a pinned certificate still chains "
+                              "to a valid anchor)", file)
+        out.append(finding)
+    return out
 
 
-def _expiry(add: Any, what: str, cert: Any, now: dt.datetime, window: dt.timedelta) -> None:
+def _validity(cert: Any) -> str:
+    return f"valid {cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}"
+
+
+def _error(what: str, exc: ConfigError, file: str) -> Finding:
+    named = exc.file or file
+    text = str(exc)
+    return Finding("error", what, text if text.startswith(f"{named}:") else f"{named}: {text}", named)
+
+
+def _expiry(what: str, cert: Any, now: dt.datetime, window: dt.timedelta, file: str) -> Finding:
     not_after = cert.not_valid_after_utc
     left = not_after - now
     if left.total_seconds() <= 0:
-        add("error", what, f"expired on {not_after:%Y-%m-%d}")
-    elif left <= window:
-        add("warning", what, f"expires on {not_after:%Y-%m-%d}, in {left.days} days")
-    else:
-        add("ok", what, f"valid until {not_after:%Y-%m-%d} ({left.days} days)")
+        return Finding("error", what, f"{file}: expired on {not_after:%Y-%m-%d}", file)
+    if cert.not_valid_before_utc > now:
+        return Finding("error", what, f"{file}: not valid before {cert.not_valid_before_utc:%Y-%m-%d}", file)
+    if left <= window:
+        return Finding("warning", what, f"{file}: expires on {not_after:%Y-%m-%d}, in {left.days} days", file)
+    return Finding("ok", what, f"valid until {not_after:%Y-%m-%d} ({left.days} days)", file)
+
+
+def _read(file: str) -> list[Any]:
+    """The PEM certificates in ``file``, read as ``gateway.security.keys.load_trust`` reads them."""
+    from cryptography import x509
+
+    try:
+        return list(x509.load_pem_x509_certificates(Path(file).read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load the certificate: {type(exc).__name__}", file=str(file)) from exc

@@ -12,12 +12,15 @@ import getpass
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway import config as config_mod
 from gateway.errors import ConfigError, GatewayError
@@ -29,31 +32,155 @@ db_app = typer.Typer(no_args_is_help=True, help="The database schema.")
 app.add_typer(pki_app, name="pki")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+# Text from data, files and config is printed as it is: no emoji codes (":100:"), no highlighting;
+# data goes out in Text objects (never parsed as markup) and through fail()/say()/table().
+out = Console(emoji=False, highlight=False)
+err = Console(stderr=True, emoji=False, highlight=False)
+
+# Options with fixed values: a wrong value is a usage error (exit 2) that lists the allowed ones.
+State = Literal["queued", "retrying", "delivered", "accepted", "dead", "resolved", "refused", "refused_by_partner"]
+Partner = Literal["ind", "duo", "cjib"]
+Route = Literal["ind-duo", "duo-cjib", "cjib-duo", "rules-duo"]
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GATEWAY_CONFIG or config/gateway.toml).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """One line on standard error (never wrapped, never read as markup) and exit ``code``."""
+    err.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
-def load_config(path: Path | None) -> config_mod.Config:
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]], *, shrink: dict[str, int] | None = None,
+          drop: Sequence[str] = (), right: Sequence[str] = (), width: int | None = None) -> Table:
+    """A compact table that fits the terminal (``out.width``) with every row on one line.
+
+    Columns take their natural width when there is room. When there is not, the ``drop`` columns
+    (low-value ones, in that order) are left out, then the ``shrink`` columns (name -> narrowest
+    width) give up width in proportion to what they have over that, and cells are cut with an
+    ellipsis. ``--json`` (and ``gateway show``) have the full values.
+    """
+    width = width or out.width
+    gap = 2  # one space of padding and the (blank) column separator
+    cols = list(columns)
+    data = [[str(c) for c in r] for r in rows]
+
+    def natural(i: int) -> int:
+        return max([len(cols[i]), *(len(r[i]) for r in data)])
+
+    def total(ws: Sequence[int]) -> int:
+        return sum(ws) + gap * (len(ws) - 1)
+
+    for name in drop:
+        if total([natural(i) for i in range(len(cols))]) <= width or name not in cols:
+            continue
+        i = cols.index(name)
+        del cols[i]
+        for r in data:
+            del r[i]
+    widths = [natural(i) for i in range(len(cols))]
+    excess = total(widths) - width
+    floors = {i: min(widths[i], (shrink or {})[c]) for i, c in enumerate(cols) if c in (shrink or {})}
+    room = sum(widths[i] - f for i, f in floors.items())
+    if excess > 0 and room > 0:
+        take = min(excess, room)
+        cuts = {i: take * (widths[i] - f) // room for i, f in floors.items()}
+        left = take - sum(cuts.values())
+        for i in sorted(floors, key=lambda i: widths[i] - cuts[i] - floors[i], reverse=True):
+            if left and widths[i] - cuts[i] > floors[i]:
+                cuts[i] += 1
+                left -= 1
+        widths = [w - cuts.get(i, 0) for i, w in enumerate(widths)]
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    for name, w in zip(cols, widths, strict=True):
+        t.add_column(name, width=w, no_wrap=True, overflow="ellipsis", justify="right" if name in right else "left")
+    for r in data:
+        t.add_row(*(Text(c) for c in r))
+    return t
+
+
+def say(text: str, style: str | None = None, *, one_line: bool = False, console: Console | None = None) -> None:
+    """Print ``text`` literally; ``one_line`` cuts it with an ellipsis at the terminal width."""
+    (console or out).print(Text(text, style=style or ""), no_wrap=one_line, overflow="ellipsis" if one_line else None,
+                           crop=True)
+
+
+def output_path(path: Path, option: str, *, directory: bool) -> None:
+    """Fail (exit 2, naming the value) unless ``path`` can be written as a file or directory."""
+    if path.exists():
+        if directory and not path.is_dir():
+            fail(f"{option}: {path} exists and is not a directory")
+        if not directory and path.is_dir():
+            fail(f"{option}: {path} is a directory")
+        if not os.access(path, os.W_OK):
+            fail(f"{option}: {path} is not writable")
+        return
+    parent = path.parent
+    if not directory and not parent.exists():
+        fail(f"{option}: {path}: the directory {parent} does not exist")
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        fail(f"{option}: {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK):
+        fail(f"{option}: {path}: {parent} is not writable")
+
+
+def at_least(value: int, minimum: int, option: str) -> None:
+    """Fail (exit 2, naming the value) when a count or id is below ``minimum``."""
+    if value < minimum:
+        fail(f"{option}: must be at least {minimum}, not {value}")
+
+
+def input_file(path: Path, option: str) -> None:
+    """Fail (exit 2, naming the value) unless ``path`` is a readable file."""
+    if not path.exists():
+        parent = path.parent
+        while not parent.exists():
+            parent = parent.parent
+        fail(f"{option}: {path}: no such file" + ("" if parent.is_dir() else f" ({parent} is not a directory)"))
+    if path.is_dir():
+        fail(f"{option}: {path} is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        fail(f"{option}: {path} is not readable")
+
+
+NO_CONFIG = "no config: looked for --config, $GATEWAY_CONFIG, config/gateway.toml; make one with `gateway init DIR`"
+
+
+def load_config(path: Path | None, *, required: bool = True) -> config_mod.Config:
+    """The config from ``--config``, else ``$GATEWAY_CONFIG``, else ``config/gateway.toml``.
+
+    Without one: exit 2 saying where it looked and how to make one; with ``required=False`` (the
+    commands that work with the defaults alone, such as translate) the defaults, whose rule sets
+    are the ones shipped with the gateway.
+    """
     chosen = path or (Path(os.environ["GATEWAY_CONFIG"]) if os.environ.get("GATEWAY_CONFIG") else None)
     if chosen is None and Path("config/gateway.toml").exists():
         chosen = Path("config/gateway.toml")
+    if chosen is None and required:
+        fail(NO_CONFIG)
+    if chosen is not None and not chosen.exists():
+        fail(f"no config at {chosen}; make one with `gateway init DIR`")
     try:
         return config_mod.load(chosen)
     except ConfigError as exc:
         fail(str(exc))
 
 
+def require_database(cfg: config_mod.Config, code: int = 2) -> None:
+    """Exit ``code`` when the config names a SQLite file that does not exist (looking must not create it)."""
+    db = config_mod.sqlite_file(cfg.store.dsn)
+    if db is not None and not db.exists():
+        fail(f"no database at {db}; run `gateway db upgrade` (or `gateway init`)", code)
+
+
 def open_store(cfg: config_mod.Config) -> Any:
+    """The store, for a command that reads it: a missing SQLite file is an error, never created."""
     from gateway.store import Store
 
+    require_database(cfg)
     store = Store(cfg.store.dsn)
     try:
         store.check_version()
@@ -72,7 +199,7 @@ def _parse_time(value: str | None, name: str) -> float | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        fail(f"{name}: not an ISO date or date-time: {value!r}")
+        fail(f"{name}: not an ISO date or date-time (e.g. 2026-11-02 or 2026-11-02T09:14:05+01:00): {value!r}")
     if parsed.tzinfo is None:
         from gateway.clock import AMS
 
@@ -109,6 +236,9 @@ def sandbox(
     """Start the gateway and simulated IND, DUO and CJIB on loopback; push traffic; summarize."""
     from gateway import sandbox as sandbox_mod
 
+    at_least(count, 1, "--count")
+    at_least(claims, 0, "--claims")
+    output_path(directory, "--dir", directory=True)
     try:
         summary = sandbox_mod.run(directory, count=count, claims=claims, seed=seed, keep_running=keep_running,
                                   console=err if as_json else out)
@@ -125,9 +255,9 @@ def sandbox(
 
 @app.command("log")
 def log_cmd(
-    state: str = typer.Option(None, help="queued, retrying, delivered, dead, resolved, refused, refused_by_partner."),
-    partner: str = typer.Option(None, help="ind, duo or cjib."),
-    route: str = typer.Option(None, help="ind-duo, duo-cjib, cjib-duo or rules-duo."),
+    state: State | None = typer.Option(None, help="Only messages in this state."),
+    partner: Partner | None = typer.Option(None, help="Only messages to or from this partner."),
+    route: Route | None = typer.Option(None, help="Only this route."),
     since: str = typer.Option(None, help="From this ISO date/time (Europe/Amsterdam when no zone)."),
     until: str = typer.Option(None, help="Up to this ISO date/time."),
     id: str = typer.Option(None, "--id", help="A meldingId, vorderingId, berichtId or partner reference."),
@@ -141,6 +271,7 @@ def log_cmd(
     """The delivery log: what came in, what went out, and the state of each message."""
     from gateway import views
 
+    at_least(limit, 1, "--limit")
     cfg = load_config(config)
     unmask = _unmask(cfg, show_personal_data)
     store = open_store(cfg)
@@ -150,18 +281,19 @@ def log_cmd(
     if as_json:
         print(json.dumps([{k: v for k, v in r.items() if k != "received_ts"} for r in rows], indent=2))
         return
-    table = Table(show_lines=False)
-    for col in ("id", "received", "route", "kind", "key", "state", "tries", "detail", "person"):
-        table.add_column(col, overflow="fold")
+    # At 80 columns each row stays one line: short times, keys cut with an ellipsis (`gateway show`
+    # and --json have them whole); the kind (implied by the route) only on wide terminals.
+    cells = []
     for r in rows:
         facts = r["facts"]
         detail = facts.get("fault_code") or " ".join(
             str(x) for x in (facts.get("regel"), facts.get("plichtIndicatie"), r.get("receipt")) if x)
         person = " ".join(str(v) for k, v in r["person"].items() if k in ("bsn", "naam") and v)
-        table.add_row(str(r["id"]), r["received"], r["route"], r["kind"], str(r["key"] or ""), r["state"],
-                      str(r["attempts"]), detail, person)
-    out.print(table)
-    out.print(f"{len(rows)} row(s)" + ("" if unmask else "; personal data masked"))
+        cells.append([str(r["id"]), views.short_time(r["received_ts"]), r["route"], r["kind"], str(r["key"] or ""),
+                      r["state"], str(r["attempts"]), str(detail), person])
+    out.print(table(("id", "received", "route", "kind", "key", "state", "tries", "detail", "person"), cells,
+                    drop=("kind",), shrink={"key": 10, "state": 9, "detail": 8, "person": 6}, right=("tries",)))
+    say(f"{len(rows)} row(s)" + ("" if unmask else "; personal data masked"))
 
 
 def _unmask(cfg: config_mod.Config, asked: bool) -> bool:
@@ -191,30 +323,66 @@ def show(
     if as_json:
         print(json.dumps(t, indent=2))
         return
-    out.print(f"[bold]message {t['id']}[/]  route {t['route']}  {t['kind']} {t['key']}  state [bold]{t['state']}[/]")
-    out.print("facts: " + ", ".join(f"{k}={v}" for k, v in t["facts"].items() if v is not None), highlight=False)
+    # The full values (keys, facts, person) wrap; the timeline's rows stay one line each.
+    out.print(Text.assemble((f"message {t['id']}", "bold"), f"  {t['route']}  {t['kind']}  state ",
+                            (str(t["state"]), "bold")))
+    say(f"key       {t['key']}")
+    say(f"received  {t['received']}")
+    say("facts     " + ", ".join(f"{k}={v}" for k, v in t["facts"].items() if v is not None))
     if t["person"]:
-        out.print("person: " + ", ".join(f"{k}={v}" for k, v in t["person"].items()), highlight=False)
-    table = Table(title="timeline")
-    for col in ("at", "stage", "event", "detail"):
-        table.add_column(col)
-    for e in t["events"]:
-        table.add_row(e["at"], e["stage"], e["event"], json.dumps(e["detail"], sort_keys=True) if e["detail"] else "")
-    out.print(table)
+        say("person    " + ", ".join(f"{k}={v}" for k, v in t["person"].items()))
+    out.print(table(("at", "stage", "event", "detail"),
+                    [(views.short_time(e["ts"]), e["stage"], e["event"], views.compact(e["detail"]))
+                     for e in t["events"]], shrink={"detail": 10}))
     for d in t["deliveries"]:
-        out.print(f"delivery {d['id']} to {d['partner']} {d['operation']} key {d['idempotency_key']}: "
-                  f"[bold]{d['state']}[/] receipt {d['receipt_ref'] or '-'}"
-                  + (f" (next attempt {d['next_attempt']})" if d["next_attempt"] else "")
-                  + (f" dead: {d['dead_reason']}" if d["dead_reason"] else ""))
-        for a in d["attempts"]:
-            out.print(f"  attempt {a['attempt']} at {a['at']}: {a['outcome']} http {a['http_status']} "
-                      f"{a['duration_ms']} ms {a['detail'] or ''}", highlight=False)
+        say(f"delivery {d['id']} to {d['partner']} {d['operation']}: {d['state']}, receipt {d['receipt_ref'] or '-'}"
+            + (f", next attempt {d['next_attempt']}" if d["next_attempt"] else "")
+            + (f", dead: {d['dead_reason']}" if d["dead_reason"] else ""))
+        say(f"  key {d['idempotency_key']}")
+        if d["attempts"]:
+            out.print(table(("  attempt", "at", "outcome", "http", "ms", "detail"),
+                            [(f"  {a['attempt']}", a["at"][11:19], a["outcome"], str(a["http_status"] or "-"),
+                              str(a["duration_ms"]), a["detail"] or "") for a in d["attempts"]],
+                            shrink={"detail": 10, "outcome": 7}, right=("  attempt", "http", "ms")))
     for i in t["inbound"]:
-        out.print(f"inbound {i['id']} at {i['at']} via {i['channel']}: {i['outcome']} "
-                  f"(http {i['http_status']}{', ' + i['fault_code'] if i['fault_code'] else ''})")
+        say(f"inbound {i['id']} at {i['at']} via {i['channel']}: {i['outcome']} "
+            f"(http {i['http_status']}{', ' + i['fault_code'] if i['fault_code'] else ''})")
 
 
 # ---------------------------------------------------------------- mappings and config
+
+
+TRANSLATE_ACCEPTS = "translate accepts an IND VergunningMelding, bare or in its SOAP envelope"
+_OTHER_KINDS = {
+    "{urn:nl:duo:inburgering:v1}InburgeraarMelding": "a DUO InburgeraarMelding (what translate writes)",
+    "{urn:nl:duo:inburgering:v1}VorderingOverdracht": "a DUO VorderingOverdracht (a claim DUO hands over for CJIB)",
+}
+
+
+def _refuse_other_kinds(file: Path, data: bytes) -> None:
+    """Exit 2 with one line when ``data`` is a message of a kind translate does not take."""
+    from lxml import etree
+
+    from adapters.ind.codec import IND_NS
+    from gateway import soap, xmlsafe
+
+    if data.lstrip()[:1] in (b"{", b"["):
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            doc = None
+        cjib = isinstance(doc, dict) and "opdrachtgeverReferentie" in doc
+        fail(f"{file}: this is {'a CJIB vordering (JSON, what the gateway sends CJIB)' if cjib else 'JSON'}; "
+             f"{TRANSLATE_ACCEPTS}")
+    try:
+        root = xmlsafe.parse(data)
+        payload = soap.split(root).payload if root.tag == f"{{{soap.SOAP_NS}}}Envelope" else root
+    except GatewayError:
+        return  # not readable XML: translate says what is wrong with it
+    if payload.tag != f"{{{IND_NS}}}VergunningMelding":
+        name = etree.QName(payload)
+        kind = _OTHER_KINDS.get(payload.tag) or f"a {name.localname} element ({name.namespace or 'no namespace'})"
+        fail(f"{file}: this is {kind}; {TRANSLATE_ACCEPTS}")
 
 
 @app.command()
@@ -233,20 +401,25 @@ def translate(
     from gateway.mapping import ind_to_duo
     from gateway.runtime import load_ruleset
 
-    cfg = load_config(config)
+    cfg = load_config(config, required=False)
     try:
         ruleset = load_ruleset(cfg)
     except ConfigError as exc:
         fail(str(exc))
     when = dt.datetime.now(dt.UTC)
     if received_at:
-        when = dt.datetime.fromisoformat(received_at)
+        try:
+            when = dt.datetime.fromisoformat(received_at)
+        except ValueError:
+            fail(f"--received-at: not an ISO date-time (e.g. 2026-11-02T09:14:05+01:00): {received_at!r}")
         if when.tzinfo is None:
-            fail("--received-at needs a zone, e.g. 2026-11-02T09:14:05+01:00")
+            fail(f"--received-at needs a zone, e.g. 2026-11-02T09:14:05+01:00: {received_at!r}")
+    input_file(file, "FILE")
     try:
         data = file.read_bytes()
     except OSError as exc:
         fail(f"{file}: {exc.strerror}")
+    _refuse_other_kinds(file, data)
     try:
         root = xmlsafe.parse(data)
         payload = soap.split(root).payload if root.tag == f"{{{soap.SOAP_NS}}}Envelope" else root
@@ -270,14 +443,14 @@ def check_config(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Validate the config, rule set, keys and certificates; report certificate expiry."""
     from gateway import checks
 
-    cfg = load_config(config)
+    cfg = load_config(config, required=False)
     report = checks.check_config(cfg)
     if as_json:
         print(json.dumps(report, indent=2))
     else:
         for item in report["items"]:
             colour = {"ok": "green", "warning": "yellow", "error": "red"}[item["level"]]
-            out.print(f"[{colour}]{item['level']:8}[/] {item['what']}: {item['message']}", highlight=False)
+            out.print(Text.assemble((f"{item['level']:8}", colour), f" {item['what']}: {item['message']}"))
     raise typer.Exit(0 if report["ok"] else 1)
 
 
@@ -291,6 +464,7 @@ def health(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     from gateway.runtime import build_runtime
 
     cfg = load_config(config)
+    require_database(cfg)
     try:
         rt = build_runtime(cfg)
     except (ConfigError, GatewayError) as exc:
@@ -300,13 +474,25 @@ def health(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
         print(json.dumps(report, indent=2))
     else:
         colour = {"ok": "green", "degraded": "yellow", "failing": "red"}[report["status"]]
-        out.print(f"[bold {colour}]{report['status']}[/]")
+        out.print(Text(report["status"], style=f"bold {colour}"))
+        # One line per route and check; a route's reasons follow it in full, as they are what to act on.
+        out.print(table(("route", "status", "waiting", "oldest", "dead"),
+                        [(name, r["status"], str(r["waiting"]), f"{r['oldest_undelivered_seconds']}s", str(r["dead"]))
+                         for name, r in report["routes"].items()], right=("waiting", "oldest", "dead")))
         for name, r in report["routes"].items():
-            out.print(f"  {name:9} {r['status']:9} waiting {r['waiting']:6} oldest {r['oldest_undelivered_seconds']:>9}s "
-                      f"dead {r['dead']} {'; '.join(r['reasons'])}", highlight=False)
+            for reason in r["reasons"]:
+                say(f"{name}: {reason}")
+        out.print(table(("check", "status", "detail"),
+                        [(name, c["status"], ", ".join(f"{k}={v}" for k, v in c.items() if k != "status"))
+                         for name, c in report["checks"].items()], shrink={"detail": 10}))
         for name, c in report["checks"].items():
-            out.print(f"  {name:12} {c['status']}  " + ", ".join(f"{k}={v}" for k, v in c.items() if k != "status"),
-                      highlight=False)
+            if c["status"] != "ok" and c.get("reason"):
+                say(f"{name}: {c['reason']}")
+        if report.get("processes"):
+            out.print(table(("process", "pid", "host", "state", "heartbeat"),
+                            [(p["instance"], str(p["pid"]), p["host"], p["state"],
+                              f"{p['heartbeat_age_seconds']}s ago") for p in report["processes"]],
+                            shrink={"process": 8, "host": 8}, right=("pid", "heartbeat")))
     raise typer.Exit(health_mod.EXIT_CODES[report["status"]])
 
 
@@ -314,7 +500,7 @@ def health(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
 def retry(
     ids: list[int] = typer.Argument(None, help="Delivery ids (see `gateway show`)."),
     dead: bool = typer.Option(False, "--dead", help="Every dead delivery (with --partner: of that partner)."),
-    partner: str = typer.Option(None, help="Only this partner's dead deliveries."),
+    partner: Partner | None = typer.Option(None, help="Only this partner's dead deliveries."),
     note: str = typer.Option(None, help="Why (kept in the operator log)."),
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
@@ -323,6 +509,7 @@ def retry(
     cfg = load_config(config)
     store = open_store(cfg)
     targets = list(ids or [])
+    _known_deliveries(store, targets)
     if dead:
         sql = "SELECT id FROM outbox WHERE state = 'dead'" + (" AND partner = :p" if partner else "")
         targets += [int(r[0]) for r in store.query(sql, {"p": partner} if partner else {})]
@@ -332,7 +519,7 @@ def retry(
     if as_json:
         print(json.dumps({"requeued": n, "operator": operator()}))
     else:
-        out.print(f"{n} delivery(ies) queued again by {operator()}")
+        say(f"{n} delivery(ies) queued again by {operator()}")
 
 
 @app.command()
@@ -345,11 +532,19 @@ def resolve(
     """Mark dead deliveries as handled outside the gateway."""
     cfg = load_config(config)
     store = open_store(cfg)
+    _known_deliveries(store, ids)
     n = store.operator_resolve(ids, operator(), note)
     if as_json:
         print(json.dumps({"resolved": n, "operator": operator()}))
     else:
-        out.print(f"{n} delivery(ies) resolved by {operator()}")
+        say(f"{n} delivery(ies) resolved by {operator()}")
+
+
+def _known_deliveries(store: Any, ids: Sequence[int]) -> None:
+    for i in ids:
+        at_least(i, 1, "delivery id")
+        if not store.query("SELECT 1 FROM outbox WHERE id = :id", {"id": i}):
+            fail(f"no delivery with id {i} (see `gateway show`)")
 
 
 # ---------------------------------------------------------------- pki and db
@@ -364,12 +559,16 @@ def pki_init(
     """Create a throwaway CA and certificates for the gateway and the simulated IND, DUO, CJIB."""
     from gateway.security import pki
 
-    paths = pki.init(directory, force=force)
+    output_path(directory, "DIRECTORY", directory=True)
+    try:
+        paths = pki.init(directory, force=force)
+    except OSError as exc:
+        fail(f"{directory}: {exc.strerror or exc}")
     if as_json:
         print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     else:
         for name, path in paths.items():
-            out.print(f"{name:16} {path}")
+            say(f"{name:16} {path}")
 
 
 @db_app.command("upgrade")
@@ -382,7 +581,7 @@ def db_upgrade(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
         version = Store(cfg.store.dsn).migrate()
     except GatewayError as exc:
         fail(str(exc))
-    print(json.dumps({"version": version})) if as_json else out.print(f"schema version {version}")
+    print(json.dumps({"version": version})) if as_json else say(f"schema version {version}")
 
 
 @db_app.command("status")
@@ -391,15 +590,17 @@ def db_status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     from gateway.store import SCHEMA_VERSION, Store
 
     cfg = load_config(config)
+    db = config_mod.sqlite_file(cfg.store.dsn)
     try:
-        version = Store(cfg.store.dsn).version()
+        # A SQLite file that is not there is at version 0; looking does not create it.
+        version = 0 if db is not None and not db.exists() else Store(cfg.store.dsn).version()
     except GatewayError as exc:
         fail(str(exc))
     state = "current" if version == SCHEMA_VERSION else ("behind" if version < SCHEMA_VERSION else "newer")
     if as_json:
         print(json.dumps({"version": version, "expected": SCHEMA_VERSION, "state": state}))
     else:
-        out.print(f"schema version {version} (this gateway: {SCHEMA_VERSION}): {state}")
+        say(f"schema version {version} (this gateway: {SCHEMA_VERSION}): {state}")
     raise typer.Exit(0 if state == "current" else 1)
 
 
@@ -413,6 +614,7 @@ def _register_optional() -> None:
         except (ImportError, AttributeError):
             continue
         app.add_typer(sub, name=name)
+    app.command("init")(importlib.import_module("gateway.cli_init").init)
     try:
         archive = importlib.import_module("gateway.cli_archive")
     except ImportError:

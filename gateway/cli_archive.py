@@ -5,10 +5,23 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 
-from gateway.cli import ConfigOpt, JsonOpt, _parse_time, err, fail, load_config, open_store, out
+from gateway.cli import (
+    ConfigOpt,
+    JsonOpt,
+    _parse_time,
+    err,
+    fail,
+    input_file,
+    load_config,
+    open_store,
+    out,
+    output_path,
+    say,
+)
 
 __all__ = ["export", "replay"]
 
@@ -17,7 +30,7 @@ EXIT_DAMAGED = 2
 
 ExportArchiveArg = typer.Argument(..., help="Directory to write, or a file name ending in .tar.")
 SinceOpt = typer.Option(None, "--since", help="Only exchanges from this ISO date or date-time on.")
-RouteOpt = typer.Option(None, "--route", help="Only this route: ind-duo, duo-cjib or cjib-duo.")
+RouteOpt = typer.Option(None, "--route", help="Only this route.")
 PseudonymizeOpt = typer.Option(False, "--pseudonymize", help="Replace personal data (needs --key-file).")
 KeyFileOpt = typer.Option(None, "--key-file", help="Secret for --pseudonymize (at least 16 bytes).")
 ReplayArchiveArg = typer.Argument(..., help="An archive written by `gateway export`.")
@@ -30,7 +43,7 @@ ReplayConfigOpt = typer.Option(None, "--config", "-c", help="Settings to replay 
 def export(
     archive: Path = ExportArchiveArg,
     since: str = SinceOpt,
-    route: str = RouteOpt,
+    route: Literal["ind-duo", "duo-cjib", "cjib-duo"] | None = RouteOpt,
     pseudonymize: bool = PseudonymizeOpt,
     key_file: Path = KeyFileOpt,
     config: Path = ConfigOpt,
@@ -42,21 +55,28 @@ def export(
 
     if pseudonymize and key_file is None:
         fail("--pseudonymize needs --key-file")
-    if route not in (None, "ind-duo", "duo-cjib", "cjib-duo"):
-        fail(f"unknown route {route!r}")
+    if key_file is not None:
+        input_file(key_file, "--key-file")
+    output_path(archive, "ARCHIVE", directory=archive.suffix != ".tar")
+    if archive.is_dir() and any(archive.iterdir()) and not (archive / "manifest.json").is_file():
+        # An archive directory is replaced as a whole: never a directory that holds something else.
+        fail(f"ARCHIVE: {archive} is a directory that is not empty and not an archive")
+    when = _parse_time(since, "--since")
     cfg = load_config(config)
     store = open_store(cfg)
     try:
         key = load_key(key_file) if pseudonymize else None
     except (OSError, ValueError) as exc:
         fail(f"--key-file: {exc}")
-    with err.status("exporting (collecting, " + ("pseudonymizing, " if key else "") + "writing) ..."):
-        manifest = archive_mod.export(cfg, store, archive, since=_parse_time(since, "--since"), route=route,
-                                      key=key)
+    try:
+        with err.status("exporting (collecting, " + ("pseudonymizing, " if key else "") + "writing) ..."):
+            manifest = archive_mod.export(cfg, store, archive, since=when, route=route, key=key)
+    except OSError as exc:
+        fail(f"ARCHIVE: {archive}: {exc.strerror or exc}")
     if as_json:
         out.print_json(json.dumps(manifest))
     else:
-        out.print(f"wrote {archive}: {manifest.get('exchanges')} exchanges {manifest.get('counts')}")
+        say(f"wrote {archive}: {manifest.get('exchanges')} exchanges {manifest.get('counts')}")
 
 
 def replay(
@@ -71,11 +91,14 @@ def replay(
     from gateway import replay as replay_mod
     from gateway.archive import DamagedArchive, read_archive
 
+    if not archive.exists():
+        fail(f"ARCHIVE: {archive}: no such archive")
+    if junit is not None:
+        output_path(junit, "--junit", directory=False)
     try:
         recorded = read_archive(archive)
     except DamagedArchive as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(EXIT_DAMAGED) from None
+        fail(str(exc), EXIT_DAMAGED)
     cfg = load_config(config) if config else None
     from rich.progress import Progress
 
@@ -84,11 +107,14 @@ def replay(
         report = replay_mod.replay(recorded, config=cfg, verify=not no_verify,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     if junit is not None:
-        junit.write_text(replay_mod.junit_xml(report))
+        try:
+            junit.write_text(replay_mod.junit_xml(report))
+        except OSError as exc:
+            fail(f"--junit: {junit}: {exc.strerror or exc}")
     _print(report, as_json)
     if update and report.differences:
         changed = replay_mod.update_archive(archive, recorded, report)
-        err.print(f"updated {changed} expectation(s) in {archive}")
+        say(f"updated {changed} expectation(s) in {archive}", console=err)
         raise typer.Exit(0)
     raise typer.Exit(EXIT_DIFFERENT if report.differences else 0)
 

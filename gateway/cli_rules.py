@@ -14,8 +14,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from gateway import ruleops, rules
 from gateway.errors import ConfigError, GatewayError
@@ -25,7 +24,9 @@ __all__ = ["rules_app", "report_app"]
 rules_app = typer.Typer(no_args_is_help=True, help="Rule sets: show, check, test, impact, apply.")
 report_app = typer.Typer(no_args_is_help=True, help="Reports over the stored messages.")
 
-out = Console(soft_wrap=True)  # line-oriented output stays one line per case / person
+# Printed as it is (no emoji codes, no highlighting); data only in Text objects or escape()d.
+# Rows (rules, cases, people) stay one line each at any width, cut with an ellipsis; --json has all.
+out = Console(emoji=False, highlight=False)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GATEWAY_CONFIG or config/gateway.toml).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
@@ -58,7 +59,12 @@ def _ruleset_path(name: str, directory: Path) -> Path:
     return directory / f"{name}.yaml"
 
 
+def _say(text: str, style: str | None = None, *, one_line: bool = False) -> None:
+    _cli().say(text, style, one_line=one_line, console=out)
+
+
 def _load(path: Path) -> rules.RuleSet:
+    _cli().input_file(path, "rule set")
     try:
         return rules.load(path)
     except ConfigError as exc:
@@ -128,7 +134,7 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """The rule table: rules in order with conditions and indications, regimes, pension ages."""
-    cfg = _cli().load_config(config)
+    cfg = _cli().load_config(config, required=False)
     source = "--ruleset"
     if ruleset is None:
         ruleset, source = _active(cfg)
@@ -136,30 +142,24 @@ def show(
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    out.print(f"[bold]{data['name']}[/]  ({escape(data['chosen_by'])})\nversion {data['version']}\nfile    {data['file']}",
-              highlight=False)
-    regimes = Table(title="regimes (by ingangsdatum)")
-    for col in ("regime", "ingangsdatum from", "up to and including", "minimum age", "maximum age"):
-        regimes.add_column(col)
-    for g in data["regimes"]:
-        regimes.add_row(g["code"], g["ingangsdatum_vanaf"] or "-", g["ingangsdatum_tot_en_met"] or "-",
-                        g["minimumleeftijd"], g["maximumleeftijd"])
-    out.print(regimes)
+    table = _cli().table
+    out.print(Text.assemble((data["name"], "bold"), f"  ({data['chosen_by']})"))
+    _say(f"version {data['version']}\nfile    {data['file']}")
+    _say("regimes (by ingangsdatum)", "bold")
+    out.print(table(("regime", "from", "up to and including", "minimum age", "maximum age"),
+                    [(g["code"], g["ingangsdatum_vanaf"] or "-", g["ingangsdatum_tot_en_met"] or "-",
+                      g["minimumleeftijd"], g["maximumleeftijd"]) for g in data["regimes"]], width=out.width))
     if data["pensioenleeftijd"]:
-        pension = Table(title="pension age (by the year of ingangsdatum)")
-        pension.add_column("from year")
-        pension.add_column("age")
-        for p in data["pensioenleeftijd"]:
-            pension.add_row(str(p["vanaf_jaar"] or "earlier"), p["leeftijd"])
-        out.print(pension)
-    table = Table(title="rules (the first that matches decides)")
-    for col in ("#", "code", "matches when", "plichtIndicatie", "line"):
-        table.add_column(col, overflow="fold")
-    for r in data["rules"]:
-        table.add_row(r["nr"], r["code"], r["when"], r["plicht_indicatie"], str(r["line"]))
-    out.print(table)
+        _say("pension age (by the year of ingangsdatum)", "bold")
+        out.print(table(("from year", "age"), [(str(p["vanaf_jaar"] or "earlier"), p["leeftijd"])
+                                               for p in data["pensioenleeftijd"]], width=out.width))
+    _say("rules (the first that matches decides)", "bold")
+    out.print(table(("#", "code", "plichtIndicatie", "line", "matches when"),
+                    [(r["nr"], r["code"], r["plicht_indicatie"], str(r["line"]), r["when"]) for r in data["rules"]],
+                    shrink={"code": 12, "plichtIndicatie": 9, "matches when": 12}, right=("#", "line"),
+                    width=out.width))
     for name, codes in data["codesets"].items():
-        out.print(f"{name}: {', '.join(codes)}", highlight=False)
+        _say(f"{name}: {', '.join(codes)}")
 
 
 # ---------------------------------------------------------------- check and test
@@ -170,6 +170,7 @@ def check(
     as_json: bool = JsonOpt,
 ) -> None:
     """Load a rule set as the gateway would; a mistake is reported with its file and line (exit 1)."""
+    _cli().input_file(file, "FILE")
     try:
         rs = rules.load(file)
     except ConfigError as exc:
@@ -183,12 +184,12 @@ def check(
                           "regimes": [g.code for g in rs.regimes],
                           "cases_file": str(cases) if cases.exists() else None}, indent=2))
         return
-    out.print(f"[green]ok[/] {file}: {len(rs.rules)} rules, regimes {', '.join(g.code for g in rs.regimes)}\n"
-              f"version {rs.version}", highlight=False)
+    out.print(Text.assemble(("ok", "green"), f" {file}: {len(rs.rules)} rules, regimes "
+                            f"{', '.join(g.code for g in rs.regimes)}\nversion {rs.version}"))
     if cases.exists():
-        out.print(f"next: gateway rules test {cases}", highlight=False)
+        _say(f"next: gateway rules test {cases}")
     else:
-        out.print(f"[yellow]no case file[/] {cases}: write one before this rule set goes live", highlight=False)
+        out.print(Text.assemble(("no case file", "yellow"), f" {cases}: write one before this rule set goes live"))
 
 
 def _ruleset_for_cases(cases: Path, name: str | None, config: Path | None) -> rules.RuleSet:
@@ -198,7 +199,7 @@ def _ruleset_for_cases(cases: Path, name: str | None, config: Path | None) -> ru
     beside = _ruleset_path(name, cases.parent)
     if beside.exists():
         return _load(beside)
-    return _named(_cli().load_config(config), name)
+    return _named(_cli().load_config(config, required=False), name)
 
 
 @rules_app.command("test")
@@ -210,6 +211,7 @@ def test(
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a case file against a rule set: pass or fail per case, with its line; exit 1 on any failure."""
+    _cli().input_file(file, "FILE")
     rs = _ruleset_for_cases(file, ruleset, config)
     try:
         results = rules.run_cases(rs, file)
@@ -225,18 +227,18 @@ def test(
         for r in results:
             _print_case(file, r)
         colour = "red" if failed else "green"
-        out.print(f"[{colour}]{len(results)} case(s), {len(failed)} failed[/] against {rs.version}",
-                  highlight=False)
+        out.print(Text.assemble((f"{len(results)} case(s), {len(failed)} failed", colour), f" against {rs.version}"))
     raise typer.Exit(1 if failed else 0)
 
 
 def _print_case(file: Path, r: rules.CaseResult) -> None:
-    if r.passed:
-        out.print(f"[green]PASS[/] {file}:{r.line}  {r.name}", highlight=False)
+    if r.passed:  # one line each, cut at the terminal width
+        out.print(Text.assemble(("PASS", "green"), f" {file}:{r.line}  {r.name}"), no_wrap=True, overflow="ellipsis")
         return
+    # A failure is printed whole (wrapped): what was expected and what came out is what to act on.
     got = {"plicht_indicatie": r.actual.plicht_indicatie, "regel": r.actual.regel, "regime": r.actual.regime}
     wrong = ", ".join(f"{k} expected {v}, got {got[k]}" for k, v in r.expected.items() if got[k] != v)
-    out.print(f"[red]FAIL[/] {file}:{r.line}  {r.name}: {wrong}", highlight=False)
+    out.print(Text.assemble(("FAIL", "red"), f" {file}:{r.line}  {r.name}: {wrong}"))
 
 
 # ---------------------------------------------------------------- impact and apply
@@ -252,6 +254,7 @@ def impact(
 ) -> None:
     """Whose indication would change under a new rule set? Read-only: nothing is stored or sent."""
     cli = _cli()
+    cli.at_least(limit, 1, "--limit")
     cfg = cli.load_config(config)
     unmask = cli._unmask(cfg, show_personal_data)
     new = _named(cfg, ruleset)
@@ -265,28 +268,29 @@ def impact(
 
 
 def _print_impact(r: dict[str, Any], unmask: bool, limit: int) -> None:
-    out.print(f"[bold]impact of {r['ruleset']}[/]" + (f" on notifications since {r['since']}" if r["since"] else ""),
-              highlight=False)
-    out.print(f"evaluated {r['evaluated']}, unchanged {r['unchanged']} (of which {r['rule_only_changes']} only by "
-              f"another rule), [bold]changed {r['changed']}[/]; left out: {r['superseded']} replaced by an IND "
-              f"CORRECTIE, {r['unreadable']} unreadable", highlight=False)
+    _say(f"impact of {r['ruleset']}" + (f" on notifications since {r['since']}" if r["since"] else ""), "bold")
+    _say(f"evaluated {r['evaluated']}, unchanged {r['unchanged']} (of which {r['rule_only_changes']} only by "
+         f"another rule), changed {r['changed']}; left out: {r['superseded']} replaced by an IND "
+         f"CORRECTIE, {r['unreadable']} unreadable")
     for title, counts in (("by indication (old -> new)", r["by_indication"]), ("by rule (old -> new)", r["by_rule"])):
-        out.print(title)
+        _say(title)
         for key, n in counts.items():
-            out.print(f"  {n:6}  {key}", highlight=False)
-    out.print("by regime (of the new rule set, by ingangsdatum)")
+            _say(f"  {n:6}  {key}", one_line=True)
+    _say("by regime (of the new rule set, by ingangsdatum)")
     for regime, g in r["by_regime"].items():
         detail = ", ".join(f"{k}: {n}" for k, n in g["by_indication"].items())
-        out.print(f"  {regime:8} {g['count']:6}  {detail}", highlight=False)
+        _say(f"  {regime:8} {g['count']:6}  {detail}", one_line=True)
     if not r["people"]:
         return
-    out.print("people whose indication changes" + ("" if unmask else " (personal data masked)") + ":")
-    for p in r["people"][:limit]:
-        out.print(f"  {p['meldingId']}  {p['ingangsdatum']} {p['regime']}  "
-                  f"{p['old']['plichtIndicatie']} ({p['old']['regel']}) -> "
-                  f"{p['new']['plichtIndicatie']} ({p['new']['regel']})  {_who(p['person'])}", highlight=False)
+    _say("people whose indication changes" + ("" if unmask else " (personal data masked)") + ":")
+    out.print(_cli().table(
+        ("meldingId", "ingangsdatum", "regime", "old", "new", "person"),
+        [(p["meldingId"], p["ingangsdatum"], p["regime"],
+          f"{p['old']['plichtIndicatie']} ({p['old']['regel']})", f"{p['new']['plichtIndicatie']} ({p['new']['regel']})",
+          _who(p["person"])) for p in r["people"][:limit]],
+        shrink={"meldingId": 10, "old": 12, "new": 12, "person": 8}, width=out.width))
     if len(r["people"]) > limit:
-        out.print(f"... and {len(r['people']) - limit} more (--limit, or --json for all)")
+        _say(f"... and {len(r['people']) - limit} more (--limit, or --json for all)")
 
 
 def _who(person: dict[str, Any]) -> str:
@@ -312,6 +316,7 @@ def apply(
     if new.path.resolve().parent != Path(cfg.rules.directory).resolve():
         cli.fail(f"{new.path}: the rule set must be in the rules directory {cfg.rules.directory}", 1)
     _require_cases_pass(new)
+    cli.require_database(cfg)
     try:
         rt = build_runtime(cfg)
     except (ConfigError, GatewayError) as exc:
@@ -330,9 +335,9 @@ def apply(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    out.print(f"{new.name} is now the active rule set (recorded by {who}); {queued} correction(s) queued for "
-              "DUO.\nRestart running gateways so that new notifications are assessed with it; then run this "
-              "command again: it queues only what is still different.", highlight=False)
+    _say(f"{new.name} is now the active rule set (recorded by {who}); {queued} correction(s) queued for "
+         "DUO.\nRestart running gateways so that new notifications are assessed with it; then run this "
+         "command again: it queues only what is still different.")
 
 
 def _require_cases_pass(rs: rules.RuleSet) -> None:
@@ -360,6 +365,7 @@ def report_delays(
 ) -> None:
     """IND notifications that reached the gateway after the delivery window, with the delay per person."""
     cli = _cli()
+    cli.at_least(limit, 1, "--limit")
     cfg = cli.load_config(config)
     unmask = cli._unmask(cfg, show_personal_data)
     store = cli.open_store(cfg)
@@ -367,12 +373,15 @@ def report_delays(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    out.print("late IND notifications" + ("" if unmask else " (personal data masked)") + ":")
-    for p in report["people"][:limit]:
-        out.print(f"  {p['received']}  {p['meldingId']}  besluit {p['datumBesluit']}  "
-                  f"{p['vertragingDagen']:4} day(s) late  {_who(p['person'])}", highlight=False)
+    _say("late IND notifications" + ("" if unmask else " (personal data masked)") + ":")
+    if report["people"]:
+        out.print(_cli().table(
+            ("received", "meldingId", "besluit", "days late", "person"),
+            [(p["received"][:16].replace("T", " "), p["meldingId"], p["datumBesluit"], str(p["vertragingDagen"]),
+              _who(p["person"])) for p in report["people"][:limit]],
+            shrink={"meldingId": 10, "person": 8}, right=("days late",), width=out.width))
     if len(report["people"]) > limit:
-        out.print(f"... and {len(report['people']) - limit} more (--limit, or --json for all)")
-    out.print("days late: " + ", ".join(f"{k}: {n}" for k, n in report["distribution"].items()), highlight=False)
-    out.print(f"total: {report['total']} late notification(s), {report['total_days']} day(s) in all"
-              + (f", since {report['since']}" if report["since"] else ""), highlight=False)
+        _say(f"... and {len(report['people']) - limit} more (--limit, or --json for all)")
+    _say("days late: " + ", ".join(f"{k}: {n}" for k, n in report["distribution"].items()))
+    _say(f"total: {report['total']} late notification(s), {report['total_days']} day(s) in all"
+         + (f", since {report['since']}" if report["since"] else ""))

@@ -13,11 +13,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gateway.errors import ConfigError
 
-__all__ = ["Config", "PartnerConfig", "RetryPolicy", "load", "ENV_PREFIX"]
+__all__ = ["Config", "PartnerConfig", "RetryPolicy", "load", "ENV_PREFIX", "shipped_rules_directory", "sqlite_file"]
 
 ENV_PREFIX = "GATEWAY__"
 
@@ -105,15 +105,40 @@ class HealthConfig(_Strict):
     max_silence_seconds: float = Field(3600.0, gt=0)
     #: Undelivered age at which a route is degraded (not yet failing).
     degraded_age_seconds: float = Field(900.0, gt=0)
+    #: Failing when no `gateway run` process has written its heartbeat for this long (each
+    #: process writes one every max(0.2, min(5, this / 4)) seconds).
+    max_heartbeat_age_seconds: float = Field(60.0, gt=0)
+
+
+def shipped_rules_directory() -> str:
+    """The rule sets shipped with the gateway (package data ``gateway/rulesets``; in a checkout a
+    link to ``config/rules``), as an absolute path."""
+    from importlib.resources import files
+
+    return str(Path(str(files("gateway").joinpath("rulesets"))).resolve())
 
 
 class RulesConfig(_Strict):
-    directory: str = "rules"
+    #: Where the rule sets are: the ones shipped with the gateway unless set ("" means those too);
+    #: a relative path is relative to the config file.
+    directory: str = Field(default_factory=shipped_rules_directory)
     active: str = "inburgeringsplicht-2026.1"
+
+    @field_validator("directory")
+    @classmethod
+    def _shipped_when_empty(cls, value: str) -> str:
+        return value or shipped_rules_directory()
 
 
 class StoreConfig(_Strict):
     dsn: str = "sqlite:///var/gateway.db"
+
+
+def sqlite_file(dsn: str) -> Path | None:
+    """The database file of a ``sqlite:///FILE`` DSN; None for PostgreSQL and ``:memory:``."""
+    if not dsn.startswith("sqlite:///") or dsn == "sqlite:///:memory:":
+        return None
+    return Path(dsn[len("sqlite:///"):])
 
 
 class LogConfig(_Strict):
@@ -163,6 +188,10 @@ def load(path: str | Path | None, *, env: dict[str, str] | None = None) -> Confi
             data = tomllib.loads(p.read_text())
         except FileNotFoundError as exc:
             raise ConfigError("config file not found", file=str(p)) from exc
+        except IsADirectoryError as exc:
+            raise ConfigError("a directory, not a config file", file=str(p)) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read it: {getattr(exc, 'strerror', None) or exc}", file=str(p)) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"not valid TOML: {exc}", file=str(p)) from exc
         base = p.resolve().parent

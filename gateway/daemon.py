@@ -1,7 +1,9 @@
 """``gateway run``: the partner endpoints, the operator endpoints, the workers and the jobs.
 
 Start-up loads everything once (``build_runtime``) and refuses to start on a bad config, rule
-set, key or database version. SIGTERM (or SIGINT) drains: the listeners stop accepting and finish
+set, key or database version; keys and certificates are judged first by the very checks of
+``gateway check-config`` (``gateway.checks.startup_check``): an error there (naming the file)
+stops the start, a warning is logged. SIGTERM (or SIGINT) drains: the listeners stop accepting and finish
 the requests they hold, workers stop claiming and finish their in-flight attempt within
 ``drain_seconds``, and whatever is still queued stays queued for the next start.
 """
@@ -18,7 +20,7 @@ from typing import Any
 
 from gateway import jobs
 from gateway.app import operator_app, partner_app
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.delivery import WorkerPool
 from gateway.runtime import Runtime, build_runtime
@@ -38,12 +40,18 @@ class Daemon:
     ports: dict[str, int] = field(default_factory=dict)
     _servers: list[Any] = field(default_factory=list)
     _jobs: jobs.JobRunner | None = None
+    _heartbeat: jobs.Heartbeat | None = None
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        from gateway import checks
+
+        warnings = checks.startup_check(self.config, (self.clock or SystemClock()).now())
         self.rt = build_runtime(self.config, clock=self.clock, migrate=self.migrate)
+        for w in warnings:
+            self.rt.log.warning("config_warning", what=w.what, detail=w.message, file=w.file, stage="lifecycle")
         self.pool = WorkerPool(self.rt)
         self.senders = _senders(self.rt)
         for sender, follow_up in self.senders:
@@ -63,6 +71,8 @@ class Daemon:
                                graceful_seconds=graceful)
         operator = make_server(operator_app(self.rt), graceful_seconds=graceful)
         self._servers = [partners, operator]
+        self._heartbeat = jobs.Heartbeat(self.rt)
+        self._heartbeat.start()
         self.pool.start()
         self._jobs = jobs.JobRunner(self.rt)
         self._jobs.start()
@@ -80,6 +90,8 @@ class Daemon:
         for sender, _ in self.senders:
             sender.close()
         self.rt.close_clients()
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         self.rt.log.info("stopped", instance=self.config.instance, stage="lifecycle",
                          drain_ms=round((time.monotonic() - t0) * 1000))
         self.rt.store.close()
@@ -140,17 +152,15 @@ def client_ssl(rt: Runtime, partner: str) -> ssl.SSLContext | None:
 def _routes(rt: Runtime) -> dict[tuple[str, str], tuple[Any, int]]:
     from adapters.ind import server as ind_server
 
-    def ind(rt_: Runtime, body: bytes, headers: dict[str, str], cert: bytes | None) -> Any:
-        return ind_server.handle_ontvang_melding(rt_, body, client_cert_der=cert, soap_action=headers.get("soapaction"))
-
+    # The doors: each handler checks the request's headers against its partner's contract first.
     routes: dict[tuple[str, str], tuple[Any, int]] = {
-        ("POST", "/ind/meldingen"): (ind, rt.config.ind.max_message_bytes),
+        ("POST", "/ind/meldingen"): (ind_server.handle_request, rt.config.ind.max_message_bytes),
     }
     try:
         from adapters.duo import server as duo_server
     except ImportError:
         return routes
-    routes[("POST", "/duo/v1/vorderingen")] = (duo_server.handle_vorderingoverdracht, rt.config.cjib.max_message_bytes)
+    routes[("POST", "/duo/v1/vorderingen")] = (duo_server.handle_request, rt.config.cjib.max_message_bytes)
     return routes
 
 

@@ -11,7 +11,11 @@ Adapters classify (``gateway.adapter.Outcome``); this module decides, from the p
                Out of attempts, or older than ``max_age_seconds`` -> dead.
 
 Long waits live in the store (``next_attempt_at``), not in a sleeping thread, so they survive
-restarts. A crashed worker's leases expire and another worker takes the rows. Each partner has
+restarts. A crashed worker's leases expire and another worker takes the rows. Attempt numbers
+count the attempts recorded (a crash between claim and record leaves no gap, and such claims do
+not use up ``max_attempts``); a row claimed ``CRASHED_CLAIMS_FACTOR × max_attempts`` times
+without an attempt being recorded (it took its process down each time) goes to the dead
+letters unsent. Each partner has
 a circuit breaker: after ``breaker_failures`` consecutive transient failures no worker sends to
 that partner for ``breaker_open_seconds``; then one probe decides whether it closes again.
 """
@@ -31,7 +35,12 @@ from gateway.errors import StoreError
 from gateway.runtime import Runtime
 from gateway.store import NewDelivery
 
-__all__ = ["CircuitBreaker", "Worker", "WorkerPool", "backoff_seconds", "FollowUp"]
+__all__ = ["CircuitBreaker", "Worker", "WorkerPool", "backoff_seconds", "FollowUp", "CRASHED_CLAIMS_FACTOR"]
+
+#: A row claimed this many times ``max_attempts`` without an attempt recorded goes dead unsent.
+#: Above 1: a process killed while it holds a batch is not the row's fault, and must not cost
+#: it its attempts; but a row that takes down every process that claims it must stop somewhere.
+CRASHED_CLAIMS_FACTOR = 2
 
 #: A route hook: given a finished delivery and its outcome, what to queue next, and whether a
 #: permanent outcome is handled (final, not dead).
@@ -142,8 +151,13 @@ class Worker(threading.Thread):
         if allowed == 0:
             return False
         limit = self.batch if allowed < 0 else 1
+        abandoned: list[tuple[int, str, str, int]] = []
         claimed = self.rt.store.claim(self.partner, self.owner, limit=limit, lease_seconds=self.policy.lease_seconds,
-                                      now=self.rt.clock.time())
+                                      now=self.rt.clock.time(), max_unrecorded_claims=CRASHED_CLAIMS_FACTOR * self.policy.max_attempts,
+                                      abandoned=abandoned)
+        for outbox_id, operation, key, claims in abandoned:
+            self.rt.log.error("delivery_abandoned", partner=self.partner, operation=operation, message_id=key,
+                              outbox_id=outbox_id, claims_without_attempt=claims, stage="sending")
         if not claimed:
             if allowed == 1:
                 self.breaker.release_probe()
@@ -217,14 +231,10 @@ class Worker(threading.Thread):
         if outcome.kind == "permanent":
             return ("refused" if handled else "dead"), None, outcome.detail or "refused by the partner"
         age = self.rt.clock.time() - d.created_at
+        # d.attempt is the attempts recorded (this one included): claims cut off by a crash are
+        # not attempts made (Store.claim bounds those separately).
         if d.attempt >= self.policy.max_attempts:
-            # d.attempt counts claims: a process killed holding a batch leaves every row of it
-            # counted without an attempt made. Judge by the attempts recorded (plus this one).
-            made = 1 + int(self.rt.store.query(
-                "SELECT COUNT(*) FROM attempts WHERE outbox_id = :id AND outcome NOT LIKE '%-lease-lost'",
-                {"id": d.id})[0][0])
-            if made >= self.policy.max_attempts:
-                return "dead", None, f"out of attempts ({made}): {outcome.detail}"
+            return "dead", None, f"out of attempts ({d.attempt}): {outcome.detail}"
         if age >= self.policy.max_age_seconds:
             return "dead", None, f"older than max_age_seconds: {outcome.detail}"
         wait = backoff_seconds(self.policy, d.attempt)

@@ -5,11 +5,16 @@ waiting work and no success for longer than ``max_silence_seconds``; also when I
 a gap older than three grace periods, or CJIB's status feed has not been read for longer than its
 threshold. It is **degraded** when work is older than ``degraded_age_seconds``, a dead letter
 waits for an operator, a circuit breaker is open, or a gap is open. Otherwise **ok**.
+The whole gateway is **failing** when no ``gateway run`` process has written its heartbeat within
+``health.max_heartbeat_age_seconds`` (a stopped or dead gateway moves nothing, even with nothing
+waiting); the ``processes`` check lists each process with its last heartbeat.
 Exit codes of ``gateway health``: 0 ok, 1 degraded, 2 failing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
 from prometheus_client import Gauge
@@ -69,9 +74,47 @@ def evaluate(rt: Runtime) -> dict[str, Any]:
         routes[name] = {"status": status, "waiting": waiting, "oldest_undelivered_seconds": round(age, 1),
                         "seconds_since_last_success": None if since_ok is None else round(since_ok, 1),
                         "dead": dead.get(key, 0), "reasons": reasons}
-    checks = {"ind_sequence": _ind_gaps(rt, now), "cjib_feed": _cjib_feed(rt, now)}
+    processes = _processes(rt)
+    checks = {"ind_sequence": _ind_gaps(rt, now), "cjib_feed": _cjib_feed(rt, now),
+              "processes": _process_check(rt, processes)}
     overall = _worst(*(str(r["status"]) for r in routes.values()), *(str(c["status"]) for c in checks.values()))
-    return {"status": overall, "routes": routes, "checks": checks, "messages": by_state, "instance": cfg.instance}
+    return {"status": overall, "routes": routes, "checks": checks, "messages": by_state, "instance": cfg.instance,
+            "processes": processes}
+
+
+def _processes(rt: Runtime) -> list[dict[str, Any]]:
+    """The processes seen most recently, with their state: live, stale (no heartbeat) or stopped.
+
+    Wall-clock time, as the heartbeats are written (``gateway.jobs.Heartbeat``).
+    """
+    now = time.time()
+    limit = rt.config.health.max_heartbeat_age_seconds
+    out = []
+    for p in rt.store.heartbeats():
+        age = max(0.0, now - float(p["last_seen"]))
+        state = "stopped" if p["stopped_at"] is not None else ("live" if age <= limit else "stale")
+        out.append({"instance": p["instance"], "pid": int(p["pid"]), "host": p["host"], "state": state,
+                    "started_at": _iso(p["started_at"]), "last_seen": _iso(p["last_seen"]),
+                    "heartbeat_age_seconds": round(age, 1)})
+    return out
+
+
+def _process_check(rt: Runtime, processes: list[dict[str, Any]]) -> dict[str, Any]:
+    limit = rt.config.health.max_heartbeat_age_seconds
+    live = sum(1 for p in processes if p["state"] == "live")
+    check: dict[str, Any] = {"status": "ok" if live else "failing"}
+    if not live:  # first: what `gateway health` shows of a check when the line is short
+        check["reason"] = (f"no gateway process has shown a heartbeat within {limit:.0f}s" if processes
+                           else "no gateway process has ever shown a heartbeat")
+    check.update(live=live, max_heartbeat_age_seconds=limit)
+    # One line per process (newest first), as `gateway health` prints a check's fields.
+    check["seen"] = [f"{p['instance']} pid {p['pid']} on {p['host']}: {p['state']}, last heartbeat "
+                     f"{p['last_seen']} ({p['heartbeat_age_seconds']:.0f}s ago)" for p in processes[:10]]
+    return check
+
+
+def _iso(epoch: Any) -> str:
+    return dt.datetime.fromtimestamp(float(epoch), dt.UTC).isoformat(timespec="seconds")
 
 
 def _ind_gaps(rt: Runtime, now: float) -> dict[str, Any]:
@@ -121,6 +164,9 @@ def export(rt: Runtime, report: dict[str, Any]) -> None:
             "gaps": Gauge("gateway_ind_sequence_gaps", "Open gaps in IND's volgnummer", registry=r),
             "status": Gauge("gateway_health_status", "0 ok, 1 degraded, 2 failing", registry=r),
             "feed": Gauge("gateway_cjib_feed_seconds_since_read", "Time since CJIB's feed was read", registry=r),
+            "live": Gauge("gateway_live_processes", "gateway run processes with a recent heartbeat", registry=r),
+            "beat": Gauge("gateway_heartbeat_age_seconds", "Time since each process's last heartbeat "
+                          "(processes not stopped cleanly)", ["instance", "host", "pid"], registry=r),
         }
         _gauges[id(rt.metrics)] = g
     g["messages"].clear()
@@ -137,4 +183,9 @@ def export(rt: Runtime, report: dict[str, Any]) -> None:
     feed = report["checks"]["cjib_feed"].get("seconds_since_last_read")
     if feed is not None:
         g["feed"].set(feed)
+    g["live"].set(report["checks"]["processes"]["live"])
+    g["beat"].clear()
+    for p in report.get("processes", []):
+        if p["state"] != "stopped":
+            g["beat"].labels(p["instance"], p["host"], str(p["pid"])).set(p["heartbeat_age_seconds"])
     ruleops.export_delay_metrics(rt)

@@ -3,20 +3,31 @@
 Each job runs on one process at a time: before a run it takes a leased row in ``job_leases``
 (``Store.take_job_lease``); a process that dies lets its lease expire and another takes over.
 A job's failure is logged and retried at its next tick; it never stops the daemon.
+
+``Heartbeat`` (its own thread, so a long job run never delays it) writes this process's row in
+``heartbeats`` every few seconds; health fails when no process has written one for
+``health.max_heartbeat_age_seconds``. Heartbeats are wall-clock time (``time.time()``), not the
+runtime's clock: whether a process is alive is a fact of the real world, also in tests that
+move the clock of the messages.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StoreError
 from gateway.runtime import Runtime
 
-__all__ = ["Job", "JobRunner", "ind_catch_up", "ind_reconcile"]
+__all__ = ["Job", "JobRunner", "Heartbeat", "heartbeat_interval", "ind_catch_up", "ind_reconcile"]
+
+#: Rows of processes not seen for this long are removed when a process starts.
+HEARTBEAT_KEEP_SECONDS = 7 * 24 * 3600.0
 
 
 @dataclass
@@ -60,6 +71,58 @@ class JobRunner(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join(10)
+
+
+def heartbeat_interval(max_age_seconds: float) -> float:
+    """How often a process beats: four times within the allowed age, at most every 5 s."""
+    return max(0.2, min(5.0, max_age_seconds / 4))
+
+
+class Heartbeat(threading.Thread):
+    """This process's heartbeat: instance, pid, host, started_at, last_seen in ``heartbeats``."""
+
+    def __init__(self, rt: Runtime, interval_seconds: float | None = None) -> None:
+        super().__init__(name="heartbeat", daemon=True)
+        self.rt = rt
+        self.interval_seconds = interval_seconds or heartbeat_interval(rt.config.health.max_heartbeat_age_seconds)
+        self.instance = rt.config.instance
+        self.pid = os.getpid()
+        self.host = socket.gethostname()
+        self.started_at = time.time()
+        self.process = f"{self.instance}@{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self._stop_event = threading.Event()
+
+    def beat(self) -> bool:
+        try:
+            self.rt.store.beat(self.process, instance=self.instance, pid=self.pid, host=self.host,
+                               started_at=self.started_at)
+            return True
+        except StoreError:
+            self.rt.log.error("heartbeat_failed", instance=self.instance, stage="lifecycle")
+            return False
+
+    def start(self) -> None:
+        """Beat once at once (health sees the process from its first moment), then in the thread."""
+        try:
+            self.rt.store.prune_heartbeats(time.time() - HEARTBEAT_KEEP_SECONDS)
+        except StoreError:
+            pass
+        self.beat()
+        super().start()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval_seconds):
+            self.beat()
+
+    def stop(self) -> None:
+        """Stop beating and mark this process stopped (a clean stop: no longer alive)."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(10)
+        try:
+            self.rt.store.beat_stopped(self.process)
+        except StoreError:
+            self.rt.log.error("heartbeat_failed", instance=self.instance, stage="lifecycle")
 
 
 def default_jobs(rt: Runtime) -> list[Job]:

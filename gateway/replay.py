@@ -190,13 +190,10 @@ def _when(t: float) -> dt.datetime:
 
 
 def default_config() -> Any:
-    """The settings a replay runs with when no config file is given: defaults, this repo's rules."""
-    from gateway.config import Config, RulesConfig
+    """The settings a replay runs with when no config file is given: defaults, the shipped rule sets."""
+    from gateway.config import Config
 
-    # The source tree's rules; an installed gateway (CI: pip install .) finds them from the checkout.
-    candidates = [Path(__file__).resolve().parent.parent / "config" / "rules", Path.cwd() / "config" / "rules"]
-    rules = next((c for c in candidates if c.is_dir()), candidates[0])
-    return Config(rules=RulesConfig(directory=str(rules)))
+    return Config()
 
 
 # ---------------------------------------------------------------- signatures, in parallel

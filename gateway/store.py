@@ -307,8 +307,17 @@ class Store:
     # ------------------------------------------------------------ the outbox
 
     def claim(self, partner: str, owner: str, *, limit: int, lease_seconds: float,
-              now: float | None = None) -> list[Delivery]:
-        """Lease up to ``limit`` due deliveries for ``partner`` (in order per ``order_key``)."""
+              now: float | None = None, max_unrecorded_claims: int | None = None,
+              abandoned: list[tuple[int, str, str, int]] | None = None) -> list[Delivery]:
+        """Lease up to ``limit`` due deliveries for ``partner`` (in order per ``order_key``).
+
+        ``outbox.attempts`` counts claims (a claim given back with ``release`` is taken back);
+        the attempt *number* of a delivery is the count of attempts recorded for it (lease-lost
+        ones aside) plus one, so a process that dies between claim and record leaves no gap in
+        the delivery log. A row claimed ``max_unrecorded_claims`` times without an attempt being
+        recorded (the process died with it every time) goes to the dead letters here, unsent;
+        ``abandoned`` receives (outbox id, operation, idempotency key, claims) of each.
+        """
         now = time.time() if now is None else now
         with self.tx() as t:
             rows = t.all(
@@ -318,10 +327,27 @@ class Store:
                 "AND (o.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key "
                 "AND p.state = 'pending' AND p.id < o.id)) "
                 "ORDER BY o.next_attempt_at, o.id LIMIT :limit {skip_locked}) "
-                "RETURNING id, partner, operation, idempotency_key, payload, attempts, created_at",
+                "RETURNING id, partner, operation, idempotency_key, payload, attempts, created_at, message_id",
                 {"owner": owner, "until": now + lease_seconds, "partner": partner, "now": now, "limit": limit})
-        out = [Delivery(id=int(r[0]), partner=r[1], operation=r[2], idempotency_key=r[3], payload=_bytes(r[4]) or b"",
-                        attempt=int(r[5]), created_at=float(r[6])) for r in rows]
+            counts = t.attempt_counts([int(r[0]) for r in rows])
+            out = []
+            for r in rows:
+                oid, claims = int(r[0]), int(r[5])
+                logged, recorded = counts.get(oid, (0, 0))
+                if max_unrecorded_claims is not None and claims - 1 - logged >= max_unrecorded_claims:
+                    reason = (f"claimed {claims - 1 - logged} times without an attempt being recorded "
+                              "(the process died each time?); not sent again")
+                    t.execute("UPDATE outbox SET state = 'dead', lease_owner = NULL, lease_expires_at = NULL, "
+                              "attempts = attempts - 1, last_error = :r, dead_reason = :r WHERE id = :id",
+                              {"r": reason, "id": oid})
+                    t.event(int(r[7]), "sending", "dead", {"partner": r[1], "operation": r[2], "detail": reason},
+                            at=now)
+                    t.refresh_message_state(int(r[7]), now)
+                    if abandoned is not None:
+                        abandoned.append((oid, r[2], r[3], claims - 1))
+                    continue
+                out.append(Delivery(id=oid, partner=r[1], operation=r[2], idempotency_key=r[3],
+                                    payload=_bytes(r[4]) or b"", attempt=recorded + 1, created_at=float(r[6])))
         out.sort(key=lambda d: d.id)
         return out
 
@@ -415,7 +441,10 @@ class Store:
                             {"id": i})
                 if row is None:
                     continue
-                t.execute("UPDATE outbox SET state = 'pending', next_attempt_at = :now, dead_reason = NULL "
+                # Claims that never got an attempt recorded are forgiven: the operator gives the row
+                # a fresh chance (the attempt numbers go on from the recorded attempts).
+                t.execute("UPDATE outbox SET state = 'pending', next_attempt_at = :now, dead_reason = NULL, "
+                          "attempts = (SELECT COUNT(*) FROM attempts a WHERE a.outbox_id = :id) "
                           "WHERE id = :id", {"now": now, "id": i})
                 t.operator_action(operator, "retry", f"outbox:{i}", note, now)
                 t.event(int(row[0]), "operator", "retry", {"operator": operator, "outbox_id": i}, at=now)
@@ -458,6 +487,38 @@ class Store:
                         "WHERE job_leases.owner = :o OR job_leases.expires_at < :now RETURNING owner",
                         {"n": name, "o": owner, "e": now + seconds, "now": now})
         return row is not None
+
+    # ------------------------------------------------------------ process heartbeats
+
+    def beat(self, process: str, *, instance: str, pid: int, host: str, started_at: float,
+             now: float | None = None) -> None:
+        """This process is alive (``heartbeats``, one row per process start)."""
+        now = time.time() if now is None else now
+        with self.tx() as t:
+            t.execute("INSERT INTO heartbeats (process, instance, pid, host, started_at, last_seen) "
+                      "VALUES (:p, :i, :pid, :h, :s, :now) "
+                      "ON CONFLICT (process) DO UPDATE SET last_seen = :now, stopped_at = NULL",
+                      {"p": process, "i": instance, "pid": pid, "h": host, "s": started_at, "now": now})
+
+    def beat_stopped(self, process: str, *, now: float | None = None) -> None:
+        """This process stopped cleanly (it no longer counts as alive)."""
+        now = time.time() if now is None else now
+        with self.tx() as t:
+            t.execute("UPDATE heartbeats SET last_seen = :now, stopped_at = :now WHERE process = :p",
+                      {"p": process, "now": now})
+
+    def prune_heartbeats(self, before: float) -> int:
+        """Forget processes not seen since ``before``."""
+        with self.tx() as t:
+            return t.rowcount("DELETE FROM heartbeats WHERE last_seen < :b", {"b": before})
+
+    def heartbeats(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The processes seen most recently first: instance, pid, host, started_at, last_seen, stopped_at."""
+        cols = ("process", "instance", "pid", "host", "started_at", "last_seen", "stopped_at")
+        with self.tx(write=False) as t:
+            rows = t.all(f"SELECT {', '.join(cols)} FROM heartbeats ORDER BY last_seen DESC, process LIMIT :n",
+                         {"n": limit})
+        return [dict(zip(cols, r, strict=True)) for r in rows]
 
     def ind_gaps(self, first_volgnummer: int = 1) -> list[tuple[int, float]]:
         """Missing IND volgnummers as (first missing number, when the gap was first visible)."""
@@ -502,6 +563,16 @@ class _Tx:
 
     def rowcount(self, sql: str, params: dict[str, Any] | None = None) -> int:
         return int(self.execute(sql, params).rowcount)
+
+    def attempt_counts(self, outbox_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
+        """Per outbox id: (attempt rows, attempts recorded by the lease holder, i.e. not lease-lost)."""
+        if not outbox_ids:
+            return {}
+        names = {f"i{n}": i for n, i in enumerate(outbox_ids)}
+        rows = self.all(
+            "SELECT outbox_id, COUNT(*), SUM(CASE WHEN outcome LIKE '%-lease-lost' THEN 0 ELSE 1 END) FROM attempts "
+            f"WHERE outbox_id IN ({', '.join(':' + k for k in names)}) GROUP BY outbox_id", names)
+        return {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
     def insert_delivery(self, message_id: int, d: NewDelivery, now: float) -> None:
         self.execute(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from gateway.clock import AMS
 from gateway.store import Store
 
-__all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time"]
+__all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time", "short_time", "compact"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,26 @@ def fmt_time(ts: float | None) -> str:
     if ts is None:
         return ""
     return dt.datetime.fromtimestamp(ts, AMS).isoformat(timespec="seconds")
+
+
+def short_time(ts: float | None, now: float | None = None) -> str:
+    """A time for a narrow column: ``10:31:05`` today, ``12-04 10:31`` this year, else ``2025-12-04 10:31``."""
+    if ts is None:
+        return ""
+    when = dt.datetime.fromtimestamp(ts, AMS)
+    today = dt.datetime.fromtimestamp(time.time() if now is None else now, AMS).date()
+    if when.date() == today:
+        return when.strftime("%H:%M:%S")
+    if when.year == today.year:
+        return when.strftime("%m-%d %H:%M")
+    return when.strftime("%Y-%m-%d %H:%M")
+
+
+def compact(detail: dict[str, Any] | None) -> str:
+    """An event's detail as ``key=value`` pairs, for one line of a table (``--json`` has the structure)."""
+    if not detail:
+        return ""
+    return " ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(detail.items()))
 
 
 def mask_person(person: dict[str, Any] | None, unmask: bool = False) -> dict[str, Any]:

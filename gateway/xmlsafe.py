@@ -29,7 +29,8 @@ __all__ = [
     "sha256_b64",
 ]
 
-XSD_DIR = Path(__file__).resolve().parent.parent / "xsd"
+# Package data (gateway/xsd links to the checkout's xsd/; a wheel carries the files themselves).
+XSD_DIR = (Path(__file__).resolve().parent / "xsd").resolve()
 DEFAULT_MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 

@@ -1,15 +1,24 @@
 """Shared fixtures: the sandbox PKI, a store on each backend, and a running chain.
 
 The store fixture runs every test that uses it twice: on SQLite and on PostgreSQL. The
-PostgreSQL half needs a server: set ``GATEWAY_TEST_PG_DSN`` (``.ci/run`` always does, e.g.
-``postgresql://postgres@127.0.0.1:5432/postgres``); each test gets a fresh database that is
-dropped afterwards. Without it the PostgreSQL half is skipped and the summary says so plainly.
+PostgreSQL half needs a server where the user may create databases, named by
+``GATEWAY_TEST_PG_DSN`` (e.g. ``postgresql://postgres@127.0.0.1:5432/postgres``); each test gets
+a fresh database that is dropped afterwards. ``scripts/test`` (and so ``.ci/run``) sets it by
+itself when a server answers on 127.0.0.1:5432: it creates a database of its own for the run and
+drops it afterwards. Without it the PostgreSQL half is skipped and the summary says so plainly.
+
+Everything the suite reads lies inside the checkout (tests/paths.py): the partners' samples are
+vendored under tests/fixtures/contracts, their schemas under xsd/. Tests marked ``dated`` depend
+on a date (fixed clocks, certificate validity); ``scripts/test`` runs them a second time with the
+system clock a year ahead (libfaketime).
 """
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,13 +26,31 @@ from typing import Any
 
 import pytest
 
+
+def _sleep_on_the_real_monotonic_clock(seconds: float) -> None:
+    """time.sleep that works under libfaketime (see below): a lock wait with a timeout."""
+    if seconds < 0:
+        raise ValueError("sleep length must be non-negative")
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    lock.acquire(timeout=seconds)
+
+
+# The year-ahead run (scripts/test) moves the wall clock with libfaketime and leaves the monotonic
+# clock alone (FAKETIME_DONT_FAKE_MONOTONIC=1): with a faked monotonic clock every timed lock wait
+# (threading.Event.wait, queue.get(timeout=...)) waits a year, since libfaketime 0.9.10 does not
+# intercept sem_clockwait. But then its clock_nanosleep wrapper moves time.sleep's absolute
+# monotonic deadline back by the offset too, and time.sleep fails with EINVAL. So time.sleep is
+# replaced, in this process only, by a lock wait on the real monotonic clock. Tests that start the
+# daemon as a subprocess (tests/e2e/helpers.py) do not get the replacement: keep them out of DATED.
+if os.environ.get("FAKETIME_DONT_FAKE_MONOTONIC") == "1" and "faketime" in os.environ.get("LD_PRELOAD", ""):
+    time.sleep = _sleep_on_the_real_monotonic_clock
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.pki_fixtures import make_pki  # noqa: E402
 
 PG_DSN = os.environ.get("GATEWAY_TEST_PG_DSN", "")
-REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 _pg_skipped = 0
 
 
@@ -101,6 +128,35 @@ def make_chain(tmp_path: Path, pki_paths: dict[str, Any], store_dsn: str) -> Ite
 @pytest.fixture
 def chain(make_chain: Callable[..., Any]) -> Any:
     return make_chain()
+
+
+# The end-to-end tests where a date hides, marked ``dated`` here in one place (scripts/test runs
+# them a second time with the system clock a year ahead): fixed clocks (the CJIB outage on
+# 2026-12-01, the DUO outage, the recorded corpus replayed on its recorded clock), certificate and
+# timestamp validity on the live path (mutual TLS, WS-Security, XML signatures), and dates the
+# rules compare with today (hand-over days, permit dates, rule-set history). Left out: the crash,
+# fail-over, retry, catch-up and shutdown tests, which are about processes and timing, not dates,
+# and take most of the layer's time.
+DATED = {
+    "tests/e2e/test_claims.py",
+    "tests/e2e/test_flow_ind_duo.py",
+    "tests/e2e/test_ind_endpoint_refusals.py",
+    "tests/e2e/test_outage_health.py",
+    "tests/e2e/test_replay_corpus.py",
+    "tests/e2e/test_zambrano_scenario.py",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "dated: depends on a date (a fixed clock, certificate validity, today in a rule); "
+        "scripts/test runs these a second time with the system clock a year ahead")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("::", 1)[0] in DATED:
+            item.add_marker(pytest.mark.dated)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

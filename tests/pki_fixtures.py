@@ -6,7 +6,12 @@
 
 ``make_pki`` returns the paths from ``gateway.security.pki.init`` (keys "ca", "ca-key", "ind",
 "ind-key", ... for gateway, ind, duo, cjib), the directory under "dir", and extra certificates
-as (key_path, cert_path) pairs:
+as (key_path, cert_path) pairs. The CAs and the ordinary certificates are valid from VALID_FROM
+(2020-01-01) to VALID_UNTIL (2040-01-01), well before the earliest fixed clock in the suite
+(2026-10-01, tests/integration/test_ruleops.py) and long after today, so no test that runs on a
+fixed clock depends on the day the suite runs (scripts/test runs the end-to-end layer a year
+ahead, under libfaketime, to keep it that way). Only "ind-expired" and "ind-future" are relative
+to the (real) time the PKI is made: they exist to be invalid *now*.
 
 - "other-ca": a second CA with the same subject name as "ca" (an impostor CA);
 - "ind-other-ca": a certificate with ind's subject issued by that impostor CA;
@@ -27,6 +32,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway.security import pki
+from tests.paths import SAMPLES  # re-exported for the security tests
+
+__all__ = ["SAMPLES", "ind_envelope", "ind_payload", "keypair", "make_pki", "signed_request", "trust"]
+
+# The validity of the test PKI: fixed, not relative to today (see the module docstring).
+VALID_FROM = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+VALID_UNTIL = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
 
 _made: dict[str, Any] | None = None
 
@@ -39,29 +51,27 @@ def make_pki(tmp_path_factory: Any) -> dict[str, Any]:
 
 
 def _build(directory: Path) -> dict[str, Any]:
-    paths: dict[str, Any] = dict(pki.init(directory))
+    valid = {"not_before": VALID_FROM, "not_after": VALID_UNTIL}
+    paths: dict[str, Any] = dict(pki.init(directory, **valid))
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     day = dt.timedelta(days=1)
-    other_ca = pki.make_ca(directory, "other-ca")  # same subject name as the real CA
+    other_ca = pki.make_ca(directory, "other-ca", **valid)  # same subject name as the real CA
     paths.update({
         "dir": directory,
         "other-ca": other_ca,
-        "ind-other-ca": pki.issue(directory, "ind-other-ca", ca=other_ca, common_name="ind"),
+        "ind-other-ca": pki.issue(directory, "ind-other-ca", ca=other_ca, common_name="ind", **valid),
         "ind-expired": pki.issue(directory, "ind-expired", common_name="ind",
                                  not_before=now - 30 * day, not_after=now - day),
         "ind-future": pki.issue(directory, "ind-future", common_name="ind",
                                 not_before=now + day, not_after=now + 30 * day),
-        "ind-rollover": pki.issue(directory, "ind-rollover", common_name="ind"),
-        "cjib-ec": pki.issue(directory, "cjib-ec", common_name="cjib", key_type="ec"),
+        "ind-rollover": pki.issue(directory, "ind-rollover", common_name="ind", **valid),
+        "cjib-ec": pki.issue(directory, "cjib-ec", common_name="cjib", key_type="ec", **valid),
         "issue": functools.partial(pki.issue, directory),
     })
     return paths
 
 
 # ------------------------------------------------------------------ helpers for the security tests
-
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "contracts" / "samples"
-
 
 def keypair(paths: dict[str, Any], name: str):
     """The KeyPair for a name from ``pki.init`` ("ind") or an extra pair ("ind-expired")."""

@@ -12,7 +12,6 @@ import datetime as dt
 import functools
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,6 +19,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from gateway.errors import ConfigError, SchemaInvalid
 from gateway.models import CjibOntvangst, CjibStatusPagina, CjibStatuswijziging, Fout
+from gateway.xmlsafe import XSD_DIR
 
 __all__ = [
     "OPENAPI_FILE",
@@ -33,7 +33,7 @@ __all__ = [
     "encode_json",
 ]
 
-OPENAPI_FILE = Path(__file__).resolve().parents[2] / "xsd" / "cjib-portaal-v1.openapi.yaml"
+OPENAPI_FILE = XSD_DIR / "cjib-portaal-v1.openapi.yaml"
 _SUMS_FILE = OPENAPI_FILE.parent / "SHA256SUMS"
 
 

@@ -5,12 +5,17 @@ signature verifies with DUO's pinned certificate; the XSD; ``Idempotency-Key`` e
 ``vorderingId``; CJIB's business rules (a claim CJIB would refuse is refused here, at once, with
 a ``fout`` per broken rule, and never forwarded). Then deduplication on ``vorderingId``, the
 claim stored with its CJIB delivery in one commit, and only then the signed acknowledgement.
+
+Before all of that, at the HTTP door (``handle_request``): the contract's ``Content-Type:
+application/xml; charset=utf-8``, or 400 ``AFGEWEZEN`` with ``fout`` ``MALFORMED`` naming the
+header and the value received.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 
 from lxml import etree
 
@@ -26,15 +31,17 @@ from gateway.errors import (
 )
 from gateway.mapping import duo_to_cjib
 from gateway.models import DuoOntvangstbevestiging, Fout, VorderingOverdracht
-from gateway.pipeline import Answer, content_digest, record_refusal
+from gateway.pipeline import Answer, Door, check_door, content_digest, record_refusal
 from gateway.runtime import Runtime
 from gateway.store import InboundRecord, NewDelivery
 
-__all__ = ["handle_vorderingoverdracht", "OPERATION", "ROUTE"]
+__all__ = ["handle_request", "handle_vorderingoverdracht", "OPERATION", "ROUTE", "DOOR"]
 
 OPERATION = "VorderingOverdracht"
 ROUTE = "duo-cjib"
 MEDIA = "application/xml; charset=utf-8"
+#: The duo-xml profile's transport: POST, application/xml; charset=utf-8.
+DOOR = Door("duo", "application/xml", "utf-8")
 _KENMERK_NS = uuid.UUID("8e3c2a71-4f0d-4c55-b1a2-6d9e0f7a3b24")
 
 
@@ -47,12 +54,24 @@ class _Refused(InboundRefused):
         self.code = code
 
 
-def handle_vorderingoverdracht(rt: Runtime, body: bytes, headers: dict[str, str], cert: bytes | None) -> Answer:
+def handle_request(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | None) -> Answer:
+    """The HTTP door (``POST /duo/v1/vorderingen``): the request's Content-Type is checked too."""
+    return _handle(rt, body, headers, cert, door=True)
+
+
+def handle_vorderingoverdracht(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | None) -> Answer:
+    """In-process (replay of the delivery log, which keeps no Content-Type): no HTTP door to check."""
+    return _handle(rt, body, headers, cert, door=False)
+
+
+def _handle(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | None, *, door: bool) -> Answer:
     received = rt.clock.now()
     record = InboundRecord(partner="duo", operation=OPERATION, raw=body, received_at=received.timestamp(),
                            message_key=headers.get("idempotency-key"))
     root: etree._Element | None = None
     try:
+        if door:
+            check_door(DOOR, headers)
         root = xmlsafe.parse(body, max_bytes=rt.config.cjib.max_message_bytes)
         v = _check(rt, root, headers, cert, received)
         return _accept(rt, root, v, record, received)
@@ -68,7 +87,7 @@ def handle_vorderingoverdracht(rt: Runtime, body: bytes, headers: dict[str, str]
                       (("Retry-After", "5"),))
 
 
-def _check(rt: Runtime, root: etree._Element, headers: dict[str, str], cert: bytes | None,
+def _check(rt: Runtime, root: etree._Element, headers: Mapping[str, str], cert: bytes | None,
            now: dt.datetime) -> VorderingOverdracht:
     if root.tag != f"{{{codec.DUO_NS}}}VorderingOverdracht":
         raise SchemaInvalid("the message is not a duo:VorderingOverdracht", partner="duo")

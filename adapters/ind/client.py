@@ -4,23 +4,36 @@ zeep builds the request from the vendored WSDL (service ``MeldingenFeedService``
 replaced by the configured URL); ``adapters.ind.zeep_wsse.IndWsse`` signs it and verifies IND's
 signed answer. The notifications come back as raw ``VergunningMelding`` element bytes, taken
 from the verified Body, so the core runs them through the same checks as pushed ones.
+
+IND's TLS server certificate is pinned like every other partner's on outbound calls: the CA
+check accepts any certificate from IND's trust anchor, so each new connection's certificate
+must also be one of IND's pinned certificates (``gateway.security.tls.unpinned_certificate``),
+checked as the connection is made, before a request is sent on it.
 """
 
 from __future__ import annotations
 
+import ssl
+import threading
+from typing import Any
+
 import requests
+import urllib3
 import zeep
 import zeep.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPSConnection
 
 from adapters.ind import codec
 from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, close_session, tls_session
 from gateway import xmlsafe
 from gateway.clock import Clock, SystemClock
-from gateway.errors import TransientDelivery
+from gateway.errors import CertificateRefused, TransientDelivery
 from gateway.models import IndFeedPage
+from gateway.security import tls
 from gateway.security.keys import KeyPair, PartnerTrust
 
-__all__ = ["IndFeedClient"]
+__all__ = ["IndFeedClient", "PinnedAdapter"]
 
 _WSDL_NS = "urn:nl:ind:gegevenslevering:inburgering:v1:wsdl"
 
@@ -30,7 +43,8 @@ class IndFeedClient:
 
     Raises ``TransientDelivery`` for no answer, a timeout, an HTTP 5xx or a SOAP fault (asking
     again later is harmless), and the ``SecurityRefused`` family when IND's answer does not
-    verify: that is not a network hiccup but something to alarm on.
+    verify or the server's TLS certificate is not one pinned for IND (``CertificateRefused``):
+    that is not a network hiccup but something to alarm on.
     """
 
     partner = "ind"
@@ -40,18 +54,28 @@ class IndFeedClient:
         self.feed_url = feed_url
         self.clock = clock or SystemClock()
         self.session = tls_session(own, ca_file)
+        self._pin: PinnedAdapter | None = None
+        if ind is not None:
+            self._pin = PinnedAdapter(ind)
+            self.session.mount("https://", self._pin)
         self.wsse = IndWsse(own, ind, clock=self.clock)
         self.transport = RecordingTransport(self.session, timeout_seconds)
         self._service = None  # built on first use: reading the WSDL is file I/O
 
     def haal_meldingen(self, vanaf: int, maximaal: int) -> IndFeedPage:
         service = self._feed_service()
+        if self._pin is not None:
+            self._pin.problem = None
         try:
             service.HaalMeldingen(vanafVolgnummer=vanaf, maximaalAantal=maximaal)
         except zeep.exceptions.Fault as fault:
             raise TransientDelivery(f"IND answered with a SOAP fault ({fault.code})", partner="ind",
                                     http_status=self._status(), stage="sending") from fault
         except (requests.RequestException, zeep.exceptions.Error) as exc:
+            problem = self._pin.problem if self._pin is not None else None
+            if problem is not None:
+                raise CertificateRefused(f"IND's feed at {self.feed_url}: {problem}", partner="ind",
+                                         stage="sending") from exc
             raise TransientDelivery(f"no usable answer from IND ({type(exc).__name__})", partner="ind",
                                     http_status=self._status(), stage="sending") from exc
         payload = self.wsse.last_payload
@@ -72,3 +96,46 @@ class IndFeedClient:
     def _status(self) -> int | None:
         last = self.transport.last
         return last[0] if last else None
+
+
+class PinnedAdapter(HTTPAdapter):
+    """requests' transport adapter whose HTTPS connections must present a pinned certificate.
+
+    The check runs in the connection's ``connect``, right after the TLS handshake (which has
+    already checked the chain and host name), so nothing is sent to a server that is not the
+    partner. A refused connection raises ``ssl.SSLCertVerificationError`` (requests' ``SSLError``);
+    ``problem`` says why, for this thread's last call.
+    """
+
+    def __init__(self, trust: PartnerTrust, **kwargs: Any) -> None:
+        self.trust = trust
+        self._local = threading.local()
+        super().__init__(**kwargs)
+
+    @property
+    def problem(self) -> str | None:
+        return getattr(self._local, "problem", None)
+
+    @problem.setter
+    def problem(self, value: str | None) -> None:
+        self._local.problem = value
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        adapter = self
+
+        class PinnedConnection(HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                sock = self.sock
+                der = sock.getpeercert(True) if isinstance(sock, ssl.SSLSocket) else None
+                problem = tls.unpinned_certificate(der, adapter.trust)
+                if problem is not None:
+                    adapter.problem = problem
+                    self.close()
+                    raise ssl.SSLCertVerificationError(problem)
+
+        class PinnedPool(urllib3.HTTPSConnectionPool):
+            ConnectionCls = PinnedConnection
+
+        self.poolmanager.pool_classes_by_scheme = {"http": urllib3.HTTPConnectionPool, "https": PinnedPool}

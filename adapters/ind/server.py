@@ -6,6 +6,10 @@ belongs to the signer's partner, (6) the Body against the XSD and the business r
 is the notification stored, and only after the commit is the signed acknowledgement returned.
 Notifications fetched with HaalMeldingen go through ``accept_melding``, the same checks from (6) on
 and the same deduplication.
+
+Before (1), at the HTTP door (``handle_request``): the contract's ``Content-Type: text/xml;
+charset=utf-8`` and ``SOAPAction`` equal to OntvangMelding's action, or a ``MALFORMED`` fault
+naming the header and the value received.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lxml import etree
@@ -30,11 +35,11 @@ from gateway.errors import (
     StoreError,
 )
 from gateway.models import InburgeraarMelding, IndMelding
-from gateway.pipeline import Answer, content_digest, refuse
+from gateway.pipeline import Answer, Door, check_door, content_digest, refuse
 from gateway.runtime import Runtime
 from gateway.store import InboundRecord
 
-__all__ = ["OPERATION", "handle_ontvang_melding", "accept_melding", "ack_envelope", "ontvangst_id_for"]
+__all__ = ["OPERATION", "DOOR", "handle_request", "handle_ontvang_melding", "accept_melding", "ack_envelope", "ontvangst_id_for"]
 
 OPERATION = "OntvangMelding"
 ROUTE = "ind-duo"
@@ -42,6 +47,8 @@ _UUID_URN = re.compile(r"^urn:uuid:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 _ACK_NS = uuid.UUID("5d0f3c1e-7a61-4b0e-9a43-2f7c0d6b9e11")
 ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
 SOAP_CT = "text/xml; charset=utf-8"
+#: The ind-wus profile's transport: POST, text/xml; charset=utf-8, SOAPAction = the operation's action.
+DOOR = Door("ind", "text/xml", "utf-8", soap_action=codec.ACTION_ONTVANG)
 
 
 @dataclass(frozen=True)
@@ -50,13 +57,25 @@ class _Checked:
     message_id: str
 
 
+def handle_request(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | None) -> Answer:
+    """The HTTP door (``POST /ind/meldingen``): the request's headers are checked too."""
+    return handle_ontvang_melding(rt, body, client_cert_der=cert, headers=headers)
+
+
 def handle_ontvang_melding(rt: Runtime, body: bytes, *, client_cert_der: bytes | None,
-                           soap_action: str | None = None) -> Answer:
-    """One OntvangMelding request in, one HTTP answer out; every outcome is in the log."""
+                           headers: Mapping[str, str] | None = None) -> Answer:
+    """One OntvangMelding request in, one HTTP answer out; every outcome is in the log.
+
+    ``headers`` (lower-case names) are the HTTP request's; they are checked against the
+    contract first. None: an in-process call with the bytes alone (replay of the delivery
+    log, which keeps no headers), where there is no HTTP door to check.
+    """
     received = rt.clock.now()
     record = InboundRecord(partner="ind", operation=OPERATION, raw=body, received_at=received.timestamp())
     try:
-        checked = _check_envelope(rt, body, client_cert_der, soap_action, received)
+        if headers is not None:
+            check_door(DOOR, headers)
+        checked = _check_envelope(rt, body, client_cert_der, received)
         record = InboundRecord(partner="ind", operation=OPERATION, raw=body, received_at=received.timestamp(),
                                message_key=checked.message_id)
         return accept_melding(rt, checked.payload, record, received, message_id=checked.message_id)
@@ -68,8 +87,7 @@ def handle_ontvang_melding(rt: Runtime, body: bytes, *, client_cert_der: bytes |
                                                message="temporarily unable to store; try again later"))
 
 
-def _check_envelope(rt: Runtime, body: bytes, client_cert_der: bytes | None, soap_action: str | None,
-                    now: dt.datetime) -> _Checked:
+def _check_envelope(rt: Runtime, body: bytes, client_cert_der: bytes | None, now: dt.datetime) -> _Checked:
     root = xmlsafe.parse(body, max_bytes=rt.config.ind.max_message_bytes)
     env = soap.split(root)
     to: str | None
@@ -85,7 +103,7 @@ def _check_envelope(rt: Runtime, body: bytes, client_cert_der: bytes | None, soa
     else:
         payload, to, action, msg_id = env.payload, env.to, env.action, env.message_id
         message_id = msg_id or ""
-    _check_addressing(rt, to, action, message_id, soap_action)
+    _check_addressing(rt, to, action, message_id)
     return _Checked(payload=payload, message_id=message_id)
 
 
@@ -100,12 +118,11 @@ def _check_tls_matches_signer(trust: object, client_cert_der: bytes | None, sign
         raise CertificateRefused("the signing certificate is not IND's", partner="ind", stage="receiving")
 
 
-def _check_addressing(rt: Runtime, to: str | None, action: str | None, message_id: str | None,
-                      soap_action: str | None) -> None:
+def _check_addressing(rt: Runtime, to: str | None, action: str | None, message_id: str | None) -> None:
+    # The SOAPAction header was checked at the door (it equals OntvangMelding's action), so a
+    # wsa:Action equal to that action matches it too.
     if action != codec.ACTION_ONTVANG:
         raise MalformedInput("wsa:Action is missing or not OntvangMelding's action", partner="ind")
-    if soap_action is not None and soap_action.strip('"') != codec.ACTION_ONTVANG:
-        raise MalformedInput("the SOAPAction header does not match wsa:Action", partner="ind")
     if not to:
         raise MalformedInput("wsa:To is missing", partner="ind")
     public = rt.config.listen.public_url

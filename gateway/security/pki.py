@@ -33,30 +33,37 @@ def subject(common_name: str) -> x509.Name:
     ])
 
 
-def init(directory: Path, *, days: int = 365, force: bool = False) -> dict[str, Path]:
+def init(directory: Path, *, days: int = 365, force: bool = False, not_before: dt.datetime | None = None,
+         not_after: dt.datetime | None = None) -> dict[str, Path]:
     """Write ca.pem/ca-key.pem and <name>.pem/<name>-key.pem for gateway, ind, duo, cjib.
 
     Returns file stem -> path (``"ca"``, ``"ca-key"``, ``"ind"``, ``"ind-key"``, ...). Existing
-    files are kept unless ``force``.
+    files are kept unless ``force``. Every certificate is valid from five minutes ago for ``days``
+    days, unless ``not_before``/``not_after`` say otherwise (tests that run on fixed clocks give a
+    fixed validity, so no test depends on today's date).
     """
     directory = Path(directory)
     paths = {stem: directory / f"{stem}.pem" for n in ("ca", *NAMES) for stem in (n, f"{n}-key")}
     if not force and all(p.exists() for p in paths.values()):
         return paths
     directory.mkdir(parents=True, exist_ok=True)
-    make_ca(directory, "ca", days=days)
+    make_ca(directory, "ca", days=days, not_before=not_before, not_after=not_after)
     for name in NAMES:
-        issue(directory, name, days=days)
+        issue(directory, name, days=days, not_before=not_before, not_after=not_after)
     return paths
 
 
-def make_ca(directory: Path, stem: str, *, common_name: str = CA_NAME, days: int = 365) -> tuple[Path, Path]:
+def make_ca(directory: Path, stem: str, *, common_name: str = CA_NAME, days: int = 365,
+            not_before: dt.datetime | None = None, not_after: dt.datetime | None = None) -> tuple[Path, Path]:
     """A self-signed CA as ``<stem>.pem`` + ``<stem>-key.pem``; returns (key_path, cert_path).
 
-    Tests make a second CA with the same subject name to play an impostor.
+    Valid from five minutes ago for ``days`` days, unless ``not_before``/``not_after`` say
+    otherwise. Tests make a second CA with the same subject name to play an impostor.
     """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = _now()
+    start = not_before or now - dt.timedelta(minutes=5)
+    end = not_after or (not_before or now) + dt.timedelta(days=days)
     name = subject(common_name)
     cert = (
         x509.CertificateBuilder()
@@ -64,8 +71,8 @@ def make_ca(directory: Path, stem: str, *, common_name: str = CA_NAME, days: int
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        .not_valid_before(start)
+        .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from gateway.security.keys import KeyPair
 from gateway.server import PeerCertProtocol
 
-__all__ = ["server_context", "client_context", "PeerCertH11Protocol"]
+__all__ = ["server_context", "client_context", "PeerCertH11Protocol", "server_certificate", "unpinned_server",
+           "unpinned_certificate"]
 
 # The protocol that puts the client certificate into the ASGI scope lives in gateway.server;
 # this is the name docs/DESIGN.md gives it.
@@ -64,7 +65,17 @@ def unpinned_server(response: object, trust: object | None) -> str | None:
     """
     if trust is None:
         return None
-    der = server_certificate(response)
+    return unpinned_certificate(server_certificate(response), trust)
+
+
+def unpinned_certificate(der: bytes | None, trust: object | None) -> str | None:
+    """Why this DER server certificate is not one pinned for the partner, or None when it is.
+
+    The one test behind every outbound call's pin: httpx answers (``unpinned_server``) and the
+    requests session of IND's feed client (checked as the connection is made).
+    """
+    if trust is None:
+        return None
     if der is None:
         return "no TLS server certificate"
     if not trust.matches(der):  # type: ignore[attr-defined]

@@ -1,7 +1,9 @@
-"""The partners' own samples (shared/contracts/samples) go through our codecs and mapping unchanged."""
+"""The partners' own samples (vendored in tests/fixtures/contracts/samples) go through our codecs and
+mapping unchanged."""
 
 import dataclasses
 import datetime as dt
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,11 +13,8 @@ from adapters.duo import codec as duo
 from adapters.ind import codec as ind
 from gateway import rules, xmlsafe
 from gateway.mapping.ind_to_duo import bericht_id_for, to_inburgeraarmelding
+from tests.paths import CONTRACTS, REPO, SAMPLES
 
-REPO = Path(__file__).resolve().parents[2]
-# The shared contracts sit beside the clone (/work/shared next to /work/main, the same in CI).
-SHARED = REPO.parent / "shared" / "contracts"
-SAMPLES = SHARED / "samples"
 RULESET = REPO / "config" / "rules" / "inburgeringsplicht-2026.1.yaml"
 
 
@@ -85,7 +84,29 @@ def test_duo_vordering_sample_decodes_and_passes_cjibs_rules():
     assert canonical(duo.encode_vorderingoverdracht(v)) == canonical(el)
 
 
+def manifest(directory: Path) -> dict[str, str]:
+    """``SHA256SUMS`` in ``directory`` (sha256sum format) as path -> digest."""
+    entries: dict[str, str] = {}
+    for line in (directory / "SHA256SUMS").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            entries[name.strip().lstrip("*")] = digest
+    return entries
+
+
+def test_vendored_samples_are_the_partners_samples_unchanged():
+    """The samples are pinned by tests/fixtures/contracts/SHA256SUMS, which lists exactly them."""
+    entries = manifest(CONTRACTS)
+    present = {f"samples/{f.name}" for f in SAMPLES.iterdir()}
+    assert set(entries) == present == {"samples/cjib-vordering.json", "samples/duo-inburgeraarmelding.xml",
+                                       "samples/duo-vorderingoverdracht.xml",
+                                       "samples/ind-ontvangmelding-request.xml"}
+    for name, digest in entries.items():
+        assert hashlib.sha256((CONTRACTS / name).read_bytes()).hexdigest() == digest, name
+
+
 @pytest.mark.parametrize("name", ["ind-vergunningmelding-v1.xsd", "duo-inburgering-v1.xsd"])
-def test_vendored_schemas_equal_the_shared_contracts(name):
-    partner = "ind" if name.startswith("ind") else "duo"
-    assert (xmlsafe.XSD_DIR / name).read_bytes() == (SHARED / partner / name).read_bytes()
+def test_vendored_schemas_match_their_manifest(name):
+    """The schemas the samples are validated against are the vendored, pinned ones."""
+    digest = manifest(xmlsafe.XSD_DIR)[name]
+    assert hashlib.sha256((xmlsafe.XSD_DIR / name).read_bytes()).hexdigest() == digest

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ from gateway.mapping.cjib_to_duo import status_bericht_id
 from gateway.sandbox import wait_until
 from gateway.security import keys, tls, xmldsig
 from gateway.store import NewDelivery
+from tests.paths import SAMPLES
 
 
 def ams_today() -> dt.date:
@@ -27,7 +27,6 @@ def ams_today() -> dt.date:
     return dt.datetime.now(AMS).date()
 
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "samples"
 NS = {"duo": duo_codec.DUO_NS}
 
 

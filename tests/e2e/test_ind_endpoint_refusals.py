@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -140,6 +139,33 @@ def other_partners_tls(chain, pki) -> tuple[bytes, str]:
     return signed(chain, pki), "duo"
 
 
+@dataclasses.dataclass(frozen=True)
+class Headers:
+    """A sound, signed message sent with these HTTP headers instead of the contract's."""
+
+    headers: dict[str, str]
+    #: What the fault string must name (the header and the value received).
+    says: tuple[str, ...]
+
+
+SOAP_ACTION = f'"{ind_codec.ACTION_ONTVANG}"'
+HEADER_CASES: dict[str, Headers] = {
+    "content-type-json": Headers({"Content-Type": "application/json", "SOAPAction": SOAP_ACTION},
+                                 ("Content-Type", "application/json")),
+    "content-type-missing": Headers({"SOAPAction": SOAP_ACTION}, ("Content-Type", "missing")),
+    "content-type-soap12": Headers({"Content-Type": "application/soap+xml; charset=utf-8", "SOAPAction": SOAP_ACTION},
+                                   ("Content-Type", "application/soap+xml")),
+    "charset-latin1": Headers({"Content-Type": "text/xml; charset=iso-8859-1", "SOAPAction": SOAP_ACTION},
+                              ("Content-Type", "iso-8859-1")),
+    "soapaction-missing": Headers({"Content-Type": "text/xml; charset=utf-8"}, ("SOAPAction", "missing")),
+    "soapaction-empty": Headers({"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '""'},
+                                ("SOAPAction", '\'""\'')),
+    "soapaction-of-another-operation": Headers({"Content-Type": "text/xml; charset=utf-8",
+                                                "SOAPAction": f'"{ind_codec.ACTION_HAAL}"'},
+                                               ("SOAPAction", ind_codec.ACTION_HAAL)),
+}
+
+
 # name -> (build(chain, pki) -> bytes or (bytes, tls identity), faultcode, detail code)
 CASES: dict[str, tuple[Callable[..., Any], str, str]] = {
     # -- bad input (issue 2)
@@ -179,6 +205,9 @@ CASES: dict[str, tuple[Callable[..., Any], str, str]] = {
     "tls-of-duo-signature-of-ind": (other_partners_tls, "wsse:InvalidSecurity", "CERTIFICATE"),
     "tls-of-ind-signature-of-duo": (lambda c, p: signed(c, p, key="duo"), "wsse:InvalidSecurity", "CERTIFICATE"),
 }
+# -- the HTTP door (issue 18): Content-Type and SOAPAction as the contract says
+for _name, _headers in HEADER_CASES.items():
+    CASES[_name] = (lambda c, p, h=_headers: (signed(c, p), h), "soap:Client", "MALFORMED")
 for _part in wsse.REQUEST_PARTS:
     CASES[f"signature-omits-{_part}"] = (
         lambda c, p, part=_part: signed(c, p, parts=tuple(x for x in wsse.REQUEST_PARTS if x != part)),
@@ -191,7 +220,10 @@ def counts(chain) -> tuple[int, int, int]:
             q("SELECT COUNT(*) FROM inbound WHERE outcome = 'refused'")[0][0])
 
 
-def push(chain, pki, data: bytes, identity: str) -> tuple[int, bytes]:
+def push(chain, pki, data: bytes, identity: str | Headers) -> tuple[int, bytes]:
+    if isinstance(identity, Headers):  # IND's TLS identity, other HTTP headers
+        r = chain.ind.session.post(chain.ind_endpoint, data=data, headers=identity.headers, timeout=30)
+        return r.status_code, r.content
     if identity == "ind":
         return chain.ind.push_raw(chain.ind_endpoint, data)
     sim = IndSimulator(key=keypair(pki, identity), ca_file=str(pki["ca"]))
@@ -213,6 +245,8 @@ def test_refused_loudly_and_nothing_delivered(shared_chain, pki_paths, case):
     fault = etree.fromstring(body).find("soap:Body/soap:Fault", NS)
     assert fault.findtext("faultcode") == faultcode
     assert fault.findtext("detail/code") == code
+    if isinstance(identity, Headers):
+        assert all(part in fault.findtext("faultstring") for part in identity.says), fault.findtext("faultstring")
     messages, outbox, refused = counts(shared_chain)
     assert (messages, outbox) == before[:2], "a refused message was stored as accepted or queued"
     assert refused == before[2] + 1
@@ -226,8 +260,3 @@ def test_refused_loudly_and_nothing_delivered(shared_chain, pki_paths, case):
                                       "--config", str(shared_chain.config_file)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)[0]["facts"]["fault_code"] == code
-
-
-def test_samples_dir_is_found() -> None:
-    # The suite reads the partners' samples from shared/ beside the repository.
-    assert (Path(__file__).resolve().parents[3] / "shared" / "contracts" / "samples").is_dir()

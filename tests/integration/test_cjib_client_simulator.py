@@ -25,8 +25,9 @@ from gateway.mapping.duo_to_cjib import encode_body
 from gateway.security import jws, pki, tls
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
 from gateway.server import RunningServer, serve_in_thread
+from tests.paths import SAMPLES
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "samples" / "cjib-vordering.json"
+SAMPLE = SAMPLES / "cjib-vordering.json"
 DAY = 86400
 
 

@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -33,9 +32,10 @@ from gateway.clock import AMS, SystemClock
 from gateway.security import jws, pki
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
 from gateway.server import serve_in_thread
+from tests.paths import SAMPLES
 
 schema = schemathesis.openapi.from_path(OPENAPI_FILE)
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "samples" / "cjib-vordering.json"
+SAMPLE = SAMPLES / "cjib-vordering.json"
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from pathlib import Path
 
 from lxml import etree
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from tests.paths import REPO, SAMPLES
+from tests.pki_fixtures import VALID_UNTIL
 
-REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO.parent / "shared" / "contracts" / "samples"
 runner = CliRunner()
 
 
@@ -49,7 +49,9 @@ def test_check_config_reports_certificate_expiry(chain):
 
 
 def test_check_config_warns_inside_the_expiry_window(chain):
+    # The test PKI is valid until pki_fixtures.VALID_UNTIL: a window reaching a day past it warns.
+    window = (VALID_UNTIL - dt.datetime.now(dt.UTC)).days + 2
     result = runner.invoke(app, ["check-config", "--json", "--config", str(chain.config_file)],
-                           env={"GATEWAY__TLS__EXPIRY_WARNING_DAYS": "4000"})
+                           env={"GATEWAY__TLS__EXPIRY_WARNING_DAYS": str(window)})
     report = json.loads(result.stdout)
     assert any(i["level"] == "warning" and "expires on" in i["message"] for i in report["items"])

@@ -111,6 +111,9 @@ def test_newer_database_refused_by_every_command(tmp_path: Path, store_dsn: str)
 
 def test_log_refuses_an_empty_database_with_the_fix(tmp_path: Path, store_dsn: str) -> None:
     cfg = _config(tmp_path, store_dsn)
+    empty = Store(store_dsn)  # an empty database (a missing SQLite file is refused as such: test_cli_defaults)
+    assert empty.version() == 0
+    empty.close()
     result = gateway("log", "--config", str(cfg))
     message = _one_line(result.stderr)
     assert result.returncode != 0

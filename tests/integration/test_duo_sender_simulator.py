@@ -28,8 +28,9 @@ from gateway.clock import SystemClock
 from gateway.security import pki, tls, xmldsig
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
 from gateway.server import serve_in_thread
+from tests.paths import SAMPLES
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "samples" / "duo-inburgeraarmelding.xml"
+SAMPLE = SAMPLES / "duo-inburgeraarmelding.xml"
 DUO_NS = "urn:nl:duo:inburgering:v1"
 
 

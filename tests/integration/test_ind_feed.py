@@ -178,3 +178,31 @@ def test_feed_down_is_transient(keys: Keys) -> None:
     with pytest.raises(TransientDelivery):
         client.haal_meldingen(1, 10)
     client.close()
+
+
+def test_feed_server_with_a_certificate_not_pinned_for_ind_is_refused(keys: Keys) -> None:
+    """IND's address answered by a server holding another partner's certificate from the same CA:
+    the TLS handshake passes the CA check, the pin refuses it before anything is asked."""
+    duo = load_keypair(keys.dir / "duo-key.pem", keys.dir / "duo.pem")
+    sim = IndSimulator(key=keys.ind, gateway_trust=keys.gateway_trust, ca_file=keys.ca)
+    sim.issue(generate_meldingen(3, seed=15, now=NOW))
+    with serve_in_thread(sim.app, ssl_context=tls.server_context(duo, [keys.ca])) as impostor:
+        client = IndFeedClient(impostor.url + "/ind/feed", keys.gateway, keys.ind_trust, ca_file=keys.ca,
+                               timeout_seconds=5)
+        try:
+            with pytest.raises(CertificateRefused) as caught:
+                client.haal_meldingen(1, 10)
+            assert "not one pinned" in caught.value.message and caught.value.partner == "ind"
+            with pytest.raises(CertificateRefused):  # every time, not only on the first connection
+                client.haal_meldingen(1, 10)
+        finally:
+            client.close()
+            sim.close()
+    # The same server with IND's own certificate is IND: the pin passes.
+    with serve_in_thread(sim.app, ssl_context=tls.server_context(keys.ind, [keys.ca])) as feed:
+        client = IndFeedClient(feed.url + "/ind/feed", keys.gateway, keys.ind_trust, ca_file=keys.ca,
+                               timeout_seconds=5)
+        try:
+            assert len(client.haal_meldingen(1, 10).meldingen) == 3
+        finally:
+            client.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -13,8 +12,8 @@ from lxml import etree
 from adapters.cjib import codec
 from gateway.mapping.duo_to_cjib import encode_body, to_cjib_vordering
 from gateway.models import Adres, Debiteur, VorderingOverdracht
+from tests.paths import SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "contracts" / "samples"
 NS = {"duo": "urn:nl:duo:inburgering:v1"}
 
 
