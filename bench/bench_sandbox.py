@@ -76,12 +76,13 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
     from adapters.duo import codec as duo_codec
     from adapters.ind import codec as ind_codec
     from adapters.ind.simulator import generate_meldingen
-    from gateway import rules, soap, xmlsafe
-    from gateway.clock import iso
+    from gateway.core.clock import iso
+    from gateway.core.models import DuoOntvangstbevestiging
+    from gateway.core.store import Store
     from gateway.mapping import ind_to_duo
-    from gateway.models import DuoOntvangstbevestiging
+    from gateway.rules import engine as rules
     from gateway.security import keys, tls, wsse, xmldsig
-    from gateway.store import Store
+    from gateway.wire import soap, xmlsafe
 
     paths = chain.pki
     ca = str(paths["ca"])
@@ -162,8 +163,9 @@ def _steps_insecure(chain: Any, dsn: str, directory: Path, reps: int) -> dict[st
 
     from adapters.duo import codec as duo_codec
     from adapters.ind.simulator import generate_meldingen
-    from gateway import rules, soap, xmlsafe
     from gateway.mapping import ind_to_duo
+    from gateway.rules import engine as rules
+    from gateway.wire import soap, xmlsafe
 
     ruleset = rules.load(Path(chain.config.rules.directory) / f"{chain.config.rules.active}.yaml")
     (m,) = generate_meldingen(1, 99, start_volgnummer=10_000_000)
@@ -192,7 +194,7 @@ def _steps_insecure(chain: Any, dsn: str, directory: Path, reps: int) -> dict[st
 
 def _commit_steps(dsn: str, directory: Path, reps: int) -> dict[str, float]:
     """A durable commit on the same backend: one ~3 KB row, its own transaction."""
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     if dsn.startswith("sqlite"):
         commit_store = Store(f"sqlite:///{directory / 'commit-bench.db'}")
@@ -249,8 +251,8 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
         duo_faults: Any = None, extra_policy: dict[str, Any] | None = None,
         extra_env: dict[str, str] | None = None, secure: bool = True) -> dict[str, Any]:
     from adapters.ind.simulator import generate_meldingen
+    from gateway.core.store import Store
     from gateway.sandbox import start_chain, wait_until
-    from gateway.store import Store
 
     directory.mkdir(parents=True, exist_ok=True)
     drop = None

@@ -318,12 +318,12 @@ def emit(result: dict[str, Any]) -> None:
 PROFILED = {
     "crypto": [("gateway.security.wsse", "verify_envelope"), ("gateway.security.wsse", "sign_envelope"),
                ("gateway.security.xmldsig", "sign_enveloped"), ("gateway.security.xmldsig", "verify_enveloped")],
-    "xml": [("gateway.xmlsafe", "parse"), ("gateway.xmlsafe", "validate")],
-    "store": [("gateway.store", "Store.accept"), ("gateway.store", "Store.lookup"), ("gateway.store", "Store.claim"),
-              ("gateway.store", "Store.finish_attempt"), ("gateway.store", "Store.next_due"),
-              ("gateway.store", "Store.heartbeat"), ("gateway.store", "Store.log_inbound")],
+    "xml": [("gateway.wire.xmlsafe", "parse"), ("gateway.wire.xmlsafe", "validate")],
+    "store": [("gateway.core.store", "Store.accept"), ("gateway.core.store", "Store.lookup"), ("gateway.core.store", "Store.claim"),
+              ("gateway.core.store", "Store.finish_attempt"), ("gateway.core.store", "Store.next_due"),
+              ("gateway.core.store", "Store.heartbeat"), ("gateway.core.store", "Store.log_inbound")],
     "handlers": [("adapters.ind.server", "handle_ontvang_melding"), ("adapters.duo.client", "DuoSender.send"),
-                 ("gateway.delivery", "Worker._finish")],
+                 ("gateway.delivery.outbox", "Worker._finish")],
 }
 
 
@@ -381,7 +381,7 @@ def _install_profile(out: Path) -> None:
 
 def _old_next_due() -> None:
     """A/B only: the query ``Store.next_due`` had before leases were taken into account."""
-    from gateway import store as store_mod
+    from gateway.core import store as store_mod
 
     def next_due(self: Any, partner: str | None = None) -> float | None:
         with self.tx(write=False) as t:

@@ -135,9 +135,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="Keep the sandbox directory here (default: a temp dir).")
     parser.add_argument("--plain", action="store_true", help="Do not pseudonymize (never for real data).")
     args = parser.parse_args()
-    from gateway.archive import export
-    from gateway.observability import configure_logging
-    from gateway.store import Store
+    from gateway.archive.format import export
+    from gateway.core.observability import configure_logging
+    from gateway.core.store import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = args.keep or Path(tmp) / "sandbox"

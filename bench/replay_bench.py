@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def build(directory: Path, count: int, seed: int) -> None:
     from adapters.ind import codec
     from adapters.ind.simulator import generate_meldingen
-    from gateway import soap
-    from gateway.archive import Entry, write_archive
-    from gateway.pseudonym import SandboxKeys
+    from gateway.archive.format import Entry, write_archive
+    from gateway.archive.pseudonym import SandboxKeys
     from gateway.security import wsse
+    from gateway.wire import soap
 
     start = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     keys = SandboxKeys.make(directory / "pki", start - dt.timedelta(days=30))
@@ -56,8 +56,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    from gateway.archive import read_archive
-    from gateway.replay import replay, update_archive
+    from gateway.archive.format import read_archive
+    from gateway.archive.replay import replay, update_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)

@@ -55,8 +55,8 @@ def soak(*, count: int, error_rate: float, pushers: int, pg: str | None, sample_
          directory: Path) -> dict[str, Any]:
     from adapters.duo.simulator import Faults
     from adapters.ind.simulator import generate_meldingen
+    from gateway.core.store import Store
     from gateway.sandbox import start_chain, wait_until
-    from gateway.store import Store
 
     directory.mkdir(parents=True, exist_ok=True)
     drop = None

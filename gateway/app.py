@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gateway.pipeline import Answer
+from gateway.routes.common import Answer
 from gateway.runtime import Runtime
-from gateway.server import client_cert_der
+from gateway.wire.server import client_cert_der
 
 __all__ = ["partner_app", "operator_app"]
 
@@ -98,7 +98,7 @@ def operator_app(rt: Runtime) -> Any:
     """``/metrics`` (Prometheus) and ``/health`` (JSON; 200 ok/degraded, 503 failing)."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from gateway import health
+    from gateway.ops import health
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

@@ -2,7 +2,7 @@
 
 Start-up loads everything once (``build_runtime``) and refuses to start on a bad config, rule
 set, key or database version; keys and certificates are judged first by the very checks of
-``gateway check-config`` (``gateway.checks.startup_check``): an error there (naming the file)
+``gateway check-config`` (``gateway.ops.checks.startup_check``): an error there (naming the file)
 stops the start, a warning is logged. SIGTERM (or SIGINT) drains: the listeners stop accepting and finish
 the requests they hold, workers stop claiming and finish their in-flight attempt within
 ``drain_seconds``, and whatever is still queued stays queued for the next start.
@@ -18,13 +18,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import jobs
 from gateway.app import operator_app, partner_app
-from gateway.clock import Clock, SystemClock
-from gateway.config import Config
-from gateway.delivery import WorkerPool
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.config import Config
+from gateway.delivery import jobs
+from gateway.delivery.outbox import WorkerPool
 from gateway.runtime import Runtime, build_runtime
-from gateway.server import bind, make_server
+from gateway.wire.server import bind, make_server
 
 __all__ = ["Daemon", "run"]
 
@@ -46,7 +46,7 @@ class Daemon:
     _stopped: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        from gateway import checks
+        from gateway.ops import checks
 
         warnings = checks.startup_check(self.config, (self.clock or SystemClock()).now())
         self.rt = build_runtime(self.config, clock=self.clock, migrate=self.migrate)
@@ -178,7 +178,7 @@ def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
     elif "cjib" in rt.config.partners:
         try:
             from adapters.cjib.client import CjibSender
-            from gateway import claims
+            from gateway.routes import cjib_to_duo as claims
         except ImportError:
             return out
         pc = rt.config.partner("cjib")

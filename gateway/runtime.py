@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import ruleops
-from gateway import rules as rules_mod
-from gateway.clock import Clock, SystemClock
-from gateway.config import Config
-from gateway.errors import ConfigError
-from gateway.observability import Metrics, get_logger
-from gateway.store import Store
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.config import Config
+from gateway.core.errors import ConfigError
+from gateway.core.observability import Metrics, get_logger
+from gateway.core.store import Store
+from gateway.rules import engine as rules_mod
+from gateway.rules import rollout as ruleops
 
 __all__ = ["Runtime", "build_runtime"]
 
@@ -27,7 +27,7 @@ class Runtime:
     config: Config
     store: Store
     clock: Clock
-    ruleset: Any  # gateway.rules.RuleSet
+    ruleset: Any  # gateway.rules.engine.RuleSet
     own: Any | None  # gateway.security.keys.KeyPair; None when signing is off
     trust: dict[str, Any]  # partner -> gateway.security.keys.PartnerTrust
     metrics: Metrics

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import config as config_mod
-from gateway.clock import AMS, Clock, SystemClock
+from gateway.core import config as config_mod
+from gateway.core.clock import AMS, Clock, SystemClock
 from gateway.daemon import Daemon
-from gateway.server import RunningServer, serve_in_thread
+from gateway.wire.server import RunningServer, serve_in_thread
 
 __all__ = ["Chain", "start_chain", "write_toml", "run"]
 
@@ -173,7 +173,7 @@ def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bo
     from rich.progress import Progress
 
     from adapters.ind.simulator import generate_meldingen
-    from gateway.observability import configure_logging
+    from gateway.core.observability import configure_logging
 
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)

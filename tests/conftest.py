@@ -98,7 +98,7 @@ def pg_dsn() -> Iterator[str]:
 
 @pytest.fixture
 def store(store_dsn: str) -> Iterator[Any]:
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     s = Store(store_dsn)
     s.migrate()

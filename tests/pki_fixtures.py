@@ -101,15 +101,15 @@ IND_MESSAGE_ID = "urn:uuid:6f1c2a4e-8b3d-4c5e-9f70-1a2b3c4d5e6f"
 
 def ind_payload():
     """A fresh copy of the sample ind:VergunningMelding element."""
-    from gateway import soap, xmlsafe
+    from gateway.wire import soap, xmlsafe
 
     root = xmlsafe.parse((SAMPLES / "ind-ontvangmelding-request.xml").read_bytes())
     return root.find(f"{{{soap.SOAP_NS}}}Body")[0]
 
 
 def ind_envelope(relates_to: str | None = None):
-    """The unsigned OntvangMelding envelope, as gateway.soap.build_envelope makes it."""
-    from gateway import soap
+    """The unsigned OntvangMelding envelope, as gateway.wire.soap.build_envelope makes it."""
+    from gateway.wire import soap
 
     return soap.build_envelope(ind_payload(), to="https://127.0.0.1/ind/meldingen", action=IND_ACTION,
                                message_id=IND_MESSAGE_ID, relates_to=relates_to)

@@ -18,12 +18,12 @@ from lxml import etree
 
 from adapters.ind import codec
 from adapters.ind.server import accept_melding
-from gateway import config as config_mod
-from gateway import soap, xmlsafe
-from gateway.models import IndMelding
+from gateway.core import config as config_mod
+from gateway.core.models import IndMelding
+from gateway.core.store import InboundRecord, Store
 from gateway.runtime import Runtime, build_runtime
 from gateway.sandbox import write_toml
-from gateway.store import InboundRecord, Store
+from gateway.wire import soap, xmlsafe
 
 REPO = Path(__file__).resolve().parent.parent
 FAULTY = "inburgeringsplicht-2025.9-faulty"

@@ -14,10 +14,10 @@ import httpx
 
 from adapters.cjib import codec
 from adapters.cjib.errors import classify, classify_exception, feed_error, feed_transient
-from gateway.adapter import Delivery, Outcome
-from gateway.clock import Clock
-from gateway.errors import InboundRefused, SecurityRefused
-from gateway.models import CjibStatusPagina
+from gateway.core.adapter import Delivery, Outcome
+from gateway.core.clock import Clock
+from gateway.core.errors import InboundRefused, SecurityRefused
+from gateway.core.models import CjibStatusPagina
 from gateway.security import jws, tls
 from gateway.security.keys import KeyPair, PartnerTrust
 

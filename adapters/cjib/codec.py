@@ -1,8 +1,8 @@
-"""CJIB JSON bodies <-> ``gateway.models`` (pure: no I/O after the schema is loaded once).
+"""CJIB JSON bodies <-> ``gateway.core.models`` (pure: no I/O after the schema is loaded once).
 
 Shapes are checked against the component schemas of the vendored OpenAPI document
 (``xsd/cjib-portaal-v1.openapi.yaml``, pinned by ``xsd/SHA256SUMS``), loaded on first use.
-A body that is not JSON or does not fit its schema raises ``gateway.errors.SchemaInvalid``
+A body that is not JSON or does not fit its schema raises ``gateway.core.errors.SchemaInvalid``
 with ``path`` = the JSON pointer of the first problem; messages never quote values.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from gateway.errors import ConfigError, SchemaInvalid
-from gateway.models import CjibOntvangst, CjibStatusPagina, CjibStatuswijziging, Fout
-from gateway.xmlsafe import XSD_DIR
+from gateway.core.errors import ConfigError, SchemaInvalid
+from gateway.core.models import CjibOntvangst, CjibStatusPagina, CjibStatuswijziging, Fout
+from gateway.wire.xmlsafe import XSD_DIR
 
 __all__ = [
     "OPENAPI_FILE",

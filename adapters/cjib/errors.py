@@ -1,6 +1,6 @@
 """CJIB's answers to ``POST /v1/vorderingen`` classified as ``Outcome``s, in one place.
 
-The adapter only classifies; ``gateway.delivery`` decides when to try again.
+The adapter only classifies; ``gateway.delivery.outbox`` decides when to try again.
 
 ====== ========== ==========================================================================
 status kind       why
@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 
 from adapters.cjib import codec
-from gateway.adapter import Outcome
-from gateway.errors import DeliveryError, InboundRefused, PermanentDelivery, TransientDelivery
+from gateway.core.adapter import Outcome
+from gateway.core.errors import DeliveryError, InboundRefused, PermanentDelivery, TransientDelivery
 
 __all__ = ["DEFAULT_RETRY_AFTER_SECONDS", "classify", "classify_exception", "retry_after", "feed_error",
            "feed_transient"]

@@ -55,12 +55,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.cjib import codec
-from gateway.bsn import bsn_valid
-from gateway.clock import AMS, Clock, iso
-from gateway.errors import InboundRefused, SecurityRefused
+from gateway.core.bsn import bsn_valid
+from gateway.core.clock import AMS, Clock, iso
+from gateway.core.errors import InboundRefused, SecurityRefused
 from gateway.security import jws
 from gateway.security.keys import KeyPair, PartnerTrust
-from gateway.server import client_cert_der
+from gateway.wire.server import client_cert_der
 
 __all__ = ["Faults", "CjibSimulator", "business_errors"]
 

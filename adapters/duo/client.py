@@ -14,12 +14,12 @@ import httpx
 from lxml import etree
 
 from adapters.duo import errors
-from gateway import xmlsafe
-from gateway.adapter import Delivery, Outcome
-from gateway.clock import Clock, SystemClock
-from gateway.errors import GatewayError
+from gateway.core.adapter import Delivery, Outcome
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import GatewayError
 from gateway.security import tls, xmldsig
 from gateway.security.keys import KeyPair, PartnerTrust
+from gateway.wire import xmlsafe
 
 __all__ = ["PATHS", "DuoSender"]
 

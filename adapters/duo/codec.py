@@ -1,4 +1,4 @@
-"""DUO codec (profile duo-xml): ``duo:*`` elements <-> ``gateway.models``. Pure: no I/O, no clock.
+"""DUO codec (profile duo-xml): ``duo:*`` elements <-> ``gateway.core.models``. Pure: no I/O, no clock.
 
 Encoders produce unsigned, schema-valid elements with the ``duo`` prefix in the XSD's element
 order; the enveloped signature is added afterwards (``gateway.security.xmldsig``). Decoders
@@ -11,8 +11,8 @@ import datetime as dt
 
 from lxml import etree
 
-from gateway.bsn import bsn_valid
-from gateway.models import (
+from gateway.core.bsn import bsn_valid
+from gateway.core.models import (
     Adres,
     Beoordeling,
     Debiteur,
@@ -27,7 +27,7 @@ from gateway.models import (
     VorderingOverdracht,
     VorderingStatus,
 )
-from gateway.xmlcodec import Vocabulary, parse_date
+from gateway.wire.xmlcodec import Vocabulary, parse_date
 
 __all__ = [
     "DUO_NS",

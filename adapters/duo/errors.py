@@ -13,9 +13,9 @@ from email.utils import parsedate_to_datetime
 
 from lxml import etree
 
-from gateway import xmlsafe
-from gateway.adapter import Outcome
-from gateway.errors import InboundRefused
+from gateway.core.adapter import Outcome
+from gateway.core.errors import InboundRefused
+from gateway.wire import xmlsafe
 
 __all__ = ["DUO_NS", "DUPLICATE_CODE", "classify", "retry_after_seconds"]
 

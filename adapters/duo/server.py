@@ -20,20 +20,21 @@ from collections.abc import Mapping
 from lxml import etree
 
 from adapters.duo import codec
-from gateway import routes, xmlsafe
-from gateway.clock import AMS, iso
-from gateway.errors import (
+from gateway.core.clock import AMS, iso
+from gateway.core.errors import (
     BusinessRuleViolated,
     CertificateRefused,
     InboundRefused,
     SchemaInvalid,
     StoreError,
 )
+from gateway.core.models import DuoOntvangstbevestiging, Fout, VorderingOverdracht
+from gateway.core.store import InboundRecord, NewDelivery
 from gateway.mapping import duo_to_cjib
-from gateway.models import DuoOntvangstbevestiging, Fout, VorderingOverdracht
-from gateway.pipeline import Answer, Door, check_door, content_digest, record_refusal
+from gateway.routes import ind_to_duo as routes
+from gateway.routes.common import Answer, Door, check_door, content_digest, record_refusal
 from gateway.runtime import Runtime
-from gateway.store import InboundRecord, NewDelivery
+from gateway.wire import xmlsafe
 
 __all__ = ["handle_request", "handle_vorderingoverdracht", "OPERATION", "ROUTE", "DOOR"]
 
@@ -153,7 +154,7 @@ def _conflict(rt: Runtime, record: InboundRecord, v: VorderingOverdracht, receiv
     answer = _answer(rt, 409, DuoOntvangstbevestiging(bericht_id=v.vordering_id, status="AFGEWEZEN",
                                                      ontvangen_op=iso(received), bericht_digest=digest,
                                                      fouten=(fout,)))
-    from gateway.errors import DuplicateDifferentContent
+    from gateway.core.errors import DuplicateDifferentContent
 
     record_refusal(rt, record, DuplicateDifferentContent(partner="duo", message_id=v.vordering_id),
                    status=409, body=answer.body)

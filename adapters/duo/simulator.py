@@ -27,19 +27,13 @@ from starlette.routing import Route
 from adapters.duo import codec
 from adapters.duo.errors import DUO_NS, DUPLICATE_CODE
 from adapters.ind.simulator import random_bsn
-from gateway import xmlsafe
-from gateway.clock import Clock, SystemClock, iso
-from gateway.errors import InboundRefused, SchemaInvalid, SecurityRefused
-from gateway.models import (
-    Adres,
-    Debiteur,
-    DuoOntvangstbevestiging,
-    Fout,
-    VorderingOverdracht,
-)
+from gateway.core.clock import Clock, SystemClock, iso
+from gateway.core.errors import InboundRefused, SchemaInvalid, SecurityRefused
+from gateway.core.models import Adres, Debiteur, DuoOntvangstbevestiging, Fout, VorderingOverdracht
 from gateway.security import xmldsig
 from gateway.security.keys import KeyPair, PartnerTrust
-from gateway.server import client_cert_der
+from gateway.wire import xmlsafe
+from gateway.wire.server import client_cert_der
 
 __all__ = [
     "Answer",

@@ -26,12 +26,12 @@ from urllib3.connection import HTTPSConnection
 
 from adapters.ind import codec
 from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, close_session, tls_session
-from gateway import xmlsafe
-from gateway.clock import Clock, SystemClock
-from gateway.errors import CertificateRefused, TransientDelivery
-from gateway.models import IndFeedPage
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import CertificateRefused, TransientDelivery
+from gateway.core.models import IndFeedPage
 from gateway.security import tls
 from gateway.security.keys import KeyPair, PartnerTrust
+from gateway.wire import xmlsafe
 
 __all__ = ["IndFeedClient", "PinnedAdapter"]
 

@@ -1,9 +1,9 @@
-"""IND codec (profile ind-wus): ``ind:*`` elements <-> ``gateway.models``. Pure: no I/O, no clock.
+"""IND codec (profile ind-wus): ``ind:*`` elements <-> ``gateway.core.models``. Pure: no I/O, no clock.
 
-Decoders expect elements that already passed the XSD (``gateway.xmlsafe.validate``); encoders
+Decoders expect elements that already passed the XSD (``gateway.wire.xmlsafe.validate``); encoders
 produce schema-valid elements with the ``ind`` prefix and the XSD's element order.
 ``xs:date`` values with a zone suffix keep only the calendar date (calendar dates are dates in
-Europe/Amsterdam per the contract); timestamps stay lexical strings (see ``gateway.models``).
+Europe/Amsterdam per the contract); timestamps stay lexical strings (see ``gateway.core.models``).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from lxml import etree
 
-from gateway.bsn import bsn_valid
-from gateway.models import IndFeedPage, IndMelding, IndPersoon, IndVerblijf
-from gateway.xmlcodec import Vocabulary, opt_date, parse_date
+from gateway.core.bsn import bsn_valid
+from gateway.core.models import IndFeedPage, IndMelding, IndPersoon, IndVerblijf
+from gateway.wire.xmlcodec import Vocabulary, opt_date, parse_date
 
 __all__ = [
     "IND_NS",

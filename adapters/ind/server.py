@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from lxml import etree
 
 from adapters.ind import codec
-from gateway import routes, soap, xmlsafe
-from gateway.clock import iso
-from gateway.errors import (
+from gateway.core.clock import iso
+from gateway.core.errors import (
     BusinessRuleViolated,
     CertificateRefused,
     DuplicateDifferentContent,
@@ -34,10 +33,12 @@ from gateway.errors import (
     SchemaInvalid,
     StoreError,
 )
-from gateway.models import InburgeraarMelding, IndMelding
-from gateway.pipeline import Answer, Door, check_door, content_digest, refuse
+from gateway.core.models import InburgeraarMelding, IndMelding
+from gateway.core.store import InboundRecord
+from gateway.routes import ind_to_duo as routes
+from gateway.routes.common import Answer, Door, check_door, content_digest, refuse
 from gateway.runtime import Runtime
-from gateway.store import InboundRecord
+from gateway.wire import soap, xmlsafe
 
 __all__ = ["OPERATION", "DOOR", "handle_request", "handle_ontvang_melding", "accept_melding", "ack_envelope", "ontvangst_id_for"]
 
@@ -167,7 +168,7 @@ def accept_melding(rt: Runtime, payload: etree._Element, record: InboundRecord, 
         if result.kind == "accepted":
             _after_accept(rt, melding, duo, record.channel)
     else:
-        from gateway.store import AcceptResult
+        from gateway.core.store import AcceptResult
 
         result = AcceptResult("repeat" if known[1] == content else "conflict", known[0], known[2])
         if result.kind == "repeat":

@@ -30,13 +30,19 @@ from starlette.routing import Route
 
 from adapters.ind import codec
 from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, close_session, tls_session
-from gateway import soap, xmlsafe
-from gateway.clock import Clock, SystemClock, iso
-from gateway.errors import CertificateRefused, GatewayError, InboundRefused, MalformedInput, SchemaInvalid
-from gateway.models import IndMelding, IndPersoon, IndVerblijf
+from gateway.core.clock import Clock, SystemClock, iso
+from gateway.core.errors import (
+    CertificateRefused,
+    GatewayError,
+    InboundRefused,
+    MalformedInput,
+    SchemaInvalid,
+)
+from gateway.core.models import IndMelding, IndPersoon, IndVerblijf
 from gateway.security import wsse
 from gateway.security.keys import KeyPair, PartnerTrust
-from gateway.server import client_cert_der
+from gateway.wire import soap, xmlsafe
+from gateway.wire.server import client_cert_der
 
 __all__ = [
     "ACTION_ONTVANG",

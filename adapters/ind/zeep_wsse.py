@@ -6,14 +6,14 @@ Body and Timestamp with SHA-1 by default and does not check which parts were sig
 on the way out and ``verify(envelope)`` on the way in.
 
 On the way out we keep only zeep's serialized payload and rebuild the envelope with
-``gateway.soap.build_envelope`` (zeep's own WS-Addressing plugin also runs, because the WSDL
+``gateway.wire.soap.build_envelope`` (zeep's own WS-Addressing plugin also runs, because the WSDL
 names ``wsam:Action``; its random MessageID must not be what we send), then sign it with
 ``gateway.security.wsse.sign_envelope``. On the way in we verify with ``verify_envelope`` and
 check ``RelatesTo`` against the MessageID we sent. The verified result (what signxml returned
 as signed) is kept per thread in ``last_verified`` so that callers read the payload from it,
 not from zeep's own look-up in the document.
 
-SOAP faults of the gateway are unsigned (``gateway.soap.fault``): they are left to zeep, which
+SOAP faults of the gateway are unsigned (``gateway.wire.soap.fault``): they are left to zeep, which
 raises ``zeep.exceptions.Fault``; a fault is never taken as an acceptance.
 """
 
@@ -28,12 +28,12 @@ from lxml import etree
 from zeep.transports import Transport
 
 from adapters.ind import codec
-from gateway import soap
-from gateway.clock import Clock, SystemClock
-from gateway.errors import MalformedInput, SignatureInvalid
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import MalformedInput, SignatureInvalid
 from gateway.security import wsse
 from gateway.security.keys import KeyPair, PartnerTrust
-from gateway.xmlsafe import XSD_DIR
+from gateway.wire import soap
+from gateway.wire.xmlsafe import XSD_DIR
 
 __all__ = ["IND_NS", "WSDL", "IndWsse", "RecordingTransport", "tls_session", "close_session"]
 

@@ -11,7 +11,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 
-from gateway.models import CjibOntvangst, CjibStatuswijziging, Fout, VorderingStatus
+from gateway.core.models import CjibOntvangst, CjibStatuswijziging, Fout, VorderingStatus
 
 __all__ = [
     "IN_BEHANDELING_BIJ_CJIB",

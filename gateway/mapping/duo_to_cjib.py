@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from gateway.models import Debiteur, VorderingOverdracht
+from gateway.core.models import Debiteur, VorderingOverdracht
 
 __all__ = ["to_cjib_vordering", "encode_body"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from gateway.clock import AMS, iso
-from gateway.models import (
+from gateway.core.clock import AMS, iso
+from gateway.core.models import (
     Beoordeling,
     DuoBron,
     DuoDatum,
@@ -21,7 +21,7 @@ from gateway.models import (
     IndMelding,
     Levering,
 )
-from gateway.rules import BIRTH_RE, RuleInput, RuleSet
+from gateway.rules.engine import BIRTH_RE, RuleInput, RuleSet
 
 __all__ = [
     "NAMESPACE",

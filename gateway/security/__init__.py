@@ -9,6 +9,6 @@
 - ``tls``: ssl contexts for mutual TLS (TLS 1.2+).
 - ``pki``: a throwaway sandbox PKI (``gateway pki init``) and test certificates.
 
-Failures raise SignatureInvalid, CertificateRefused or MessageExpired (gateway.errors); their
+Failures raise SignatureInvalid, CertificateRefused or MessageExpired (gateway.core.errors); their
 messages name checks, never message content.
 """

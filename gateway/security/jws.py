@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from gateway.errors import CertificateRefused, ConfigError, MessageExpired, SignatureInvalid
+from gateway.core.errors import CertificateRefused, ConfigError, MessageExpired, SignatureInvalid
 from gateway.security.keys import KeyPair, PartnerTrust, kid
 
 __all__ = ["ALLOWED_ALGS", "sign_detached", "verify_detached"]

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from gateway.errors import CertificateRefused, ConfigError
+from gateway.core.errors import CertificateRefused, ConfigError
 
 __all__ = ["KeyPair", "PartnerTrust", "load_keypair", "load_trust", "kid", "kid_of_der"]
 

@@ -11,12 +11,12 @@ import ssl
 from collections.abc import Sequence
 
 from gateway.security.keys import KeyPair
-from gateway.server import PeerCertProtocol
+from gateway.wire.server import PeerCertProtocol
 
 __all__ = ["server_context", "client_context", "PeerCertH11Protocol", "server_certificate", "unpinned_server",
            "unpinned_certificate"]
 
-# The protocol that puts the client certificate into the ASGI scope lives in gateway.server;
+# The protocol that puts the client certificate into the ASGI scope lives in gateway.wire.server;
 # this is the name docs/DESIGN.md gives it.
 PeerCertH11Protocol = PeerCertProtocol
 

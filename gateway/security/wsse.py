@@ -35,10 +35,16 @@ from signxml.exceptions import InvalidCertificate, SignXMLException
 from signxml.signer import SignatureReference
 from signxml.verifier import VerifyResult
 
-from gateway.errors import CertificateRefused, ConfigError, MalformedInput, MessageExpired, SignatureInvalid
+from gateway.core.errors import (
+    CertificateRefused,
+    ConfigError,
+    MalformedInput,
+    MessageExpired,
+    SignatureInvalid,
+)
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
-from gateway.soap import DS_NS, SOAP_NS, WSA_NS, WSSE_NS, WSU_NS
-from gateway.xmlsafe import exc_c14n
+from gateway.wire.soap import DS_NS, SOAP_NS, WSA_NS, WSSE_NS, WSU_NS
+from gateway.wire.xmlsafe import exc_c14n
 
 __all__ = ["REQUEST_PARTS", "RESPONSE_PARTS", "VerifiedEnvelope", "sign_envelope", "verify_envelope"]
 
@@ -64,7 +70,7 @@ _STAGE = "security"
 
 def sign_envelope(envelope: etree._Element, key: KeyPair, *, parts: Sequence[str], now: datetime,
                   ttl_seconds: int = 300) -> bytes:
-    """Complete an envelope from ``gateway.soap.build_envelope`` and return it serialized.
+    """Complete an envelope from ``gateway.wire.soap.build_envelope`` and return it serialized.
 
     Adds the Timestamp (Created=now, Expires=now+ttl), the BinarySecurityToken, wsu:Id where
     missing, and a ds:Signature with one Reference per part whose KeyInfo points at the token.

@@ -21,11 +21,11 @@ from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, Signatur
 from signxml.exceptions import InvalidCertificate, SignXMLException
 from signxml.verifier import VerifyResult
 
-from gateway.errors import CertificateRefused, SignatureInvalid
+from gateway.core.errors import CertificateRefused, SignatureInvalid
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
 from gateway.security.wsse import hardened_parser, signing_key
-from gateway.soap import DS_NS
-from gateway.xmlsafe import exc_c14n, sha256_b64
+from gateway.wire.soap import DS_NS
+from gateway.wire.xmlsafe import exc_c14n, sha256_b64
 
 __all__ = ["sign_enveloped", "verify_enveloped", "message_digest"]
 

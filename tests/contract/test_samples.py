@@ -11,8 +11,9 @@ from lxml import etree
 
 from adapters.duo import codec as duo
 from adapters.ind import codec as ind
-from gateway import rules, xmlsafe
 from gateway.mapping.ind_to_duo import bericht_id_for, to_inburgeraarmelding
+from gateway.rules import engine as rules
+from gateway.wire import xmlsafe
 from tests.paths import CONTRACTS, REPO, SAMPLES
 
 RULESET = REPO / "config" / "rules" / "inburgeringsplicht-2026.1.yaml"

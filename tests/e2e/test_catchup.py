@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from adapters.ind.simulator import PushFaults
-from gateway import health
+from gateway.ops import health
 from tests.e2e.helpers import bericht_id, cli, meldingen, wait_until
 
 

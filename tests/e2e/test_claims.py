@@ -12,13 +12,13 @@ from lxml import etree
 from adapters.cjib.simulator import Faults as CjibFaults
 from adapters.duo import codec as duo_codec
 from adapters.duo.simulator import generate_vorderingen, post_vorderingoverdracht
-from gateway import health
-from gateway.clock import AMS, FixedClock
+from gateway.core.clock import AMS, FixedClock
+from gateway.core.store import NewDelivery
 from gateway.mapping import duo_to_cjib
 from gateway.mapping.cjib_to_duo import status_bericht_id
+from gateway.ops import health
 from gateway.sandbox import wait_until
 from gateway.security import keys, tls, xmldsig
-from gateway.store import NewDelivery
 from tests.paths import SAMPLES
 
 
@@ -118,7 +118,7 @@ def test_cjib_refusing_with_400_tells_duo_afgewezen_door_cjib(chain):
 
 def test_cjib_422_key_reused_for_other_content_is_a_dead_letter_with_an_alarm(chain, pki_paths):
     from adapters.cjib.client import CjibSender
-    from gateway.adapter import Delivery
+    from gateway.core.adapter import Delivery
 
     v = generate_vorderingen(1, seed=21, handover_day=ams_today())[0]
     other = generate_vorderingen(1, seed=22, handover_day=ams_today())[0]

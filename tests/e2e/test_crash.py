@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from adapters.duo.simulator import Faults
-from gateway.store import Store
+from gateway.core.store import Store
 from tests.e2e.helpers import (
     GatewayProcess,
     Pusher,

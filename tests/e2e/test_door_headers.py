@@ -24,11 +24,11 @@ from adapters.duo import codec as duo_codec
 from adapters.duo.simulator import generate_vorderingen
 from adapters.ind import codec as ind_codec
 from adapters.ind.simulator import generate_meldingen
-from gateway import soap
 from gateway.cli import app
-from gateway.clock import AMS
+from gateway.core.clock import AMS
 from gateway.sandbox import wait_until
 from gateway.security import keys, tls, xmldsig
+from gateway.wire import soap
 
 NS = {"duo": duo_codec.DUO_NS, "soap": soap.SOAP_NS, "ind": ind_codec.IND_NS}
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from bench.common import bericht_id, make_pushers, push_stream, start_processes, upgrade
+from gateway.core.store import Store
 from gateway.sandbox import start_chain, wait_until
-from gateway.store import Store
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -131,13 +131,13 @@ def _plant_other_message_with_same_id(chain, pki_paths, bericht_id: str) -> None
 def test_a_server_with_another_partners_certificate_is_not_duo(make_chain, pki_paths):
     """DUO's address answered by a server holding CJIB's certificate (same CA): never a delivery."""
     from gateway.security import tls as tls_mod
-    from gateway.server import serve_in_thread
+    from gateway.wire.server import serve_in_thread
 
     chain = make_chain(start=False)
     impostor_key = keys.load_keypair(pki_paths["cjib-key"], pki_paths["cjib"])
     impostor = serve_in_thread(chain.duo.app, ssl_context=tls_mod.server_context(impostor_key, [str(pki_paths["ca"])]))
     try:
-        from gateway.config import load
+        from gateway.core.config import load
 
         cfg = load(chain.config_file, env={"GATEWAY__PARTNERS__DUO__URL": impostor.url})
         chain.config = cfg

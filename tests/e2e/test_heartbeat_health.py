@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from gateway import health
+from gateway.ops import health
 from gateway.runtime import build_runtime
 from tests.e2e.helpers import GatewayProcess, cli, metric, wait_until
 

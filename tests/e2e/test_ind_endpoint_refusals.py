@@ -20,10 +20,10 @@ from typer.testing import CliRunner
 
 from adapters.ind import codec as ind_codec
 from adapters.ind.simulator import IndSimulator, generate_meldingen
-from gateway import soap
 from gateway.cli import app
 from gateway.sandbox import start_chain
 from gateway.security import wsse
+from gateway.wire import soap
 from tests.pki_fixtures import keypair
 
 NS = {"soap": soap.SOAP_NS, "wsse": soap.WSSE_NS, "wsu": soap.WSU_NS, "wsa": soap.WSA_NS, "ds": soap.DS_NS,

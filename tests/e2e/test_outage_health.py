@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from adapters.duo.simulator import Faults
-from gateway import health
-from gateway.clock import FixedClock
+from gateway.core.clock import FixedClock
+from gateway.ops import health
 from tests.e2e.helpers import attempt_rows, bericht_id, meldingen, metric, wait_until
 
 HOUR = 3600.0

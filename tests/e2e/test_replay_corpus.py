@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.archive import read_archive
-from gateway.replay import replay
+from gateway.archive.format import read_archive
+from gateway.archive.replay import replay
 
 CORPUS = Path(__file__).resolve().parent.parent / "recordings" / "sandbox-2026"
 

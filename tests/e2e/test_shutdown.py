@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from adapters.duo.simulator import Faults
-from gateway.store import Store
+from gateway.core.store import Store
 from tests.e2e.helpers import (
     GatewayProcess,
     attempt_rows,
@@ -70,7 +70,7 @@ def test_sigterm_while_duo_is_slow_leaves_nothing_half_done(rig: tuple[Any, Gate
     t0 = time.monotonic()
     assert gp.terminate(timeout=40) == 0
     # Prompt: the in-flight attempts (1.5 s at DUO) finish, nothing waits on IND's idle
-    # keep-alive connection (asyncio's 30 s TLS shutdown timeout, fixed in gateway/server.py).
+    # keep-alive connection (asyncio's 30 s TLS shutdown timeout, fixed in gateway/wire/server.py).
     assert time.monotonic() - t0 < 8
     stopped = log_events(gp.log_file, "stopped")
     assert len(stopped) == 1

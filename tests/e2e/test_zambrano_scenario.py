@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from adapters.duo import codec as duo_codec
 from adapters.ind.simulator import generate_meldingen
 from gateway.cli import app
-from gateway.clock import iso
+from gateway.core.clock import iso
 from gateway.mapping.ind_to_duo import bericht_id_for, correction_bericht_id
-from gateway.rules import load
+from gateway.rules.engine import load
 from gateway.sandbox import wait_until
 from tests import rules_history as h
 

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.archive import DamagedArchive, export, read_archive
-from gateway.bsn import bsn_valid
-from gateway.replay import replay
+from gateway.archive.format import DamagedArchive, export, read_archive
+from gateway.archive.replay import replay
+from gateway.core.bsn import bsn_valid
 
 KEY = b"test-key-for-the-archive-tests-0123456789"
 
@@ -66,8 +66,8 @@ def _traffic(chain: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory, pki_paths: dict[str, Any]) -> dict[str, Any]:
+    from gateway.core.store import Store
     from gateway.sandbox import start_chain
-    from gateway.store import Store
 
     base = tmp_path_factory.mktemp("recorded")
     chain = start_chain(base / "chain", pki_paths=pki_paths)

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gateway.adapter import Delivery, Outcome
-from gateway.delivery import CRASHED_CLAIMS_FACTOR, CircuitBreaker, Worker
-from gateway.store import InboundRecord, NewDelivery, Store
+from gateway.core.adapter import Delivery, Outcome
+from gateway.core.store import InboundRecord, NewDelivery, Store
+from gateway.delivery.outbox import CRASHED_CLAIMS_FACTOR, CircuitBreaker, Worker
 from tests import rules_history as h
 
 

@@ -17,14 +17,14 @@ import pytest
 from adapters.cjib import codec
 from adapters.cjib.client import CjibFeedReader, CjibSender
 from adapters.cjib.simulator import CjibSimulator, Faults
-from gateway.adapter import Delivery
-from gateway.clock import AMS, FixedClock
-from gateway.errors import PermanentDelivery, TransientDelivery
+from gateway.core.adapter import Delivery
+from gateway.core.clock import AMS, FixedClock
+from gateway.core.errors import PermanentDelivery, TransientDelivery
 from gateway.mapping.cjib_to_duo import from_refusal
 from gateway.mapping.duo_to_cjib import encode_body
 from gateway.security import jws, pki, tls
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
-from gateway.server import RunningServer, serve_in_thread
+from gateway.wire.server import RunningServer, serve_in_thread
 from tests.paths import SAMPLES
 
 SAMPLE = SAMPLES / "cjib-vordering.json"

@@ -28,10 +28,10 @@ from schemathesis.checks import (
 
 from adapters.cjib.codec import OPENAPI_FILE
 from adapters.cjib.simulator import CjibSimulator
-from gateway.clock import AMS, SystemClock
+from gateway.core.clock import AMS, SystemClock
 from gateway.security import jws, pki
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
-from gateway.server import serve_in_thread
+from gateway.wire.server import serve_in_thread
 from tests.paths import SAMPLES
 
 schema = schemathesis.openapi.from_path(OPENAPI_FILE)

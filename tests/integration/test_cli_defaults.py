@@ -17,8 +17,8 @@ import pytest
 from lxml import etree
 from typer.testing import CliRunner
 
-from gateway import config as config_mod
 from gateway.cli import app
+from gateway.core import config as config_mod
 from tests.paths import REPO, SAMPLES
 
 runner = CliRunner()

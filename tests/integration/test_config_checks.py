@@ -2,7 +2,7 @@
 
 Before, an expired extra pinned certificate was an error for check-config and nothing for run, and
 run started with its only pinned certificate expired (then refused every message). Now both use
-``gateway.checks.certificate_findings``: an expired pin beside a valid one is a warning in both
+``gateway.ops.checks.certificate_findings``: an expired pin beside a valid one is a warning in both
 (check-config exits 0, run starts and logs it); the only pin expired, or a missing file, is an
 error in both (check-config exits 1, run refuses to start and names the file).
 """
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway import checks
-from gateway import config as config_mod
 from gateway.cli import app
+from gateway.core import config as config_mod
+from gateway.core.errors import ConfigError
 from gateway.daemon import Daemon
-from gateway.errors import ConfigError
+from gateway.ops import checks
 from gateway.sandbox import start_chain
 from tests.e2e.helpers import REPO, GatewayProcess, log_events
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import SCHEMA_VERSION, Store
+from gateway.core.store import SCHEMA_VERSION, Store
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -22,12 +22,12 @@ from adapters.duo.simulator import (
     generate_vorderingen,
     post_vorderingoverdracht,
 )
-from gateway import xmlsafe
-from gateway.adapter import Delivery
-from gateway.clock import SystemClock
+from gateway.core.adapter import Delivery
+from gateway.core.clock import SystemClock
 from gateway.security import pki, tls, xmldsig
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
-from gateway.server import serve_in_thread
+from gateway.wire import xmlsafe
+from gateway.wire.server import serve_in_thread
 from tests.paths import SAMPLES
 
 SAMPLE = SAMPLES / "duo-inburgeraarmelding.xml"
@@ -230,7 +230,7 @@ def test_no_server_is_a_retry(keys: Keys) -> None:
 
 
 def test_vorderingstatus_goes_to_its_own_endpoint(rig: Rig) -> None:
-    from gateway.models import VorderingStatus
+    from gateway.core.models import VorderingStatus
 
     bid = new_id()
     status = VorderingStatus(bericht_id=bid, vordering_id=new_id(), status="IN_BEHANDELING_BIJ_CJIB",

@@ -19,12 +19,12 @@ from starlette.routing import Route
 from adapters.ind import codec
 from adapters.ind.client import IndFeedClient
 from adapters.ind.simulator import IndSimulator, PushFaults, generate_meldingen
-from gateway import soap, xmlsafe
-from gateway.clock import iso
-from gateway.errors import BusinessRuleViolated, CertificateRefused, InboundRefused, TransientDelivery
+from gateway.core.clock import iso
+from gateway.core.errors import BusinessRuleViolated, CertificateRefused, InboundRefused, TransientDelivery
 from gateway.security import pki, tls, wsse
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
-from gateway.server import serve_in_thread
+from gateway.wire import soap, xmlsafe
+from gateway.wire.server import serve_in_thread
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -14,9 +14,9 @@ import subprocess
 import pytest
 from lxml import etree
 
-from gateway import soap, xmlsafe
-from gateway.errors import SignatureInvalid
+from gateway.core.errors import SignatureInvalid
 from gateway.security import jws, wsse, xmldsig
+from gateway.wire import soap, xmlsafe
 from tests.pki_fixtures import SAMPLES, ind_envelope, keypair, make_pki, signed_request, trust
 
 XMLSEC1 = "/usr/bin/xmlsec1"

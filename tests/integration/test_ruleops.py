@@ -18,12 +18,13 @@ from typer.testing import CliRunner
 
 from adapters.duo import codec as duo_codec
 from adapters.ind.simulator import random_bsn
-from gateway import config as config_mod
-from gateway import ruleops, rules
 from gateway.cli import app
-from gateway.clock import AMS
+from gateway.core import config as config_mod
+from gateway.core.clock import AMS
+from gateway.core.models import IndMelding, IndPersoon, IndVerblijf
 from gateway.mapping.ind_to_duo import bericht_id_for, correction_bericht_id
-from gateway.models import IndMelding, IndPersoon, IndVerblijf
+from gateway.rules import engine as rules
+from gateway.rules import rollout as ruleops
 from gateway.runtime import build_runtime
 from tests import rules_history as h
 
@@ -192,7 +193,7 @@ def test_delay_metrics(tmp_path: Path, store: Any) -> None:
 
 
 def test_health_export_includes_delay_metrics(tmp_path: Path, store: Any) -> None:
-    from gateway import health
+    from gateway.ops import health
 
     rt = h.runtime(h.write_config(tmp_path, store.dsn), store)
     h.intake(rt, [melding(23, late_days=40, day=1)])

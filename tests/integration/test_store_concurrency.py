@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from gateway.adapter import Delivery
-from gateway.store import InboundRecord, NewDelivery, Store
+from gateway.core.adapter import Delivery
+from gateway.core.store import InboundRecord, NewDelivery, Store
 
 pytestmark = pytest.mark.postgres
 

@@ -1,4 +1,4 @@
-"""Mutual TLS with a real uvicorn server (gateway.server) and an httpx client."""
+"""Mutual TLS with a real uvicorn server (gateway.wire.server) and an httpx client."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from gateway.security import tls
-from gateway.server import client_cert_der, serve_in_thread
+from gateway.wire.server import client_cert_der, serve_in_thread
 from tests.pki_fixtures import keypair, make_pki
 
 
@@ -72,6 +72,6 @@ def test_server_from_another_ca_is_refused(pki_paths, server):
 
 
 def test_peer_protocol_name_from_design():
-    from gateway.server import PeerCertProtocol
+    from gateway.wire.server import PeerCertProtocol
 
     assert tls.PeerCertH11Protocol is PeerCertProtocol

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.bsn import bsn_valid
+from gateway.core.bsn import bsn_valid
 
 
 @pytest.mark.parametrize("bsn", ["111222333", "123456782", "999999990", "100000009"])

@@ -14,7 +14,7 @@ from adapters.cjib.errors import (
     feed_error,
     retry_after,
 )
-from gateway.errors import PermanentDelivery, TransientDelivery
+from gateway.core.errors import PermanentDelivery, TransientDelivery
 
 REF = "c41d8a2e-6f0b-4a7c-9e13-5b2f8d6a0c94"
 ONTVANGST = json.dumps({

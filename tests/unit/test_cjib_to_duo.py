@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from adapters.cjib import codec
-from gateway.errors import SchemaInvalid
+from gateway.core.errors import SchemaInvalid
+from gateway.core.models import CjibOntvangst, CjibStatuswijziging, Fout
 from gateway.mapping.cjib_to_duo import (
     feed_key,
     from_ontvangst,
@@ -18,7 +19,6 @@ from gateway.mapping.cjib_to_duo import (
     status_bericht_id,
     status_code,
 )
-from gateway.models import CjibOntvangst, CjibStatuswijziging, Fout
 
 VID = "c41d8a2e-6f0b-4a7c-9e13-5b2f8d6a0c94"
 PEIL = "2026-11-28T23:00:00+01:00"

@@ -8,8 +8,7 @@ from lxml import etree
 
 from adapters.duo import codec as duo
 from adapters.ind import codec as ind
-from gateway import xmlsafe
-from gateway.models import (
+from gateway.core.models import (
     Adres,
     Beoordeling,
     Debiteur,
@@ -27,6 +26,7 @@ from gateway.models import (
     VorderingOverdracht,
     VorderingStatus,
 )
+from gateway.wire import xmlsafe
 
 D = dt.date.fromisoformat
 DIGEST = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
@@ -76,7 +76,7 @@ def test_ind_melding_round_trip_and_schema(m):
 
 
 def test_ind_decode_wrong_element_is_refused():
-    from gateway.errors import MalformedInput
+    from gateway.core.errors import MalformedInput
 
     with pytest.raises(MalformedInput):
         ind.decode_melding(etree.Element(f"{{{ind.IND_NS}}}Ontvangstbevestiging"))
@@ -298,7 +298,7 @@ def test_vordering_rules_paths():
 
 
 def test_decoder_errors_do_not_show_values():
-    from gateway.errors import MalformedInput
+    from gateway.core.errors import MalformedInput
 
     el = duo.encode_vorderingoverdracht(VORDERING)
     el.find(f"{{{duo.DUO_NS}}}debiteur/{{{duo.DUO_NS}}}geboortedatum").text = "1988-13-12"

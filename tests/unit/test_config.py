@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config
-from gateway.errors import ConfigError
+from gateway.core import config
+from gateway.core.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "gateway.example.toml"
 

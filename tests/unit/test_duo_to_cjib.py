@@ -10,8 +10,8 @@ import pytest
 from lxml import etree
 
 from adapters.cjib import codec
+from gateway.core.models import Adres, Debiteur, VorderingOverdracht
 from gateway.mapping.duo_to_cjib import encode_body, to_cjib_vordering
-from gateway.models import Adres, Debiteur, VorderingOverdracht
 from tests.paths import SAMPLES
 
 NS = {"duo": "urn:nl:duo:inburgering:v1"}

@@ -7,8 +7,8 @@ import random
 
 from adapters.ind import codec
 from adapters.ind.simulator import generate_meldingen, random_bsn, zeep_kwargs
-from gateway import xmlsafe
-from gateway.bsn import bsn_valid
+from gateway.core.bsn import bsn_valid
+from gateway.wire import xmlsafe
 
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters.duo import codec as duo_codec
-from gateway import rules, xmlsafe
+from gateway.core.models import DuoDatum, IndMelding, IndPersoon, IndVerblijf
 from gateway.mapping import ind_to_duo
 from gateway.mapping.ind_to_duo import (
     bericht_id_for,
@@ -16,7 +16,8 @@ from gateway.mapping.ind_to_duo import (
     to_inburgeraarmelding,
     vertraging_dagen,
 )
-from gateway.models import DuoDatum, IndMelding, IndPersoon, IndVerblijf
+from gateway.rules import engine as rules
+from gateway.wire import xmlsafe
 
 REPO = Path(__file__).resolve().parents[2]
 D = dt.date.fromisoformat

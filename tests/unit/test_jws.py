@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from gateway.errors import CertificateRefused, MessageExpired, SignatureInvalid
+from gateway.core.errors import CertificateRefused, MessageExpired, SignatureInvalid
 from gateway.security import jws
 from gateway.security.keys import kid
 from tests.pki_fixtures import keypair, make_pki, trust

@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from gateway.errors import CertificateRefused, ConfigError
+from gateway.core.errors import CertificateRefused, ConfigError
 from gateway.security import keys, pki
 from tests.pki_fixtures import keypair, make_pki, trust
 

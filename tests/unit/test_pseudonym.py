@@ -8,9 +8,9 @@ import json
 import pytest
 from lxml import etree
 
-from gateway import rules
-from gateway.bsn import bsn_valid
-from gateway.pseudonym import Pseudonymizer, load_key
+from gateway.archive.pseudonym import Pseudonymizer, load_key
+from gateway.core.bsn import bsn_valid
+from gateway.rules import engine as rules
 
 KEY = b"0123456789abcdef0123456789abcdef"
 

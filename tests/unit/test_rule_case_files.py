@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import rules
+from gateway.rules import engine as rules
 
 RULES_DIR = Path(__file__).resolve().parent.parent.parent / "config" / "rules"
 CASE_FILES = sorted(RULES_DIR.glob("*.cases.yaml"))

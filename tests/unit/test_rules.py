@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import rules
-from gateway.errors import ConfigError
-from gateway.rules import Age, RuleInput
+from gateway.core.errors import ConfigError
+from gateway.rules import engine as rules
+from gateway.rules.engine import Age, RuleInput
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "config" / "rules"

@@ -8,9 +8,9 @@ import datetime as dt
 import pytest
 from lxml import etree
 
-from gateway import soap, xmlsafe
-from gateway.errors import MessageExpired
+from gateway.core.errors import MessageExpired
 from gateway.security import wsse
+from gateway.wire import soap, xmlsafe
 from tests.pki_fixtures import (
     IND_ACTION,
     IND_MESSAGE_ID,

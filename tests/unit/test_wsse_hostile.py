@@ -16,9 +16,9 @@ import json
 import pytest
 from lxml import etree
 
-from gateway import soap, xmlsafe
-from gateway.errors import CertificateRefused, MessageExpired, SignatureInvalid
+from gateway.core.errors import CertificateRefused, MessageExpired, SignatureInvalid
 from gateway.security import jws, wsse
+from gateway.wire import soap, xmlsafe
 from tests.pki_fixtures import ind_envelope, keypair, make_pki, signed_request, trust
 
 NS = {"soap": soap.SOAP_NS, "wsse": soap.WSSE_NS, "wsu": soap.WSU_NS, "wsa": soap.WSA_NS, "ds": soap.DS_NS,

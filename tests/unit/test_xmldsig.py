@@ -10,9 +10,9 @@ import hashlib
 import pytest
 from lxml import etree
 
-from gateway import xmlsafe
-from gateway.errors import CertificateRefused, SignatureInvalid
+from gateway.core.errors import CertificateRefused, SignatureInvalid
 from gateway.security import xmldsig
+from gateway.wire import xmlsafe
 from tests.pki_fixtures import SAMPLES, keypair, make_pki, trust
 
 DS = {"ds": "http://www.w3.org/2000/09/xmldsig#", "duo": "urn:nl:duo:inburgering:v1"}

@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from gateway import xmlsafe
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
+from gateway.wire import xmlsafe
 
 XSD = xmlsafe.XSD_DIR  # the checkout's xsd/ (through the package link gateway/xsd)
 PARTNER_FILES = {"ind-vergunningmelding-v1.wsdl", "ind-vergunningmelding-v1.xsd",

@@ -50,8 +50,8 @@ def export(
     as_json: bool = JsonOpt,
 ) -> None:
     """Write every recorded exchange to a self-contained archive (see docs/archive-format.md)."""
-    from gateway import archive as archive_mod
-    from gateway.pseudonym import load_key
+    from gateway.archive import format as archive_mod
+    from gateway.archive.pseudonym import load_key
 
     if pseudonymize and key_file is None:
         fail("--pseudonymize needs --key-file")
@@ -88,8 +88,8 @@ def replay(
     as_json: bool = JsonOpt,
 ) -> None:
     """Feed an archive's inbound traffic through this build and compare what it produces."""
-    from gateway import replay as replay_mod
-    from gateway.archive import DamagedArchive, read_archive
+    from gateway.archive import replay as replay_mod
+    from gateway.archive.format import DamagedArchive, read_archive
 
     if not archive.exists():
         fail(f"ARCHIVE: {archive}: no such archive")

@@ -33,8 +33,8 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.bsn import bsn_valid
-from gateway.soap import DS_NS, SOAP_NS, WSSE_NS
+from gateway.core.bsn import bsn_valid
+from gateway.wire.soap import DS_NS, SOAP_NS, WSSE_NS
 
 __all__ = ["Pseudonymizer", "ArchivePseudonymizer", "SandboxKeys", "load_key"]
 
@@ -383,8 +383,8 @@ class ArchivePseudonymizer:
 
     def _fix_digest(self, e: Any, root: etree._Element) -> None:
         """Our acknowledgement names a digest of what we received; that content changed."""
-        from gateway import xmlsafe
         from gateway.security import xmldsig
+        from gateway.wire import xmlsafe
 
         received = _parse(e.payload)
         for el in root.iter("{*}meldingDigest"):

@@ -1,11 +1,11 @@
 """The durable store: SQLite (WAL, fsync on commit) or PostgreSQL, one schema for both.
 
-All SQL of the gateway lives here or in ``gateway/sql/``. Queries use ``:name`` parameters;
+All SQL of the gateway lives here or in ``gateway/core/sql/``. Queries use ``:name`` parameters;
 for PostgreSQL they are rewritten once to psycopg's ``%(name)s``. Each thread has its own
 connection. A write transaction on SQLite starts with ``BEGIN IMMEDIATE`` so two writers never
 deadlock on a lock upgrade; on PostgreSQL the outbox is claimed with ``FOR UPDATE SKIP LOCKED``.
 
-Driver errors are translated to ``gateway.errors.StoreError`` in one place (``_wrap``).
+Driver errors are translated to ``gateway.core.errors.StoreError`` in one place (``_wrap``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.adapter import Delivery
-from gateway.errors import StoreError, StoreSchemaMismatch
+from gateway.core.adapter import Delivery
+from gateway.core.errors import StoreError, StoreSchemaMismatch
 
 __all__ = ["Store", "NewDelivery", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "open_store"]
 

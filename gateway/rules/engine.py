@@ -3,7 +3,7 @@
 DUO's policy staff own the rule table (``config/rules/<name>.yaml``, format in
 ``config/rules/README.md``); the gateway loads a new version without a code change. Loading
 checks everything that can be checked before a message arrives and raises
-:class:`gateway.errors.ConfigError` with the file and the YAML line: unknown fields, unknown
+:class:`gateway.core.errors.ConfigError` with the file and the YAML line: unknown fields, unknown
 codes (verblijfsdoel and grondslag must be enumerations of the IND XSD, plichtIndicatie one of
 DUO's), duplicate rule codes, rules that can never match, and a missing catch-all.
 
@@ -29,8 +29,8 @@ import yaml
 from lxml import etree
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gateway.errors import ConfigError
-from gateway.xmlsafe import DUO_XSD, IND_XSD, XSD_DIR
+from gateway.core.errors import ConfigError
+from gateway.wire.xmlsafe import DUO_XSD, IND_XSD, XSD_DIR
 
 __all__ = [
     "Age",

@@ -30,12 +30,13 @@ from lxml import etree
 
 from adapters.duo import codec as duo_codec
 from adapters.ind import codec as ind_codec
-from gateway import rules, soap, xmlsafe
-from gateway.clock import AMS
-from gateway.errors import GatewayError
+from gateway.core.clock import AMS
+from gateway.core.errors import GatewayError
+from gateway.core.models import IndMelding
+from gateway.core.store import NewDelivery, Store
 from gateway.mapping import ind_to_duo
-from gateway.models import IndMelding
-from gateway.store import NewDelivery, Store
+from gateway.rules import engine as rules
+from gateway.wire import soap, xmlsafe
 
 __all__ = [
     "ACTIVE_KEY",
@@ -88,7 +89,7 @@ class Change:
     leveringstermijn_dagen: int = 7
 
     def to_dict(self, unmask: bool = False) -> dict[str, Any]:
-        from gateway.views import fmt_time, mask_person
+        from gateway.ops.views import fmt_time, mask_person
 
         return {
             "meldingId": self.melding_id, "received": fmt_time(self.received_at),
@@ -126,7 +127,7 @@ class ImpactReport:
         return out
 
     def to_dict(self, unmask: bool = False) -> dict[str, Any]:
-        from gateway.views import fmt_time
+        from gateway.ops.views import fmt_time
 
         return {
             "ruleset": self.ruleset, "since": fmt_time(self.since) if self.since is not None else None,
@@ -246,7 +247,7 @@ def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | No
 
 
 def _queue_correction(rt: Any, c: Change, ruleset: rules.RuleSet, operator: str) -> bool:
-    from gateway import routes
+    from gateway.routes import ind_to_duo as routes
 
     bericht_id = ind_to_duo.correction_bericht_id(c.earlier_bericht_id, ruleset.version)
     received = dt.datetime.fromtimestamp(c.received_at, AMS)
@@ -293,7 +294,7 @@ class DelayReport:
         return out
 
     def to_dict(self, unmask: bool = False) -> dict[str, Any]:
-        from gateway.views import fmt_time, mask_person
+        from gateway.ops.views import fmt_time, mask_person
 
         return {
             "since": fmt_time(self.since) if self.since is not None else None,

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.clock import AMS
-from gateway.store import Store
+from gateway.core.clock import AMS
+from gateway.core.store import Store
 
 __all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time", "short_time", "compact"]
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.errors import GatewayError, StoreError
+from gateway.core.errors import GatewayError, StoreError
 from gateway.runtime import Runtime
 
 __all__ = ["Job", "JobRunner", "Heartbeat", "heartbeat_interval", "ind_catch_up", "ind_reconcile"]
@@ -133,7 +133,7 @@ def default_jobs(rt: Runtime) -> list[Job]:
         out.append(Job("ind-reconcile", rt.config.ind.reconcile_interval_seconds, ind_reconcile))
     if "cjib" in rt.config.partners and rt.secure:
         try:
-            from gateway import claims
+            from gateway.routes import cjib_to_duo as claims
         except ImportError:
             return out
         out.append(Job("cjib-feed", rt.config.cjib.poll_interval_seconds, claims.poll_feed))
@@ -171,10 +171,10 @@ def ind_reconcile(rt: Runtime) -> int:
 
 def fetch_from(rt: Runtime, start: int, *, stop_at_present: bool, page: int = 100) -> int:
     from adapters.ind import server as ind_server
-    from gateway import xmlsafe
-    from gateway.errors import InboundRefused
-    from gateway.pipeline import record_refusal
-    from gateway.store import InboundRecord
+    from gateway.core.errors import InboundRefused
+    from gateway.core.store import InboundRecord
+    from gateway.routes.common import record_refusal
+    from gateway.wire import xmlsafe
 
     client = _feed(rt)
     taken = 0

@@ -343,7 +343,7 @@ def export(config: Any, store: Any, target: Path, *, since: float | None = None,
 
 
 def _pseudonymize(entries: list[Entry], key: bytes) -> dict[str, bytes]:
-    from gateway.pseudonym import ArchivePseudonymizer, SandboxKeys
+    from gateway.archive.pseudonym import ArchivePseudonymizer, SandboxKeys
 
     earliest = min((e.at for e in entries), default=dt.datetime.now(dt.UTC).timestamp())
     with tempfile.TemporaryDirectory() as tmp:

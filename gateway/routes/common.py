@@ -1,7 +1,7 @@
 """Steps shared by every inbound endpoint: refusing loudly, and answering from the store.
 
 An inbound endpoint (``adapters/<partner>/server.py``) runs its partner's checks in the order
-of the contract and raises a ``gateway.errors.InboundRefused`` at the first that fails.
+of the contract and raises a ``gateway.core.errors.InboundRefused`` at the first that fails.
 ``refuse`` then records the refusal in the delivery log (raw bytes, code, detail) before the
 answer is sent, so that a refused message is never lost from sight and never delivered.
 
@@ -19,9 +19,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import GatewayError, InboundRefused, MalformedInput, StoreError
+from gateway.core.errors import GatewayError, InboundRefused, MalformedInput, StoreError
+from gateway.core.store import InboundRecord
 from gateway.runtime import Runtime
-from gateway.store import InboundRecord
 
 __all__ = ["Answer", "Door", "check_door", "refuse", "record_refusal", "content_digest"]
 

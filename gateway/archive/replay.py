@@ -5,13 +5,13 @@ against a fresh temporary SQLite store, with no network:
 
 - inbound messages go through the real endpoints (``adapters.ind.server``,
   ``adapters.duo.server``; feed-fetched IND notifications through ``accept_melding`` as
-  ``gateway.jobs.fetch_from`` does), with signature and certificate checks ON, verified with the
+  ``gateway.delivery.jobs.fetch_from`` does), with signature and certificate checks ON, verified with the
   archive's certificates at the recorded time. The TLS client certificate is taken to be the
   partner's certificate from the archive (TLS itself is not recorded);
-- each recorded partner answer is handed to a real ``gateway.delivery.Worker`` through a sender
+- each recorded partner answer is handed to a real ``gateway.delivery.outbox.Worker`` through a sender
   that returns it, so retries, dead letters and the claim route's follow-ups
-  (``gateway.claims.follow_up``) run as they do live;
-- recorded CJIB feed changes go through ``gateway.claims._take_change``, the live feed's intake.
+  (``gateway.routes.cjib_to_duo.follow_up``) run as they do live;
+- recorded CJIB feed changes go through ``gateway.routes.cjib_to_duo._take_change``, the live feed's intake.
 
 What the gateway produced (outbox payloads and the answers to inbound messages) is then compared
 with what was recorded, after ``canonical``: exclusive c14n without comments; ``ds:Signature``,
@@ -36,11 +36,11 @@ from xml.sax.saxutils import escape, quoteattr
 
 from lxml import etree
 
-from gateway.adapter import Delivery, Outcome
-from gateway.archive import Archive, Entry, write_archive
-from gateway.clock import FixedClock
+from gateway.archive.format import Archive, Entry, write_archive
+from gateway.core.adapter import Delivery, Outcome
+from gateway.core.clock import FixedClock
 from gateway.runtime import Runtime
-from gateway.soap import DS_NS, WSSE_NS, WSU_NS
+from gateway.wire.soap import DS_NS, WSSE_NS, WSU_NS
 
 __all__ = ["Case", "Report", "replay", "canonical", "update_archive", "junit_xml"]
 
@@ -158,8 +158,8 @@ def _trust(archive: Archive, workdir: Path) -> dict[str, Any]:
 
 
 def _runtime(archive: Archive, config: Any, workdir: Path, verify: bool) -> ReplayRuntime:
-    from gateway.observability import Metrics
-    from gateway.store import Store
+    from gateway.core.observability import Metrics
+    from gateway.core.store import Store
 
     # A throwaway store in memory: durability buys nothing here, and fsync per message would cost
     # most of the time. The replay runs on one thread, so the one connection sees one database.
@@ -191,7 +191,7 @@ def _when(t: float) -> dt.datetime:
 
 def default_config() -> Any:
     """The settings a replay runs with when no config file is given: defaults, the shipped rule sets."""
-    from gateway.config import Config
+    from gateway.core.config import Config
 
     return Config()
 
@@ -211,9 +211,9 @@ def _verifies(item: tuple[int, str, bytes, float]) -> tuple[int, bool]:
     """Does one inbound message pass the signature, certificate and timestamp checks?"""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from gateway import xmlsafe
-    from gateway.errors import GatewayError
+    from gateway.core.errors import GatewayError
     from gateway.security import wsse, xmldsig
+    from gateway.wire import xmlsafe
 
     seq, partner, raw, t = item
     trust = _WORKER["trust"].get(partner)
@@ -275,8 +275,8 @@ class _RecordedSender:
 
 class _Replayer:
     def __init__(self, rt: ReplayRuntime, archive: Archive, verdicts: Iterator[tuple[int, bool]]) -> None:
-        from gateway import claims
-        from gateway.delivery import CircuitBreaker, Worker
+        from gateway.delivery.outbox import CircuitBreaker, Worker
+        from gateway.routes import cjib_to_duo as claims
 
         self.rt = rt
         self.certs = {p: _cert_der(t) for p, t in rt.trust.items()}
@@ -318,12 +318,12 @@ class _Replayer:
         self.answers.append((e, answer.status, answer.body))
 
     def _from_feed(self, e: Entry) -> tuple[int, bytes]:
-        # The same steps as gateway.jobs.fetch_from for one fetched notification.
+        # The same steps as gateway.delivery.jobs.fetch_from for one fetched notification.
         from adapters.ind import server as ind_server
-        from gateway import xmlsafe
-        from gateway.errors import InboundRefused
-        from gateway.pipeline import record_refusal
-        from gateway.store import InboundRecord
+        from gateway.core.errors import InboundRefused
+        from gateway.core.store import InboundRecord
+        from gateway.routes.common import record_refusal
+        from gateway.wire import xmlsafe
 
         received = self.rt.clock.now()
         record = InboundRecord(partner="ind", operation=e.meta["operation"], raw=e.payload or b"",
@@ -337,8 +337,8 @@ class _Replayer:
             return 0, b""
 
     def _feed(self, e: Entry) -> None:
-        from gateway import claims
-        from gateway.models import CjibStatuswijziging, Fout
+        from gateway.core.models import CjibStatuswijziging, Fout
+        from gateway.routes import cjib_to_duo as claims
 
         c = json.loads(e.payload or b"{}")
         change = CjibStatuswijziging(
@@ -454,7 +454,7 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
 
 def update_archive(path: Path, archive: Archive, report: Report) -> int:
     """Make the archive's expectations what this replay produced; returns how many changed."""
-    from gateway.archive import KIND_ORDER
+    from gateway.archive.format import KIND_ORDER
 
     entries = list(archive.entries)
     dropped: set[int] = set()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from gateway.errors import InboundRefused, MalformedInput
+from gateway.core.errors import InboundRefused, MalformedInput
 
 __all__ = [
     "SOAP_NS",

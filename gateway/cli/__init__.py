@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gateway import config as config_mod
-from gateway.errors import ConfigError, GatewayError
+from gateway.core import config as config_mod
+from gateway.core.errors import ConfigError, GatewayError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="The chain gateway between IND, DUO and CJIB.")
@@ -178,7 +178,7 @@ def require_database(cfg: config_mod.Config, code: int = 2) -> None:
 
 def open_store(cfg: config_mod.Config) -> Any:
     """The store, for a command that reads it: a missing SQLite file is an error, never created."""
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     require_database(cfg)
     store = Store(cfg.store.dsn)
@@ -201,7 +201,7 @@ def _parse_time(value: str | None, name: str) -> float | None:
     except ValueError:
         fail(f"{name}: not an ISO date or date-time (e.g. 2026-11-02 or 2026-11-02T09:14:05+01:00): {value!r}")
     if parsed.tzinfo is None:
-        from gateway.clock import AMS
+        from gateway.core.clock import AMS
 
         parsed = parsed.replace(tzinfo=AMS)
     return parsed.timestamp()
@@ -214,7 +214,7 @@ def _parse_time(value: str | None, name: str) -> float | None:
 def run(config: Path = ConfigOpt) -> None:
     """Run the gateway daemon (partner endpoints, workers, jobs) until SIGTERM."""
     from gateway import daemon
-    from gateway.observability import configure_logging
+    from gateway.core.observability import configure_logging
 
     cfg = load_config(config)
     configure_logging(cfg.log.level, cfg.log.file or None)
@@ -269,7 +269,7 @@ def log_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """The delivery log: what came in, what went out, and the state of each message."""
-    from gateway import views
+    from gateway.ops import views
 
     at_least(limit, 1, "--limit")
     cfg = load_config(config)
@@ -312,7 +312,7 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """The full timeline of one message: received, validated, translated, each attempt, receipt."""
-    from gateway import views
+    from gateway.ops import views
 
     cfg = load_config(config)
     store = open_store(cfg)
@@ -364,7 +364,7 @@ def _refuse_other_kinds(file: Path, data: bytes) -> None:
     from lxml import etree
 
     from adapters.ind.codec import IND_NS
-    from gateway import soap, xmlsafe
+    from gateway.wire import soap, xmlsafe
 
     if data.lstrip()[:1] in (b"{", b"["):
         try:
@@ -396,10 +396,10 @@ def translate(
 
     from adapters.duo import codec as duo_codec
     from adapters.ind import codec as ind_codec
-    from gateway import soap, xmlsafe
-    from gateway.errors import InboundRefused
+    from gateway.core.errors import InboundRefused
     from gateway.mapping import ind_to_duo
     from gateway.runtime import load_ruleset
+    from gateway.wire import soap, xmlsafe
 
     cfg = load_config(config, required=False)
     try:
@@ -441,7 +441,7 @@ def translate(
 @app.command("check-config")
 def check_config(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Validate the config, rule set, keys and certificates; report certificate expiry."""
-    from gateway import checks
+    from gateway.ops import checks
 
     cfg = load_config(config, required=False)
     report = checks.check_config(cfg)
@@ -460,7 +460,7 @@ def check_config(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
 @app.command()
 def health(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Is the chain moving? Exit 0 ok, 1 degraded, 2 failing."""
-    from gateway import health as health_mod
+    from gateway.ops import health as health_mod
     from gateway.runtime import build_runtime
 
     cfg = load_config(config)
@@ -574,7 +574,7 @@ def pki_init(
 @db_app.command("upgrade")
 def db_upgrade(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Apply pending schema migrations."""
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     cfg = load_config(config)
     try:
@@ -587,7 +587,7 @@ def db_upgrade(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
 @db_app.command("status")
 def db_status(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Show the database's schema version and the one this gateway needs."""
-    from gateway.store import SCHEMA_VERSION, Store
+    from gateway.core.store import SCHEMA_VERSION, Store
 
     cfg = load_config(config)
     db = config_mod.sqlite_file(cfg.store.dsn)
@@ -608,15 +608,15 @@ def _register_optional() -> None:
     """Command groups that live in their own modules."""
     import importlib
 
-    for module, attr, name in (("gateway.cli_rules", "rules_app", "rules"), ("gateway.cli_rules", "report_app", "report")):
+    for module, attr, name in (("gateway.cli.rules", "rules_app", "rules"), ("gateway.cli.rules", "report_app", "report")):
         try:
             sub = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError):
             continue
         app.add_typer(sub, name=name)
-    app.command("init")(importlib.import_module("gateway.cli_init").init)
+    app.command("init")(importlib.import_module("gateway.cli.init").init)
     try:
-        archive = importlib.import_module("gateway.cli_archive")
+        archive = importlib.import_module("gateway.cli.archive")
     except ImportError:
         return
     for command in ("export", "replay"):

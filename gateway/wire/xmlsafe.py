@@ -15,7 +15,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from gateway.errors import ConfigError, MalformedInput, OversizeInput, SchemaInvalid
+from gateway.core.errors import ConfigError, MalformedInput, OversizeInput, SchemaInvalid
 
 __all__ = [
     "XSD_DIR",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 # Package data (gateway/xsd links to the checkout's xsd/; a wheel carries the files themselves).
-XSD_DIR = (Path(__file__).resolve().parent / "xsd").resolve()
+XSD_DIR = (Path(__file__).resolve().parents[1] / "xsd").resolve()
 DEFAULT_MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 64
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from gateway import ruleops
+from gateway.rules import rollout as ruleops
 from gateway.runtime import Runtime
 
 __all__ = ["ROUTES", "evaluate", "export", "EXIT_CODES"]
@@ -85,7 +85,7 @@ def evaluate(rt: Runtime) -> dict[str, Any]:
 def _processes(rt: Runtime) -> list[dict[str, Any]]:
     """The processes seen most recently, with their state: live, stale (no heartbeat) or stopped.
 
-    Wall-clock time, as the heartbeats are written (``gateway.jobs.Heartbeat``).
+    Wall-clock time, as the heartbeats are written (``gateway.delivery.jobs.Heartbeat``).
     """
     now = time.time()
     limit = rt.config.health.max_heartbeat_age_seconds

@@ -2,10 +2,10 @@
 
 Every partner package (``adapters/ind``, ``adapters/duo``, ``adapters/cjib``) has the same files:
 
-- ``codec.py``     pure: bytes <-> ``gateway.models`` objects; no I/O, no clock, no keys loaded.
+- ``codec.py``     pure: bytes <-> ``gateway.core.models`` objects; no I/O, no clock, no keys loaded.
 - ``client.py``    the I/O: one ``Sender`` per partner, holding one keep-alive HTTP client.
 - ``server.py``    where the partner calls us (inbound endpoint), if it does.
-- ``errors.py``    the partner's answers mapped to ``gateway.errors`` in one place.
+- ``errors.py``    the partner's answers mapped to ``gateway.core.errors`` in one place.
 - ``simulator.py`` the partner's side, for the sandbox and the tests.
 
 The contract of a ``Sender``
@@ -13,7 +13,7 @@ The contract of a ``Sender``
 - The constructor does no I/O (no connection, no DNS); keys and certificates come in already
   loaded (``gateway.security.keys``), so nothing is parsed per message.
 - ``send(delivery)`` makes exactly **one** attempt and never sleeps for a retry: it returns an
-  ``Outcome`` that *classifies* the answer. The core (``gateway.delivery``) decides when and
+  ``Outcome`` that *classifies* the answer. The core (``gateway.delivery.outbox``) decides when and
   whether to try again, from the per-partner policy in config:
 
   ========== ===================================================================================

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 __all__ = ["Config", "PartnerConfig", "RetryPolicy", "load", "ENV_PREFIX", "shipped_rules_directory", "sqlite_file"]
 

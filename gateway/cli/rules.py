@@ -1,4 +1,4 @@
-"""``gateway rules ...`` and ``gateway report ...``: the CLI glue over :mod:`gateway.ruleops`.
+"""``gateway rules ...`` and ``gateway report ...``: the CLI glue over :mod:`gateway.rules.rollout`.
 
 ``gateway.cli`` registers ``rules_app`` and ``report_app`` when this module exists. The shared
 helpers of ``gateway.cli`` (config, store, ``fail``, masking) are imported inside the commands:
@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gateway import ruleops, rules
-from gateway.errors import ConfigError, GatewayError
+from gateway.core.errors import ConfigError, GatewayError
+from gateway.rules import engine as rules
+from gateway.rules import rollout as ruleops
 
 __all__ = ["rules_app", "report_app"]
 
@@ -77,7 +78,7 @@ def _named(cfg: Any, name: str) -> rules.RuleSet:
 
 def _active(cfg: Any) -> tuple[str, str]:
     """(name, where it comes from): the store's record of `rules apply`, else ``[rules] active``."""
-    from gateway.store import Store
+    from gateway.core.store import Store
 
     dsn = cfg.store.dsn
     # Do not create an empty SQLite file just to look.

@@ -53,9 +53,9 @@ def init(
 ) -> None:
     """Write a commented config (DIR/gateway.toml) and the layout for keys (pki/) and the store (var/)."""
     from gateway.cli import fail, out
-    from gateway.config import load, sqlite_file
-    from gateway.errors import ConfigError, GatewayError
-    from gateway.store import Store
+    from gateway.core.config import load, sqlite_file
+    from gateway.core.errors import ConfigError, GatewayError
+    from gateway.core.store import Store
 
     config_file = directory / "gateway.toml"
     if config_file.exists():

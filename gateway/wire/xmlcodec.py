@@ -1,7 +1,7 @@
 """Small helpers the XML codecs share: one ``Vocabulary`` per partner namespace.
 
 Codecs build and read elements of one namespace with one prefix; these helpers keep that
-spelling in one place. Decoders expect schema-valid input (``gateway.xmlsafe.validate`` first);
+spelling in one place. Decoders expect schema-valid input (``gateway.wire.xmlsafe.validate`` first);
 when a value still does not parse, ``values_hidden`` refuses without quoting the value.
 """
 
@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from lxml import etree
 
-from gateway.errors import MalformedInput
+from gateway.core.errors import MalformedInput
 
 __all__ = ["Vocabulary", "parse_date", "opt_date", "values_hidden"]
 

@@ -13,11 +13,11 @@ from typing import Any
 from lxml import etree
 
 from adapters.duo import codec as duo_codec
-from gateway import xmlsafe
+from gateway.core.models import InburgeraarMelding, IndMelding
+from gateway.core.store import NewDelivery
 from gateway.mapping import ind_to_duo
-from gateway.models import InburgeraarMelding, IndMelding
 from gateway.runtime import Runtime
-from gateway.store import NewDelivery
+from gateway.wire import xmlsafe
 
 __all__ = ["sign_duo", "inburgeraarmelding_delivery", "melding_facts", "melding_person"]
 

@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.config import Config
-from gateway.errors import ConfigError, GatewayError
+from gateway.core.config import Config
+from gateway.core.errors import ConfigError, GatewayError
 
 __all__ = ["Finding", "check_config", "certificate_findings", "startup_findings", "startup_check"]
 
@@ -92,7 +92,7 @@ def _partner_findings(cfg: Config) -> list[Finding]:
 
 
 def _check_schemas(add: Any) -> None:
-    from gateway import xmlsafe
+    from gateway.wire import xmlsafe
 
     try:
         digests = xmlsafe.verify_manifest()
@@ -112,8 +112,8 @@ def _check_rules(cfg: Config, add: Any) -> None:
 
 
 def _check_store(cfg: Config, add: Any) -> None:
-    from gateway.config import sqlite_file
-    from gateway.store import SCHEMA_VERSION, Store
+    from gateway.core.config import sqlite_file
+    from gateway.core.store import SCHEMA_VERSION, Store
 
     db = sqlite_file(cfg.store.dsn)
     if db is not None and not db.exists():  # looking must not create it

@@ -1,6 +1,6 @@
 """Outbox workers: claim due deliveries with a lease, make one attempt, decide what next.
 
-Adapters classify (``gateway.adapter.Outcome``); this module decides, from the partner's
+Adapters classify (``gateway.core.adapter.Outcome``); this module decides, from the partner's
 ``RetryPolicy``:
 
 - success    -> delivered; the receipt is stored; route follow-ups are queued in the same commit.
@@ -29,11 +29,11 @@ from collections.abc import Callable, Sequence
 
 import tenacity
 
-from gateway.adapter import Delivery, Outcome, Sender
-from gateway.config import RetryPolicy
-from gateway.errors import StoreError
+from gateway.core.adapter import Delivery, Outcome, Sender
+from gateway.core.config import RetryPolicy
+from gateway.core.errors import StoreError
+from gateway.core.store import NewDelivery
 from gateway.runtime import Runtime
-from gateway.store import NewDelivery
 
 __all__ = ["CircuitBreaker", "Worker", "WorkerPool", "backoff_seconds", "FollowUp", "CRASHED_CLAIMS_FACTOR"]
 

@@ -19,14 +19,14 @@ from typing import Any
 
 from adapters.cjib import codec as cjib_codec
 from adapters.duo import codec as duo_codec
-from gateway.adapter import Delivery, Outcome
-from gateway.clock import iso
-from gateway.delivery import FollowUp
+from gateway.core.adapter import Delivery, Outcome
+from gateway.core.clock import iso
+from gateway.core.models import CjibStatuswijziging, VorderingStatus
+from gateway.core.store import NewDelivery
+from gateway.delivery.outbox import FollowUp
 from gateway.mapping import cjib_to_duo
-from gateway.models import CjibStatuswijziging, VorderingStatus
-from gateway.routes import sign_duo
+from gateway.routes.ind_to_duo import sign_duo
 from gateway.runtime import Runtime
-from gateway.store import NewDelivery
 
 __all__ = ["ROUTE", "FEED_ROUTE", "follow_up", "poll_feed", "status_delivery"]
 
