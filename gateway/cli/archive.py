@@ -9,7 +9,7 @@ from typing import Literal
 
 import typer
 
-from gateway.cli import (
+from gateway.cli.common import (
     ConfigOpt,
     JsonOpt,
     _parse_time,

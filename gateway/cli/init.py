@@ -4,8 +4,8 @@ Writes ``DIR/gateway.toml`` (the shipped example, ``config/gateway.example.toml`
 made relative to DIR), ``DIR/pki/`` for keys and certificates, ``DIR/var/`` with an empty
 database at the current schema. An existing config is never overwritten (exit 2). The rule sets
 are not copied: a config without ``[rules] directory`` uses the ones shipped with the gateway.
-``gateway.cli`` registers :func:`init`; its helpers are imported inside the command, because
-``gateway.cli`` imports this module while it is itself being imported.
+``gateway.cli`` registers :func:`init`; its helpers (from :mod:`gateway.cli.common`, the config
+and the store) are imported inside the command.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def init(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Write a commented config (DIR/gateway.toml) and the layout for keys (pki/) and the store (var/)."""
-    from gateway.cli import fail, out
+    from gateway.cli.common import fail, out
     from gateway.core.config import load, sqlite_file
     from gateway.core.errors import ConfigError, GatewayError
     from gateway.core.store import Store

@@ -1,8 +1,7 @@
 """``gateway rules ...`` and ``gateway report ...``: the CLI glue over :mod:`gateway.rules.rollout`.
 
 ``gateway.cli`` registers ``rules_app`` and ``report_app`` when this module exists. The shared
-helpers of ``gateway.cli`` (config, store, ``fail``, masking) are imported inside the commands:
-``gateway.cli`` imports this module while it is itself being imported.
+helpers (config, store, ``fail``, masking) come from :mod:`gateway.cli.common`.
 """
 
 from __future__ import annotations
@@ -41,14 +40,14 @@ PersonalOpt = typer.Option(False, "--show-personal-data", help="Unmask personal 
 
 
 def _cli() -> ModuleType:
-    from gateway import cli
+    from gateway.cli import common
 
-    return cli
+    return common
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    # gateway.cli.fail imported by name, so mypy sees its NoReturn (through _cli() it is Any).
-    from gateway.cli import fail
+    # fail imported by name, so mypy sees its NoReturn (through _cli() it is Any).
+    from gateway.cli.common import fail
 
     fail(message, code)
 
