@@ -322,7 +322,7 @@ PROFILED = {
     "store": [("gateway.core.store", "Store.accept"), ("gateway.core.store", "Store.lookup"), ("gateway.core.store", "Store.claim"),
               ("gateway.core.store", "Store.finish_attempt"), ("gateway.core.store", "Store.next_due"),
               ("gateway.core.store", "Store.heartbeat"), ("gateway.core.store", "Store.log_inbound")],
-    "handlers": [("adapters.ind.server", "handle_ontvang_melding"), ("adapters.duo.client", "DuoSender.send"),
+    "handlers": [("gateway.routes.ind_to_duo", "handle_ontvang_melding"), ("adapters.duo.client", "DuoSender.send"),
                  ("gateway.delivery.outbox", "Worker._finish")],
 }
 

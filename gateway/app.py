@@ -15,9 +15,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gateway.routes.common import Answer
 from gateway.runtime import Runtime
-from gateway.wire.server import client_cert_der
+from gateway.wire.server import Answer, client_cert_der
 
 __all__ = ["partner_app", "operator_app"]
 

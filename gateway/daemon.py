@@ -23,7 +23,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config
 from gateway.delivery import jobs
 from gateway.delivery.outbox import WorkerPool
-from gateway.runtime import Runtime, build_runtime
+from gateway.runtime import Runtime, build_runtime, client_ssl
 from gateway.wire.server import bind, make_server
 
 __all__ = ["Daemon", "run"]
@@ -74,7 +74,7 @@ class Daemon:
         self._heartbeat = jobs.Heartbeat(self.rt)
         self._heartbeat.start()
         self.pool.start()
-        self._jobs = jobs.JobRunner(self.rt)
+        self._jobs = jobs.JobRunner(self.rt, _jobs(self.rt))
         self._jobs.start()
         self.rt.log.info("started", instance=self.config.instance, stage="lifecycle", ports=self.ports,
                          secure=self.rt.secure, ruleset=self.rt.ruleset.version)
@@ -140,27 +140,14 @@ def _server_ssl(rt: Runtime) -> ssl.SSLContext | None:
     return tls.server_context(rt.own, anchors)
 
 
-def client_ssl(rt: Runtime, partner: str) -> ssl.SSLContext | None:
-    if not rt.secure:
-        return None
-    from gateway.security import tls
-
-    assert rt.own is not None
-    return tls.client_context(rt.own, rt.config.partner(partner).trust_anchor_files)
-
-
 def _routes(rt: Runtime) -> dict[tuple[str, str], tuple[Any, int]]:
-    from adapters.ind import server as ind_server
+    from gateway.routes import duo_to_cjib, ind_to_duo
 
     # The doors: each handler checks the request's headers against its partner's contract first.
     routes: dict[tuple[str, str], tuple[Any, int]] = {
-        ("POST", "/ind/meldingen"): (ind_server.handle_request, rt.config.ind.max_message_bytes),
+        ("POST", "/ind/meldingen"): (ind_to_duo.handle_request, rt.config.ind.max_message_bytes),
     }
-    try:
-        from adapters.duo import server as duo_server
-    except ImportError:
-        return routes
-    routes[("POST", "/duo/v1/vorderingen")] = (duo_server.handle_request, rt.config.cjib.max_message_bytes)
+    routes[("POST", "/duo/v1/vorderingen")] = (duo_to_cjib.handle_request, rt.config.cjib.max_message_bytes)
     return routes
 
 
@@ -176,16 +163,59 @@ def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
         # cjib-rest has no unsigned mode: every request carries a JWS made with our key.
         rt.log.warning("route_off", partner="cjib", stage="lifecycle", reason="tls.enabled is false")
     elif "cjib" in rt.config.partners:
-        try:
-            from adapters.cjib.client import CjibSender
-            from gateway.routes import cjib_to_duo as claims
-        except ImportError:
-            return out
+        from adapters.cjib.client import CjibSender
+        from gateway.routes import duo_to_cjib
+
         pc = rt.config.partner("cjib")
         assert rt.own is not None
         out.append((CjibSender(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
-                               pc.policy.timeout_seconds, rt.clock), claims.follow_up(rt)))
+                               pc.policy.timeout_seconds, rt.clock), duo_to_cjib.follow_up(rt)))
     return out
+
+
+def _jobs(rt: Runtime) -> list[jobs.Job]:
+    """The routes' periodic jobs, each with the partner client it reads from."""
+    from gateway.routes import cjib_to_duo, ind_to_duo
+
+    out = []
+    if rt.config.partner("ind").url:
+        grace = rt.config.ind.gap_grace_seconds
+        out.append(jobs.Job("ind-catch-up", max(1.0, min(grace / 2, 30.0)),
+                            lambda rt_: ind_to_duo.ind_catch_up(rt_, _ind_feed(rt_))))
+        out.append(jobs.Job("ind-reconcile", rt.config.ind.reconcile_interval_seconds,
+                            lambda rt_: ind_to_duo.ind_reconcile(rt_, _ind_feed(rt_))))
+    if "cjib" in rt.config.partners and rt.secure:
+        out.append(jobs.Job("cjib-feed", rt.config.cjib.poll_interval_seconds,
+                            lambda rt_: cjib_to_duo.poll_feed(rt_, _cjib_feed(rt_))))
+    return out
+
+
+def _ind_feed(rt: Runtime) -> Any:
+    """IND's feed client, made on first use; closed when the daemon stops (``rt.close_clients``)."""
+    client = rt.clients.get("ind-feed")
+    if client is None:
+        from adapters.ind.client import IndFeedClient
+
+        pc = rt.config.partner("ind")
+        anchors = pc.trust_anchor_files
+        client = IndFeedClient(pc.url, rt.own, rt.trust.get("ind"), ca_file=anchors[0] if anchors else None,
+                               timeout_seconds=pc.policy.timeout_seconds, clock=rt.clock)
+        rt.clients["ind-feed"] = client
+    return client
+
+
+def _cjib_feed(rt: Runtime) -> Any:
+    """CJIB's status feed reader, made on first use; closed when the daemon stops."""
+    reader = rt.clients.get("cjib-feed")
+    if reader is None:
+        from adapters.cjib.client import CjibFeedReader
+
+        pc = rt.config.partner("cjib")
+        assert rt.own is not None, "the CJIB route needs security on"
+        reader = CjibFeedReader(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
+                                pc.policy.timeout_seconds, rt.clock)
+        rt.clients["cjib-feed"] = reader
+    return reader
 
 
 def run(config: Config) -> int:

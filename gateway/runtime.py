@@ -6,6 +6,7 @@ here; the store's schema version is checked here. Nothing in the message path re
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,8 @@ from gateway.core.errors import ConfigError
 from gateway.core.observability import Metrics, get_logger
 from gateway.core.store import Store
 from gateway.rules import engine as rules_mod
-from gateway.rules import rollout as ruleops
 
-__all__ = ["Runtime", "build_runtime"]
+__all__ = ["Runtime", "build_runtime", "client_ssl"]
 
 
 @dataclass
@@ -64,7 +64,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | 
         store.migrate()
     store.check_version()
     # A rule set rolled out with `gateway rules apply` is recorded in the store and wins over config.
-    ruleset = load_ruleset(config, ruleops.active_name(store))
+    ruleset = load_ruleset(config, rules_mod.active_name(store))
     rt = Runtime(config=config, store=store, clock=clock or SystemClock(), ruleset=ruleset, own=own,
                  trust=trust, metrics=Metrics(), log=get_logger("gateway"))
     for partner in ("duo", "cjib", "ind"):
@@ -96,3 +96,13 @@ def load_security(config: Config) -> tuple[Any | None, dict[str, Any]]:
                               file=config.source or None)
         trust[name] = keys.load_trust(name, pc.trust_anchor_files, pc.certificate_files)
     return own, trust
+
+
+def client_ssl(rt: Runtime, partner: str) -> ssl.SSLContext | None:
+    """The mutual-TLS context for calling ``partner``; None when security is off."""
+    if not rt.secure:
+        return None
+    from gateway.security import tls
+
+    assert rt.own is not None
+    return tls.client_context(rt.own, rt.config.partner(partner).trust_anchor_files)

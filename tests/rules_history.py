@@ -17,10 +17,10 @@ from typing import Any
 from lxml import etree
 
 from adapters.ind import codec
-from adapters.ind.server import accept_melding
 from gateway.core import config as config_mod
 from gateway.core.models import IndMelding
 from gateway.core.store import InboundRecord, Store
+from gateway.routes.ind_to_duo import accept_melding
 from gateway.runtime import Runtime, build_runtime
 from gateway.sandbox import write_toml
 from gateway.wire import soap, xmlsafe

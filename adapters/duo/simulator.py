@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from adapters.duo import codec
 from adapters.duo.errors import DUO_NS, DUPLICATE_CODE
-from adapters.ind.simulator import random_bsn
+from adapters.testpeople import random_bsn
 from gateway.core.clock import Clock, SystemClock, iso
 from gateway.core.errors import InboundRefused, SchemaInvalid, SecurityRefused
 from gateway.core.models import Adres, Debiteur, DuoOntvangstbevestiging, Fout, VorderingOverdracht

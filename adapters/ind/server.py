@@ -1,13 +1,14 @@
-"""IND's inbound endpoint: ``OntvangMelding`` (profile ind-wus), and the feed's intake.
+"""IND's inbound endpoint: ``OntvangMelding`` (profile ind-wus), and the checks of a fetched notification.
 
 The checks run in the contract's order: (1) parse safely within the size cap, (2-4) the
 WS-Security signature, its placement, certificate and timestamp, (5) the TLS client certificate
 belongs to the signer's partner, (6) the Body against the XSD and the business rules. Only then
-is the notification stored, and only after the commit is the signed acknowledgement returned.
-Notifications fetched with HaalMeldingen go through ``accept_melding``, the same checks from (6) on
-and the same deduplication.
+is the typed, verified notification handed to ``accept``, the handler the core passes in (the
+route ``gateway/routes/ind_to_duo.py`` stores it and answers with the acknowledgement).
+Notifications fetched with HaalMeldingen go through ``verify_melding``, the same checks from (6) on.
+This module decides nothing about routes and knows no store.
 
-Before (1), at the HTTP door (``handle_request``): the contract's ``Content-Type: text/xml;
+Before (1), at the HTTP door (``headers`` given): the contract's ``Content-Type: text/xml;
 charset=utf-8`` and ``SOAPAction`` equal to OntvangMelding's action, or a ``MALFORMED`` fault
 naming the header and the value received.
 """
@@ -17,8 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from lxml import etree
 
@@ -27,23 +29,19 @@ from gateway.core.clock import iso
 from gateway.core.errors import (
     BusinessRuleViolated,
     CertificateRefused,
-    DuplicateDifferentContent,
     InboundRefused,
     MalformedInput,
     SchemaInvalid,
-    StoreError,
 )
-from gateway.core.models import InburgeraarMelding, IndMelding
-from gateway.core.store import InboundRecord
-from gateway.routes import ind_to_duo as routes
-from gateway.routes.common import Answer, Door, check_door, content_digest, refuse
-from gateway.runtime import Runtime
+from gateway.core.models import IndMelding
 from gateway.wire import soap, xmlsafe
+from gateway.wire.door import Door, check_door
+from gateway.wire.server import Answer
 
-__all__ = ["OPERATION", "DOOR", "handle_request", "handle_ontvang_melding", "accept_melding", "ack_envelope", "ontvangst_id_for"]
+__all__ = ["OPERATION", "SOAP_CT", "DOOR", "Inbound", "Verified", "handle_ontvang_melding", "verify_melding", "ack_envelope",
+           "ontvangst_id_for", "fault_answer", "unavailable_answer"]
 
 OPERATION = "OntvangMelding"
-ROUTE = "ind-duo"
 _UUID_URN = re.compile(r"^urn:uuid:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 _ACK_NS = uuid.UUID("5d0f3c1e-7a61-4b0e-9a43-2f7c0d6b9e11")
 ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
@@ -53,58 +51,84 @@ DOOR = Door("ind", "text/xml", "utf-8", soap_action=codec.ACTION_ONTVANG)
 
 
 @dataclass(frozen=True)
+class Inbound:
+    """What the endpoint needs to know, handed over by the core."""
+
+    max_message_bytes: int
+    clock_skew_seconds: int
+    public_url: str | None
+    #: IND's PartnerTrust; None when security is off (no signature, no TLS client certificate).
+    trust: Any | None
+
+
+@dataclass(frozen=True)
 class _Checked:
     payload: etree._Element
     message_id: str
 
 
-def handle_request(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | None) -> Answer:
-    """The HTTP door (``POST /ind/meldingen``): the request's headers are checked too."""
-    return handle_ontvang_melding(rt, body, client_cert_der=cert, headers=headers)
+@dataclass(frozen=True)
+class Verified:
+    """A notification that passed every check of the profile."""
+
+    melding: IndMelding
+    #: meldingDigest (for the acknowledgement): over the element as received.
+    digest: str
+    #: wsa:MessageID of the push; None for a notification fetched from the feed.
+    message_id: str | None
 
 
-def handle_ontvang_melding(rt: Runtime, body: bytes, *, client_cert_der: bytes | None,
-                           headers: Mapping[str, str] | None = None) -> Answer:
-    """One OntvangMelding request in, one HTTP answer out; every outcome is in the log.
+#: accept(verified) -> the answer; it may raise InboundRefused (a duplicate with other content).
+Accept = Callable[[Verified], Answer]
+#: refused(error, message_key, answer) -> the answer to send, after the core recorded the refusal.
+Refused = Callable[[InboundRefused, str | None, Answer], Answer]
+
+
+def handle_ontvang_melding(body: bytes, *, inbound: Inbound, now: dt.datetime, client_cert_der: bytes | None,
+                           headers: Mapping[str, str] | None, accept: Accept, refused: Refused) -> Answer:
+    """One OntvangMelding request in, one HTTP answer out: checked here, stored by ``accept``.
 
     ``headers`` (lower-case names) are the HTTP request's; they are checked against the
     contract first. None: an in-process call with the bytes alone (replay of the delivery
     log, which keeps no headers), where there is no HTTP door to check.
     """
-    received = rt.clock.now()
-    record = InboundRecord(partner="ind", operation=OPERATION, raw=body, received_at=received.timestamp())
+    message_key: str | None = None
     try:
         if headers is not None:
             check_door(DOOR, headers)
-        checked = _check_envelope(rt, body, client_cert_der, received)
-        record = InboundRecord(partner="ind", operation=OPERATION, raw=body, received_at=received.timestamp(),
-                               message_key=checked.message_id)
-        return accept_melding(rt, checked.payload, record, received, message_id=checked.message_id)
+        checked = _check_envelope(inbound, body, client_cert_der, now)
+        message_key = checked.message_id
+        return accept(verify_melding(checked.payload, message_id=checked.message_id))
     except InboundRefused as exc:
-        return refuse(rt, record, exc, Answer(500, SOAP_CT, soap.fault(exc)))
-    except StoreError:
-        rt.log.error("store_unavailable", partner="ind", operation=OPERATION, stage="processing")
-        return Answer(503, SOAP_CT, soap.fault(None, faultcode="soap:Server", code="UNAVAILABLE",
-                                               message="temporarily unable to store; try again later"))
+        return refused(exc, message_key, fault_answer(exc))
 
 
-def _check_envelope(rt: Runtime, body: bytes, client_cert_der: bytes | None, now: dt.datetime) -> _Checked:
-    root = xmlsafe.parse(body, max_bytes=rt.config.ind.max_message_bytes)
+def fault_answer(exc: InboundRefused) -> Answer:
+    return Answer(500, SOAP_CT, soap.fault(exc))
+
+
+def unavailable_answer() -> Answer:
+    return Answer(503, SOAP_CT, soap.fault(None, faultcode="soap:Server", code="UNAVAILABLE",
+                                           message="temporarily unable to store; try again later"))
+
+
+def _check_envelope(inbound: Inbound, body: bytes, client_cert_der: bytes | None, now: dt.datetime) -> _Checked:
+    root = xmlsafe.parse(body, max_bytes=inbound.max_message_bytes)
     env = soap.split(root)
     to: str | None
     action: str | None
-    if rt.secure:
+    if inbound.trust is not None:
         from gateway.security import wsse
 
-        trust = rt.trust["ind"]
+        trust = inbound.trust
         verified = wsse.verify_envelope(root, trust, parts=wsse.REQUEST_PARTS, now=now,
-                                        max_skew_seconds=rt.config.ind.clock_skew_seconds)
+                                        max_skew_seconds=inbound.clock_skew_seconds)
         _check_tls_matches_signer(trust, client_cert_der, verified.signer)
         payload, to, action, message_id = verified.payload, verified.to, verified.action, verified.message_id
     else:
         payload, to, action, msg_id = env.payload, env.to, env.action, env.message_id
         message_id = msg_id or ""
-    _check_addressing(rt, to, action, message_id)
+    _check_addressing(inbound, to, action, message_id)
     return _Checked(payload=payload, message_id=message_id)
 
 
@@ -119,23 +143,22 @@ def _check_tls_matches_signer(trust: object, client_cert_der: bytes | None, sign
         raise CertificateRefused("the signing certificate is not IND's", partner="ind", stage="receiving")
 
 
-def _check_addressing(rt: Runtime, to: str | None, action: str | None, message_id: str | None) -> None:
+def _check_addressing(inbound: Inbound, to: str | None, action: str | None, message_id: str | None) -> None:
     # The SOAPAction header was checked at the door (it equals OntvangMelding's action), so a
     # wsa:Action equal to that action matches it too.
     if action != codec.ACTION_ONTVANG:
         raise MalformedInput("wsa:Action is missing or not OntvangMelding's action", partner="ind")
     if not to:
         raise MalformedInput("wsa:To is missing", partner="ind")
-    public = rt.config.listen.public_url
+    public = inbound.public_url
     if public and to != public:
         raise MalformedInput("wsa:To is not this endpoint", partner="ind")
     if not message_id or not _UUID_URN.match(message_id):
         raise MalformedInput("wsa:MessageID must be urn:uuid: and a UUID", partner="ind")
 
 
-def accept_melding(rt: Runtime, payload: etree._Element, record: InboundRecord, received: dt.datetime,
-                   *, message_id: str | None = None) -> Answer:
-    """Check (6), deduplicate, translate, store; return the signed acknowledgement."""
+def verify_melding(payload: etree._Element, *, message_id: str | None = None) -> Verified:
+    """Check (6): the Body against the XSD and the business rules; the notification, typed."""
     if payload.tag != f"{{{codec.IND_NS}}}VergunningMelding":
         raise SchemaInvalid("the Body does not hold an ind:VergunningMelding", partner="ind", stage="processing")
     xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="ind")
@@ -145,69 +168,22 @@ def accept_melding(rt: Runtime, payload: etree._Element, record: InboundRecord, 
     if message_id is not None and message_id != f"urn:uuid:{melding.melding_id}":
         raise BusinessRuleViolated("wsa:MessageID does not equal meldingId", rule="MESSAGEID_MELDINGID",
                                    partner="ind", message_id=melding.melding_id)
-    # meldingDigest (for the acknowledgement) is over the element as received; deduplication
-    # compares content, since the same notification may come with other namespace prefixes
-    # (pushed through zeep, fetched through the feed).
-    digest = xmlsafe.sha256_b64(xmlsafe.exc_c14n(payload))
-    content = content_digest(melding)
-    record = InboundRecord(partner=record.partner, operation=record.operation, raw=record.raw,
-                           received_at=record.received_at, channel=record.channel,
-                           message_key=melding.melding_id, content_digest=content)
-    known = rt.store.lookup(ROUTE, melding.melding_id)
-    if known is None:
-        duo, delivery = routes.inburgeraarmelding_delivery(rt, melding, received)
-        ack = ack_envelope(rt, melding, received, digest)
-        result = rt.store.accept(
-            route=ROUTE, kind="VergunningMelding", message_key=melding.melding_id, content_digest=content,
-            inbound=record, ack=ack, facts=routes.melding_facts(melding, duo), person=routes.melding_person(melding),
-            deliveries=[delivery], sequence=(melding.volgnummer, melding.melding_id),
-            events=[("receiving", "received", {"channel": record.channel}),
-                    ("processing", "validated", None),
-                    ("processing", "translated", {"berichtId": duo.bericht_id, "regel": duo.beoordeling.regel,
-                                                  "plichtIndicatie": duo.beoordeling.plicht_indicatie})])
-        if result.kind == "accepted":
-            _after_accept(rt, melding, duo, record.channel)
-    else:
-        from gateway.core.store import AcceptResult
-
-        result = AcceptResult("repeat" if known[1] == content else "conflict", known[0], known[2])
-        if result.kind == "repeat":
-            rt.store.log_inbound(record, "repeat", response_status=200, response_body=known[2],
-                                 message_id=known[0])
-    if result.kind == "conflict":
-        raise DuplicateDifferentContent("meldingId was used before for different content",
-                                        partner="ind", message_id=melding.melding_id)
-    outcome = "accepted" if result.kind == "accepted" else "repeat"
-    rt.metrics.inbound.labels("ind", OPERATION, outcome, "").inc()
-    rt.log.info("inbound", partner="ind", operation=OPERATION, message_id=melding.melding_id,
-                outcome=outcome, stage="receiving", channel=record.channel)
-    return Answer(200, SOAP_CT, result.ack or b"")
-
-
-def _after_accept(rt: Runtime, melding: IndMelding, duo: InburgeraarMelding, channel: str) -> None:
-    rt.notify("duo")
-    delay = duo.levering.vertraging_dagen
-    if delay > 0:
-        # Loud at once: DUO must extend this person's integration term by the delay.
-        rt.metrics.late.inc()
-        rt.metrics.late_days.observe(delay)
-        rt.log.warning("late_notification", partner="ind", message_id=melding.melding_id,
-                       vertraging_dagen=delay, stage="processing", channel=channel)
+    return Verified(melding=melding, digest=xmlsafe.sha256_b64(xmlsafe.exc_c14n(payload)), message_id=message_id)
 
 
 def ontvangst_id_for(melding_id: str) -> str:
     return str(uuid.uuid5(_ACK_NS, "ontvangst:" + melding_id))
 
 
-def ack_envelope(rt: Runtime, m: IndMelding, received: dt.datetime, digest: str) -> bytes:
+def ack_envelope(own: Any | None, m: IndMelding, received: dt.datetime, digest: str) -> bytes:
     """The (signed) SOAP response holding our Ontvangstbevestiging; stored, then sent."""
     body = codec.encode_ontvangstbevestiging(ontvangst_id_for(m.melding_id), m.melding_id,
                                              m.volgnummer, iso(received), digest)
     env = soap.build_envelope(body, to=ANONYMOUS, action=codec.ACTION_ONTVANG_RESPONSE,
                               message_id=f"urn:uuid:{uuid.uuid5(_ACK_NS, 'response:' + m.melding_id)}",
                               relates_to=f"urn:uuid:{m.melding_id}")
-    if rt.own is None:
+    if own is None:
         return etree.tostring(env, xml_declaration=True, encoding="utf-8")
     from gateway.security import wsse
 
-    return wsse.sign_envelope(env, rt.own, parts=wsse.RESPONSE_PARTS, now=received)
+    return wsse.sign_envelope(env, own, parts=wsse.RESPONSE_PARTS, now=received)

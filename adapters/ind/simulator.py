@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from adapters.ind import codec
 from adapters.ind.zeep_wsse import IND_NS, WSDL, IndWsse, RecordingTransport, close_session, tls_session
+from adapters.testpeople import random_bsn
 from gateway.core.clock import Clock, SystemClock, iso
 from gateway.core.errors import (
     CertificateRefused,
@@ -48,7 +49,6 @@ __all__ = [
     "ACTION_ONTVANG",
     "ACTION_HAAL",
     "ACTION_HAAL_RESPONSE",
-    "random_bsn",
     "generate_meldingen",
     "PushFaults",
     "PushResult",
@@ -64,15 +64,6 @@ _SOAP_MEDIA = "text/xml; charset=utf-8"
 
 
 # ---------------------------------------------------------------- generator
-
-def random_bsn(rng: random.Random) -> str:
-    """A random nine-digit number that passes the 11-test."""
-    while True:
-        digits = [rng.randint(1, 6)] + [rng.randint(0, 9) for _ in range(7)]
-        check = sum(d * w for d, w in zip(digits, range(9, 1, -1), strict=True)) % 11
-        if check < 10:
-            return "".join(map(str, digits)) + str(check)
-
 
 @dataclass(frozen=True)
 class _Scenario:

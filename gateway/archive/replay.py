@@ -3,15 +3,15 @@
 Each exchange is replayed in recorded order with a ``FixedClock`` set to its recorded time,
 against a fresh temporary SQLite store, with no network:
 
-- inbound messages go through the real endpoints (``adapters.ind.server``,
-  ``adapters.duo.server``; feed-fetched IND notifications through ``accept_melding`` as
-  ``gateway.delivery.jobs.fetch_from`` does), with signature and certificate checks ON, verified with the
+- inbound messages go through the real endpoints (``gateway.routes.ind_to_duo.handle_ontvang_melding``,
+  ``gateway.routes.duo_to_cjib.handle_vorderingoverdracht``; feed-fetched IND notifications through
+  ``accept_melding`` as ``gateway.routes.ind_to_duo.fetch_from`` does), with signature and certificate checks ON, verified with the
   archive's certificates at the recorded time. The TLS client certificate is taken to be the
   partner's certificate from the archive (TLS itself is not recorded);
 - each recorded partner answer is handed to a real ``gateway.delivery.outbox.Worker`` through a sender
   that returns it, so retries, dead letters and the claim route's follow-ups
-  (``gateway.routes.cjib_to_duo.follow_up``) run as they do live;
-- recorded CJIB feed changes go through ``gateway.routes.cjib_to_duo._take_change``, the live feed's intake.
+  (``gateway.routes.duo_to_cjib.follow_up``) run as they do live;
+- recorded CJIB feed changes go through ``gateway.routes.cjib_to_duo.take_change``, the live feed's intake.
 
 What the gateway produced (outbox payloads and the answers to inbound messages) is then compared
 with what was recorded, after ``canonical``: exclusive c14n without comments; ``ds:Signature``,
@@ -276,13 +276,13 @@ class _RecordedSender:
 class _Replayer:
     def __init__(self, rt: ReplayRuntime, archive: Archive, verdicts: Iterator[tuple[int, bool]]) -> None:
         from gateway.delivery.outbox import CircuitBreaker, Worker
-        from gateway.routes import cjib_to_duo as claims
+        from gateway.routes import duo_to_cjib
 
         self.rt = rt
         self.certs = {p: _cert_der(t) for p, t in rt.trust.items()}
         self.senders = {p: _RecordedSender(p) for p in ("duo", "cjib")}
         self.workers = {p: Worker(rt, s, CircuitBreaker(10**9, 1.0), name=f"replay-{p}",
-                                  follow_up=claims.follow_up(rt) if p == "cjib" else None)
+                                  follow_up=duo_to_cjib.follow_up(rt) if p == "cjib" else None)
                         for p, s in self.senders.items()}
         self.answers: list[tuple[Entry, int, bytes]] = []
         self.checks = rt.verify
@@ -298,8 +298,7 @@ class _Replayer:
                 progress(n, len(entries))
 
     def _inbound(self, e: Entry) -> None:
-        from adapters.duo import server as duo_server
-        from adapters.ind import server as ind_server
+        from gateway.routes import duo_to_cjib, ind_to_duo
 
         meta, raw = e.meta, e.payload or b""
         if self.checks and _checked(e):
@@ -308,20 +307,20 @@ class _Replayer:
             self.rt.verify = not passes
         if meta["partner"] == "duo":
             headers = {"idempotency-key": meta["message_key"]} if meta.get("message_key") else {}
-            answer = duo_server.handle_vorderingoverdracht(self.rt, raw, headers, self.certs.get("duo"))
+            answer = duo_to_cjib.handle_vorderingoverdracht(self.rt, raw, headers, self.certs.get("duo"))
         elif meta.get("channel") == "feed":
             status, body = self._from_feed(e)
             self.answers.append((e, status, body))
             return
         else:
-            answer = ind_server.handle_ontvang_melding(self.rt, raw, client_cert_der=self.certs.get("ind"))
+            answer = ind_to_duo.handle_ontvang_melding(self.rt, raw, client_cert_der=self.certs.get("ind"))
         self.answers.append((e, answer.status, answer.body))
 
     def _from_feed(self, e: Entry) -> tuple[int, bytes]:
-        # The same steps as gateway.delivery.jobs.fetch_from for one fetched notification.
-        from adapters.ind import server as ind_server
+        # The same steps as gateway.routes.ind_to_duo.fetch_from for one fetched notification.
         from gateway.core.errors import InboundRefused
         from gateway.core.store import InboundRecord
+        from gateway.routes import ind_to_duo as route
         from gateway.routes.common import record_refusal
         from gateway.wire import xmlsafe
 
@@ -330,7 +329,7 @@ class _Replayer:
                                received_at=received.timestamp(), channel="feed")
         try:
             element = xmlsafe.parse(record.raw, max_bytes=self.rt.config.ind.max_message_bytes)
-            answer = ind_server.accept_melding(self.rt, element, record, received)
+            answer = route.accept_melding(self.rt, element, record, received)
             return answer.status, answer.body
         except InboundRefused as exc:
             record_refusal(self.rt, record, exc, status=0, body=b"")
@@ -338,14 +337,14 @@ class _Replayer:
 
     def _feed(self, e: Entry) -> None:
         from gateway.core.models import CjibStatuswijziging, Fout
-        from gateway.routes import cjib_to_duo as claims
+        from gateway.routes import cjib_to_duo
 
         c = json.loads(e.payload or b"{}")
         change = CjibStatuswijziging(
             volgnummer=c["volgnummer"], zaaknummer=c["zaaknummer"], opdrachtgever_referentie=c["opdrachtgeverReferentie"],
             status=c["status"], openstaand_centen=c["openstaandCenten"], tijdstip=c["tijdstip"],
             redenen=tuple(Fout(r["code"], r["omschrijving"], r.get("pad")) for r in c.get("redenen", [])))
-        claims._take_change(self.rt, change)
+        cjib_to_duo.take_change(self.rt, change)
 
     def _answer(self, e: Entry) -> None:
         meta = e.meta
@@ -384,9 +383,9 @@ def _outcome(e: Entry) -> Outcome:
     meta, body = e.meta, e.payload
     status = meta.get("http_status")
     if meta["partner"] == "cjib" and status is not None and body is not None:
-        from adapters.cjib.errors import classify
+        from gateway.routes.duo_to_cjib import cjib_outcome
 
-        return classify(int(status), {}, body)
+        return cjib_outcome(int(status), {}, body)
     kind = meta.get("outcome") if meta.get("outcome") in ("success", "retry", "permanent") else "retry"
     return Outcome(kind, http_status=status, receipt=body, detail="recorded answer")  # type: ignore[arg-type]
 

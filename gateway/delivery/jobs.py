@@ -1,6 +1,8 @@
-"""Periodic jobs: IND gap catch-up and reconciliation, CJIB's status feed.
+"""Periodic jobs, run on a lease: the wiring (``gateway/daemon.py``) registers them.
 
-Each job runs on one process at a time: before a run it takes a leased row in ``job_leases``
+Today's jobs are the routes' (IND gap catch-up and reconciliation in ``gateway/routes/ind_to_duo.py``,
+CJIB's status feed in ``gateway/routes/cjib_to_duo.py``); this module names no partner. Each job
+runs on one process at a time: before a run it takes a leased row in ``job_leases``
 (``Store.take_job_lease``); a process that dies lets its lease expire and another takes over.
 A job's failure is logged and retried at its next tick; it never stops the daemon.
 
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from gateway.core.errors import GatewayError, StoreError
 from gateway.runtime import Runtime
 
-__all__ = ["Job", "JobRunner", "Heartbeat", "heartbeat_interval", "ind_catch_up", "ind_reconcile"]
+__all__ = ["Job", "JobRunner", "Heartbeat", "heartbeat_interval"]
 
 #: Rows of processes not seen for this long are removed when a process starts.
 HEARTBEAT_KEEP_SECONDS = 7 * 24 * 3600.0
@@ -42,7 +44,7 @@ class JobRunner(threading.Thread):
     def __init__(self, rt: Runtime, jobs: list[Job] | None = None, tick_seconds: float = 0.5) -> None:
         super().__init__(name="jobs", daemon=True)
         self.rt = rt
-        self.jobs = jobs if jobs is not None else default_jobs(rt)
+        self.jobs = jobs if jobs is not None else []
         self.tick_seconds = tick_seconds
         self._stop_event = threading.Event()
 
@@ -124,79 +126,3 @@ class Heartbeat(threading.Thread):
         except StoreError:
             self.rt.log.error("heartbeat_failed", instance=self.instance, stage="lifecycle")
 
-
-def default_jobs(rt: Runtime) -> list[Job]:
-    out = []
-    if rt.config.partner("ind").url:
-        grace = rt.config.ind.gap_grace_seconds
-        out.append(Job("ind-catch-up", max(1.0, min(grace / 2, 30.0)), ind_catch_up))
-        out.append(Job("ind-reconcile", rt.config.ind.reconcile_interval_seconds, ind_reconcile))
-    if "cjib" in rt.config.partners and rt.secure:
-        try:
-            from gateway.routes import cjib_to_duo as claims
-        except ImportError:
-            return out
-        out.append(Job("cjib-feed", rt.config.cjib.poll_interval_seconds, claims.poll_feed))
-    return out
-
-
-def _feed(rt: Runtime) -> object:
-    client = rt.clients.get("ind-feed")
-    if client is None:
-        from adapters.ind.client import IndFeedClient
-        pc = rt.config.partner("ind")
-        anchors = pc.trust_anchor_files
-        client = IndFeedClient(pc.url, rt.own, rt.trust.get("ind"), ca_file=anchors[0] if anchors else None,
-                               timeout_seconds=pc.policy.timeout_seconds, clock=rt.clock)
-        rt.clients["ind-feed"] = client
-    return client
-
-
-def ind_catch_up(rt: Runtime) -> int:
-    """Fetch every missing volgnummer whose gap is older than the grace period."""
-    now = rt.clock.time()
-    taken = 0
-    for start, seen in rt.store.ind_gaps(rt.config.ind.first_volgnummer):
-        if now - seen < rt.config.ind.gap_grace_seconds:
-            continue
-        rt.log.warning("ind_gap", stage="receiving", first_missing=start, gap_age_seconds=round(now - seen))
-        taken += fetch_from(rt, start, stop_at_present=True)
-    return taken
-
-
-def ind_reconcile(rt: Runtime) -> int:
-    """Ask IND how far it is; take in everything after the highest number we hold."""
-    return fetch_from(rt, rt.store.ind_highest() + 1, stop_at_present=False)
-
-
-def fetch_from(rt: Runtime, start: int, *, stop_at_present: bool, page: int = 100) -> int:
-    from adapters.ind import server as ind_server
-    from gateway.core.errors import InboundRefused
-    from gateway.core.store import InboundRecord
-    from gateway.routes.common import record_refusal
-    from gateway.wire import xmlsafe
-
-    client = _feed(rt)
-    taken = 0
-    vanaf = start
-    while True:
-        result = client.haal_meldingen(vanaf, page)  # type: ignore[attr-defined]
-        rt.store.set_kv("ind.laatste_volgnummer", str(result.laatste_volgnummer))
-        if not result.meldingen:
-            return taken
-        for raw in result.meldingen:
-            received = rt.clock.now()
-            record = InboundRecord(partner="ind", operation="HaalMeldingen", raw=raw,
-                                   received_at=received.timestamp(), channel="feed")
-            try:
-                element = xmlsafe.parse(raw, max_bytes=rt.config.ind.max_message_bytes)
-                answer = ind_server.accept_melding(rt, element, record, received)
-                taken += 1 if answer.status == 200 else 0
-            except InboundRefused as exc:
-                record_refusal(rt, record, exc, status=0, body=b"")
-        highest = rt.store.ind_highest()
-        vanaf = max(vanaf + len(result.meldingen), highest + 1 if not stop_at_present else vanaf + len(result.meldingen))
-        if stop_at_present and not rt.store.ind_gaps(rt.config.ind.first_volgnummer):
-            return taken
-        if vanaf > result.laatste_volgnummer:
-            return taken

@@ -1,14 +1,12 @@
-"""The claim route: DUO's hand-over -> CJIB, and what CJIB says back -> DUO.
+"""Route ``cjib-duo``: a change in CJIB's status feed -> a DUO ``VorderingStatus``, the whole story.
 
-- When CJIB accepts a claim (201), DUO gets a ``VorderingStatus`` IN_BEHANDELING_BIJ_CJIB with the
-  ``zaaknummer``, queued in the same commit that records CJIB's receipt.
-- When CJIB refuses it (400), DUO gets AFGEWEZEN_DOOR_CJIB with CJIB's errors as ``fout``; the
-  claim's delivery ends as ``refused`` (not dead: the refusal reached DUO).
-- 422 (the id was used for another claim) goes to the dead letters with an alarm.
-- CJIB's status feed is read from a cursor kept in the store; each change becomes one
-  ``VorderingStatus``, deduplicated on CJIB's ``volgnummer`` (a message key), delivered in order
-  per claim (the deliveries share an ``order_key``: the vorderingId). The feed's first
-  IN_BEHANDELING for a claim echoes the acceptance DUO was already told about, and is not sent twice.
+- Intake: CJIB's status feed, read from a cursor kept in the store by the ``cjib-feed`` job (the
+  daemon registers ``poll_feed`` with the feed reader it made, ``adapters/cjib/client.py``).
+- Each change becomes one ``VorderingStatus`` (mapping: ``gateway/mapping/cjib_to_duo.py``),
+  deduplicated on CJIB's ``volgnummer`` (a message key), stored in one commit with its delivery,
+  and delivered to DUO in order per claim (the deliveries share an ``order_key``: the vorderingId).
+- The feed's first IN_BEHANDELING for a claim echoes the acceptance DUO was already told about
+  (route ``duo-cjib``), and is not sent twice. A change that comes back altered raises an alarm.
 """
 
 from __future__ import annotations
@@ -17,20 +15,15 @@ import hashlib
 import json
 from typing import Any
 
-from adapters.cjib import codec as cjib_codec
 from adapters.duo import codec as duo_codec
-from gateway.core.adapter import Delivery, Outcome
-from gateway.core.clock import iso
 from gateway.core.models import CjibStatuswijziging, VorderingStatus
 from gateway.core.store import NewDelivery
-from gateway.delivery.outbox import FollowUp
 from gateway.mapping import cjib_to_duo
-from gateway.routes.ind_to_duo import sign_duo
+from gateway.routes.common import sign_duo
 from gateway.runtime import Runtime
 
-__all__ = ["ROUTE", "FEED_ROUTE", "follow_up", "poll_feed", "status_delivery"]
+__all__ = ["FEED_ROUTE", "poll_feed", "take_change", "status_delivery"]
 
-ROUTE = "duo-cjib"
 FEED_ROUTE = "cjib-duo"
 
 
@@ -40,47 +33,17 @@ def status_delivery(rt: Runtime, status: VorderingStatus) -> NewDelivery:
                        payload=payload, order_key=status.vordering_id)
 
 
-def follow_up(rt: Runtime) -> FollowUp:
-    def after_cjib(delivery: Delivery, outcome: Outcome) -> tuple[list[NewDelivery], bool]:
-        if delivery.operation != "Vordering":
-            return [], False
-        vordering_id = delivery.idempotency_key
-        peilmoment = iso(rt.clock.now())
-        if outcome.kind == "success" and outcome.receipt:
-            ontvangst = cjib_codec.decode_ontvangst(outcome.receipt)
-            return [status_delivery(rt, cjib_to_duo.from_ontvangst(vordering_id, ontvangst, peilmoment))], False
-        if outcome.kind == "permanent" and outcome.extra.get("refused"):
-            errors = list(outcome.extra.get("errors") or [])  # type: ignore[call-overload]
-            return [status_delivery(rt, cjib_to_duo.from_refusal(vordering_id, errors, peilmoment))], True
-        return [], False
-
-    return after_cjib
-
-
-def _reader(rt: Runtime) -> Any:
-    reader = rt.clients.get("cjib-feed")
-    if reader is None:
-        from adapters.cjib.client import CjibFeedReader
-        from gateway.daemon import client_ssl
-
-        pc = rt.config.partner("cjib")
-        assert rt.own is not None, "the CJIB route needs security on"
-        reader = CjibFeedReader(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
-                                pc.policy.timeout_seconds, rt.clock)
-        rt.clients["cjib-feed"] = reader
-    return reader
-
-
-def poll_feed(rt: Runtime, *, max_pages: int = 50) -> int:
-    """Read CJIB's status feed from the stored cursor; queue one VorderingStatus per new change."""
+def poll_feed(rt: Runtime, reader: Any, *, max_pages: int = 50) -> int:
+    """Read CJIB's status feed (``reader``: ``adapters/cjib/client.CjibFeedReader``, made by the daemon)
+    from the stored cursor; queue one VorderingStatus per new change."""
     if rt.store.get_kv("cjib.feed.started") is None:
         rt.store.set_kv("cjib.feed.started", str(rt.clock.time()))
     queued = 0
     for _ in range(max_pages):
         cursor = rt.store.get_kv("cjib.feed.cursor") or None  # "" (an operator reset) reads from the start
-        page = _reader(rt).fetch(cursor, rt.config.cjib.feed_page_size)
+        page = reader.fetch(cursor, rt.config.cjib.feed_page_size)
         for change in page.wijzigingen:
-            queued += _take_change(rt, change)
+            queued += take_change(rt, change)
         # The cursor moves only after every change of the page is stored: a crash in between
         # reads the page again, and the volgnummer deduplicates it.
         rt.store.set_kv("cjib.feed.cursor", page.volgende_cursor)
@@ -92,7 +55,7 @@ def poll_feed(rt: Runtime, *, max_pages: int = 50) -> int:
     return queued
 
 
-def _take_change(rt: Runtime, w: CjibStatuswijziging) -> int:
+def take_change(rt: Runtime, w: CjibStatuswijziging) -> int:
     key = cjib_to_duo.feed_key(w.volgnummer)
     content = hashlib.sha256(json.dumps([w.zaaknummer, w.opdrachtgever_referentie, w.status, w.openstaand_centen,
                                          w.tijdstip], sort_keys=True).encode()).hexdigest()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import yaml
 from lxml import etree
@@ -33,6 +33,7 @@ from gateway.core.errors import ConfigError
 from gateway.wire.xmlsafe import DUO_XSD, IND_XSD, XSD_DIR
 
 __all__ = [
+    "ACTIVE_KEY",
     "Age",
     "CaseResult",
     "Condition",
@@ -41,12 +42,16 @@ __all__ = [
     "RuleInput",
     "RuleSet",
     "Verdict",
+    "active_name",
     "birth_span",
     "has_age",
     "load",
     "load_dir",
     "run_cases",
 ]
+
+#: state_kv key of the rule set made active with ``gateway rules apply`` (gateway/rules/rollout.py).
+ACTIVE_KEY = "rules.active"
 
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CODE_RE = re.compile(r"[A-Z0-9_]{1,80}")  # DUO CodeType: rule codes travel as duo:regel
@@ -615,3 +620,9 @@ def _read_case(r: _Reader, node: Node, ruleset: RuleSet) -> tuple[str, RuleInput
     if "regime" in want:
         expected["regime"] = r.code(want["regime"], frozenset(g.code for g in ruleset.regimes), "regime")
     return r.text(fields["name"], what="case name"), inp, expected
+
+
+def active_name(store: Any) -> str | None:
+    """The rule set made active with ``gateway rules apply``, if any; it overrides ``[rules] active``."""
+    name: str | None = store.get_kv(ACTIVE_KEY)
+    return name

@@ -18,8 +18,6 @@ replaced is left out: the correction is what counts for DUO.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import json
 import time
 from collections import Counter
@@ -28,15 +26,13 @@ from typing import Any
 
 from lxml import etree
 
-from adapters.duo import codec as duo_codec
-from adapters.ind import codec as ind_codec
-from gateway.core.clock import AMS
 from gateway.core.errors import GatewayError
 from gateway.core.models import IndMelding
-from gateway.core.store import NewDelivery, Store
-from gateway.mapping import ind_to_duo
+from gateway.core.store import Store
+from gateway.routes import ind_to_duo as route
+from gateway.routes.ind_to_duo import decode_raw
 from gateway.rules import engine as rules
-from gateway.wire import soap, xmlsafe
+from gateway.rules.engine import ACTIVE_KEY, active_name
 
 __all__ = [
     "ACTIVE_KEY",
@@ -54,17 +50,11 @@ __all__ = [
     "decode_raw",
 ]
 
-ACTIVE_KEY = "rules.active"
-ROUTE = "rules-duo"
+ROUTE = route.CORRECTION_ROUTE
 _IND_ROUTE = "ind-duo"
 #: (label, lowest, highest) days past the window; None: no upper bound.
 DELAY_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
     ("1-7", 1, 7), ("8-30", 8, 30), ("31-90", 31, 90), ("over 90", 91, None))
-
-
-def active_name(store: Store) -> str | None:
-    """The rule set made active with ``gateway rules apply``, if any; it overrides ``[rules] active``."""
-    return store.get_kv(ACTIVE_KEY)
 
 
 # ---------------------------------------------------------------- impact
@@ -140,13 +130,6 @@ class ImpactReport:
 
 def _count(keys: Any) -> dict[str, int]:
     return dict(sorted(Counter(keys).items()))
-
-
-def decode_raw(raw: bytes) -> IndMelding:
-    """An IND notification from the stored bytes: a pushed SOAP envelope or a bare fetched element."""
-    root = xmlsafe.parse(raw)
-    payload = soap.split(root).payload if root.tag == f"{{{soap.SOAP_NS}}}Envelope" else root
-    return ind_codec.decode_melding(payload)
 
 
 def impact(store: Store, new_ruleset: rules.RuleSet, since: float | None = None) -> ImpactReport:
@@ -232,7 +215,7 @@ def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str) -> int
     of a correction is deterministic (unique key on route + berichtId).
     """
     report = impact(rt.store, new_ruleset)
-    queued = sum(_queue_correction(rt, c, new_ruleset, operator) for c in report.changes)
+    queued = sum(route.queue_correction(rt, c, new_ruleset, operator) for c in report.changes)
     activate(rt.store, new_ruleset, operator, note=f"{queued} correction(s) queued")
     if queued:
         rt.notify("duo")
@@ -244,32 +227,6 @@ def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | No
     with store.tx() as t:
         t.set_kv(ACTIVE_KEY, ruleset.name)
         t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, time.time())
-
-
-def _queue_correction(rt: Any, c: Change, ruleset: rules.RuleSet, operator: str) -> bool:
-    from gateway.routes import ind_to_duo as routes
-
-    bericht_id = ind_to_duo.correction_bericht_id(c.earlier_bericht_id, ruleset.version)
-    received = dt.datetime.fromtimestamp(c.received_at, AMS)
-    duo = ind_to_duo.to_inburgeraarmelding(c.melding, received_at=received, ruleset=ruleset,
-                                           leveringstermijn_dagen=c.leveringstermijn_dagen)
-    duo = dataclasses.replace(duo, bericht_id=bericht_id, soort_melding="CORRECTIE",
-                              vervangt_bericht_id=c.earlier_bericht_id)
-    payload = routes.sign_duo(rt, duo_codec.encode_inburgeraarmelding(duo))
-    facts = {
-        "meldingId": c.melding_id, "berichtId": bericht_id, "vervangtBerichtId": c.earlier_bericht_id,
-        "plichtIndicatie": duo.beoordeling.plicht_indicatie, "regel": duo.beoordeling.regel,
-        "regelsetVersie": ruleset.version, "vorigePlichtIndicatie": c.old_indicatie, "vorigeRegel": c.old_regel,
-        "regime": c.regime, "ingangsdatum": c.ingangsdatum, "operator": operator,
-    }
-    result = rt.store.accept(
-        route=ROUTE, kind="InburgeraarMelding", message_key=bericht_id,
-        content_digest=f"{c.earlier_bericht_id}:{ruleset.version}", inbound=None, ack=None, facts=facts,
-        person=c.person or None,
-        deliveries=[NewDelivery("duo", "InburgeraarMelding", bericht_id, payload)],
-        events=[("processing", "rules_correction", {"regelsetVersie": ruleset.version, "operator": operator,
-                                                    "vervangtBerichtId": c.earlier_bericht_id})])
-    return result.kind == "accepted"
 
 
 # ---------------------------------------------------------------- delays

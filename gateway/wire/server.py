@@ -19,10 +19,20 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["PeerCertProtocol", "client_cert_der", "bind", "make_server", "RunningServer", "serve_in_thread"]
+__all__ = ["Answer", "PeerCertProtocol", "client_cert_der", "bind", "make_server", "RunningServer", "serve_in_thread"]
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer of an inbound endpoint: what the partner app sends back."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class PeerCertProtocol(H11Protocol):

@@ -17,7 +17,7 @@ from lxml import etree
 from typer.testing import CliRunner
 
 from adapters.duo import codec as duo_codec
-from adapters.ind.simulator import random_bsn
+from adapters.testpeople import random_bsn
 from gateway.cli import app
 from gateway.core import config as config_mod
 from gateway.core.clock import AMS

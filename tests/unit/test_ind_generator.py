@@ -6,7 +6,8 @@ import datetime as dt
 import random
 
 from adapters.ind import codec
-from adapters.ind.simulator import generate_meldingen, random_bsn, zeep_kwargs
+from adapters.ind.simulator import generate_meldingen, zeep_kwargs
+from adapters.testpeople import random_bsn
 from gateway.core.bsn import bsn_valid
 from gateway.wire import xmlsafe
 
