@@ -119,3 +119,60 @@ def signed_request(key, now, parts=None, **kw) -> bytes:
     from gateway.security import wsse
 
     return wsse.sign_envelope(ind_envelope(), key, parts=parts or wsse.REQUEST_PARTS, now=now, **kw)
+
+
+WSS4J_PREFIX_LISTS = {"SignedInfo": "soap wsa wsse wsu", "#id-body": "wsa wsse wsu",
+                      "#id-timestamp": "wsse soap wsa", "#id-to": "soap wsse", "#id-action": "soap wsa wsse"}
+
+
+def with_prefix_lists(data: bytes, key, lists: dict[str, str] | None = None) -> bytes:
+    """Re-sign a signed message with ec:InclusiveNamespaces PrefixLists, as Java stacks send them.
+
+    ``lists`` maps "SignedInfo" (its CanonicalizationMethod) and Reference URIs ("#id-body", or ""
+    for an enveloped signature) to a PrefixList; the default is ``WSS4J_PREFIX_LISTS``. Each digest
+    is recomputed over the element in place canonicalized with its list, then the signature over
+    SignedInfo in place, with lxml and cryptography only (not signxml, which canonicalizes
+    SignedInfo before placing it, where in-scope prefixes differ).
+    """
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+    from lxml import etree
+
+    from gateway.security.c14n import EC_NS, canonical
+    from gateway.wire import soap, xmlsafe
+
+    lists = WSS4J_PREFIX_LISTS if lists is None else lists
+    ds = soap.DS_NS
+    root = xmlsafe.parse(data)
+    signature = next(root.iter(f"{{{ds}}}Signature"))
+    info = signature.find(f"{{{ds}}}SignedInfo")
+
+    def add_list(method, value: str | None):
+        if value is not None:
+            etree.SubElement(method, f"{{{EC_NS}}}InclusiveNamespaces", nsmap={"ec": EC_NS}, PrefixList=value)
+        return value.split(" ") if value else None
+
+    for reference in info.iter(f"{{{ds}}}Reference"):
+        uri = reference.get("URI")
+        prefixes = add_list(reference.findall(f"{{{ds}}}Transforms/{{{ds}}}Transform")[-1], lists.get(uri))
+        if uri:
+            target = root.xpath("//*[@*[local-name()='Id'] = $id]", id=uri[1:])[0]
+            digest_input = canonical(target, prefixes)
+        else:  # enveloped: the document without the signature
+            bare = etree.fromstring(etree.tostring(root))
+            bare.remove(bare.find(f"{{{ds}}}Signature"))
+            digest_input = canonical(bare, prefixes)
+        reference.find(f"{{{ds}}}DigestValue").text = base64.b64encode(hashlib.sha256(digest_input).digest()).decode()
+    signed_info = canonical(info, add_list(info.find(f"{{{ds}}}CanonicalizationMethod"), lists.get("SignedInfo")))
+    private = key.private_key
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private.sign(signed_info, ec.ECDSA(hashes.SHA256())))
+        raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        raw = private.sign(signed_info, padding.PKCS1v15(), hashes.SHA256())
+    signature.find(f"{{{ds}}}SignatureValue").text = base64.b64encode(raw).decode()
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")

@@ -15,6 +15,10 @@ and signxml leaves out:
 
 What the caller gets back (``VerifiedEnvelope``) is built from the data signxml returns as
 signed, after checking that it is byte for byte the canonical form of the elements in place.
+
+Exclusive c14n's one parameter, ``ec:InclusiveNamespaces PrefixList`` (Apache WSS4J and CXF send it
+by default), is honoured on SignedInfo and on every Reference; the comparison with the element in
+place uses that Reference's own prefix list (``gateway.security.c14n``).
 """
 
 from __future__ import annotations
@@ -42,9 +46,9 @@ from gateway.core.errors import (
     MessageExpired,
     SignatureInvalid,
 )
+from gateway.security.c14n import canonical, check_signature_schema, prefix_list
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
 from gateway.wire.soap import DS_NS, SOAP_NS, WSA_NS, WSSE_NS, WSU_NS
-from gateway.wire.xmlsafe import exc_c14n
 
 __all__ = ["REQUEST_PARTS", "RESPONSE_PARTS", "VerifiedEnvelope", "sign_envelope", "verify_envelope"]
 
@@ -178,7 +182,7 @@ def verify_envelope(envelope: etree._Element, trust: PartnerTrust, *, parts: Seq
     layout = _Layout.of(envelope)
     placed = _referenced_parts(layout, parts)
     cert = _signer(layout, trust, now)
-    signed = _verify_crypto(envelope, cert, placed, now)
+    signed = _verify_crypto(envelope, layout.signature, cert, placed, now)
     _check_timestamp(signed["Timestamp"], now, max_skew_seconds)
     return _result(signed, cert, parts)
 
@@ -229,15 +233,23 @@ def _ids(root: etree._Element) -> dict[str, etree._Element]:
     return ids
 
 
-def _referenced_parts(layout: _Layout, parts: Sequence[str]) -> dict[str, etree._Element]:
+@dataclass(frozen=True)
+class _Placed:
+    """A referenced element at its place, and the Reference's inclusive prefixes (None: none)."""
+
+    element: etree._Element
+    prefixes: tuple[str, ...] | None
+
+
+def _referenced_parts(layout: _Layout, parts: Sequence[str]) -> dict[str, _Placed]:
     """Map each Reference (in SignedInfo order) to the part it covers, refusing misplaced ones."""
     signed_info = layout.signature.find(f"{{{DS_NS}}}SignedInfo")
     if signed_info is None:
         raise SignatureInvalid("ds:Signature has no SignedInfo", stage=_STAGE)
     _check_algorithms(signed_info)
-    placed: dict[str, etree._Element] = {}
+    placed: dict[str, _Placed] = {}
     for reference in signed_info.iterchildren(f"{{{DS_NS}}}Reference"):
-        _check_reference_shape(reference)
+        prefixes = _check_reference_shape(reference)
         element = _by_id(layout, reference.get("URI") or "")
         part = _place_of(element, layout)
         if part is None or part not in parts:
@@ -245,7 +257,7 @@ def _referenced_parts(layout: _Layout, parts: Sequence[str]) -> dict[str, etree.
                                    stage=_STAGE)
         if part in placed:
             raise SignatureInvalid(f"{part} is referenced more than once", stage=_STAGE)
-        placed[part] = element
+        placed[part] = _Placed(element, prefixes)
     missing = [p for p in parts if p not in placed]
     if missing:
         raise SignatureInvalid(f"the signature does not cover {', '.join(missing)}", stage=_STAGE)
@@ -256,17 +268,23 @@ def _check_algorithms(signed_info: etree._Element) -> None:
     c14n = signed_info.find(f"{{{DS_NS}}}CanonicalizationMethod")
     if c14n is None or c14n.get("Algorithm") != EXC_C14N.value:
         raise SignatureInvalid("SignedInfo is not canonicalized with exc-c14n", stage=_STAGE)
+    prefix_list(c14n, "SignedInfo's CanonicalizationMethod")  # signxml applies it
 
 
-def _check_reference_shape(reference: etree._Element) -> None:
-    # One exc-c14n transform and a sha256 digest: no XPath/XSLT or other transforms that signxml
-    # would silently skip.
+def _check_reference_shape(reference: etree._Element) -> tuple[str, ...] | None:
+    """The Reference's inclusive prefixes, after checking its shape.
+
+    One exc-c14n transform (with at most its PrefixList) and a sha256 digest: no XPath/XSLT or
+    other transforms that signxml would silently skip, and no parameter it would ignore.
+    """
     transforms = reference.findall(f"{{{DS_NS}}}Transforms/{{{DS_NS}}}Transform")
     if [t.get("Algorithm") for t in transforms] != [EXC_C14N.value]:
-        raise SignatureInvalid("a Reference must have exactly the exc-c14n transform", stage=_STAGE)
+        raise SignatureInvalid("unsupported transform: a Reference must have exactly the exc-c14n transform",
+                               stage=_STAGE)
     digest = reference.find(f"{{{DS_NS}}}DigestMethod")
     if digest is None or digest.get("Algorithm") != DigestAlgorithm.SHA256.value:
         raise SignatureInvalid("a Reference must use the sha256 digest", stage=_STAGE)
+    return prefix_list(transforms[0], "a Reference's Transform")
 
 
 def _by_id(layout: _Layout, uri: str) -> etree._Element:
@@ -324,9 +342,11 @@ def hardened_parser() -> etree.XMLParser:
     return parser
 
 
-def _verify_crypto(envelope: etree._Element, cert: x509.Certificate, placed: dict[str, etree._Element],
-                   now: datetime) -> dict[str, etree._Element]:
+def _verify_crypto(envelope: etree._Element, signature: etree._Element, cert: x509.Certificate,
+                   placed: dict[str, _Placed], now: datetime) -> dict[str, etree._Element]:
     """signxml checks digests and signature; we check it signed exactly the elements in place."""
+    # The schema check signxml would make, with ec:InclusiveNamespaces declared (c14n module).
+    check_signature_schema(signature)
     config = SignatureConfiguration(
         location=f"./{{{SOAP_NS}}}Header/{{{WSSE_NS}}}Security/",
         expect_references=len(placed),
@@ -336,7 +356,7 @@ def _verify_crypto(envelope: etree._Element, cert: x509.Certificate, placed: dic
     )
     try:
         results = XMLVerifier().verify(envelope, x509_cert=cert, id_attribute="Id", expect_config=config,
-                                       parser=hardened_parser())
+                                       parser=hardened_parser(), validate_schema=False)
     except InvalidCertificate as exc:
         raise CertificateRefused("the signing certificate is not valid now", stage=_STAGE) from exc
     except (SignXMLException, ValueError, etree.LxmlError) as exc:
@@ -344,8 +364,9 @@ def _verify_crypto(envelope: etree._Element, cert: x509.Certificate, placed: dic
     signed: dict[str, etree._Element] = {}
     # A list: signxml returns a lone VerifyResult only for expect_references == 1, and placed
     # holds every part of REQUEST_PARTS (checked in verify_envelope).
-    for (part, element), result in zip(placed.items(), cast(list[VerifyResult], results), strict=True):
-        if result.signed_xml is None or result.signed_data != exc_c14n(element):
+    for (part, ref), result in zip(placed.items(), cast(list[VerifyResult], results), strict=True):
+        # The element in place, canonicalized with that Reference's own prefix list.
+        if result.signed_xml is None or result.signed_data != canonical(ref.element, ref.prefixes):
             raise SignatureInvalid(f"the signed {part} is not the {part} in place", stage=_STAGE)
         signed[part] = result.signed_xml
     return signed

@@ -4,6 +4,9 @@ The signature is the last child of the message root: exc-c14n, rsa-sha256 (ecdsa
 keys), one Reference URI="" with the enveloped-signature and exc-c14n transforms, a sha256 digest
 and KeyInfo/X509Data/X509Certificate. Verification pins that certificate through
 ``PartnerTrust.check`` and returns the root as signxml returned it (signed data only).
+Exclusive c14n's ``ec:InclusiveNamespaces PrefixList`` is accepted and honoured on SignedInfo and on
+the Reference's exc-c14n transform; any other parameter or transform is refused
+(``gateway.security.c14n``).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from signxml.exceptions import InvalidCertificate, SignXMLException
 from signxml.verifier import VerifyResult
 
 from gateway.core.errors import CertificateRefused, SignatureInvalid
+from gateway.security.c14n import check_signature_schema, prefix_list
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
 from gateway.security.wsse import hardened_parser, signing_key
 from gateway.wire.soap import DS_NS
@@ -60,10 +64,12 @@ def verify_enveloped(root: etree._Element, trust: PartnerTrust, *, now: datetime
         digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
         verification_time=now,
     )
+    # The schema check signxml would make, with ec:InclusiveNamespaces declared.
+    check_signature_schema(signature)
     try:
         # One VerifyResult, not a list: expect_references is 1.
         result = cast(VerifyResult, XMLVerifier().verify(root, x509_cert=cert, expect_config=config,
-                                                         parser=hardened_parser()))
+                                                         parser=hardened_parser(), validate_schema=False))
     except InvalidCertificate as exc:
         raise CertificateRefused("the signing certificate is not valid now", stage=_STAGE) from exc
     except (SignXMLException, ValueError, etree.LxmlError) as exc:
@@ -110,13 +116,19 @@ def _check_reference(signature: etree._Element) -> None:
     refs = signature.findall(f"{{{DS_NS}}}SignedInfo/{{{DS_NS}}}Reference")
     if len(refs) != 1 or refs[0].get("URI") != "":
         raise SignatureInvalid("the signature must have one Reference with URI=\"\"", stage=_STAGE)
-    algorithms = [t.get("Algorithm") for t in refs[0].findall(f"{{{DS_NS}}}Transforms/{{{DS_NS}}}Transform")]
-    if algorithms != [ENVELOPED, EXC_C14N.value]:
-        raise SignatureInvalid("the Reference must use the enveloped-signature and exc-c14n transforms",
+    transforms = refs[0].findall(f"{{{DS_NS}}}Transforms/{{{DS_NS}}}Transform")
+    if [t.get("Algorithm") for t in transforms] != [ENVELOPED, EXC_C14N.value]:
+        raise SignatureInvalid("unsupported transform: the Reference must use the enveloped-signature and "
+                               "exc-c14n transforms", stage=_STAGE)
+    if len(transforms[0]) or (transforms[0].text or "").strip():
+        raise SignatureInvalid("unsupported transform parameter: the enveloped-signature transform takes none",
                                stage=_STAGE)
+    # signxml applies the PrefixLists; these calls refuse any other parameter.
+    prefix_list(transforms[1], "the Reference's exc-c14n Transform")
     c14n = signature.find(f"{{{DS_NS}}}SignedInfo/{{{DS_NS}}}CanonicalizationMethod")
     if c14n is None or c14n.get("Algorithm") != EXC_C14N.value:
         raise SignatureInvalid("SignedInfo is not canonicalized with exc-c14n", stage=_STAGE)
+    prefix_list(c14n, "SignedInfo's CanonicalizationMethod")
 
 
 def _signer(signature: etree._Element, trust: PartnerTrust, now: datetime) -> x509.Certificate:
