@@ -46,8 +46,17 @@ def xmlsec1(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([XMLSEC1, *args], capture_output=True, text=True, timeout=60)
 
 
-def _template(pki_paths, now) -> etree._Element:
-    """An envelope with Timestamp, BST and a ds:Signature template, as another stack would make it."""
+def _inclusive(method: etree._Element, prefix_list: str | None) -> None:
+    if prefix_list is not None:
+        etree.SubElement(method, f"{{{C14N}}}InclusiveNamespaces", nsmap={"ec": C14N}, PrefixList=prefix_list)
+
+
+def _template(pki_paths, now, lists: dict[str, str] | None = None) -> etree._Element:
+    """An envelope with Timestamp, BST and a ds:Signature template, as another stack would make it.
+
+    ``lists``: ec:InclusiveNamespaces PrefixLists for "SignedInfo" and for Reference URIs.
+    """
+    lists = lists or {}
     env = ind_envelope()
     sec = env.find(f"{{{soap.SOAP_NS}}}Header/{{{soap.WSSE_NS}}}Security")
     ts = etree.SubElement(sec, f"{{{soap.WSU_NS}}}Timestamp", {f"{{{soap.WSU_NS}}}Id": "TS-1"})
@@ -59,12 +68,12 @@ def _template(pki_paths, now) -> etree._Element:
     bst.text = base64.b64encode(keypair(pki_paths, "ind").cert_der).decode()
     sig = etree.SubElement(sec, f"{{{DS}}}Signature", nsmap={"ds": DS})
     info = etree.SubElement(sig, f"{{{DS}}}SignedInfo")
-    etree.SubElement(info, f"{{{DS}}}CanonicalizationMethod", Algorithm=C14N)
+    _inclusive(etree.SubElement(info, f"{{{DS}}}CanonicalizationMethod", Algorithm=C14N), lists.get("SignedInfo"))
     etree.SubElement(info, f"{{{DS}}}SignatureMethod", Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
     for uri in ("#id-to", "#id-action", "#id-messageid", "#TS-1", "#id-body"):  # another order than ours
         ref = etree.SubElement(info, f"{{{DS}}}Reference", URI=uri)
         transforms = etree.SubElement(ref, f"{{{DS}}}Transforms")
-        etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=C14N)
+        _inclusive(etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=C14N), lists.get(uri))
         etree.SubElement(ref, f"{{{DS}}}DigestMethod", Algorithm="http://www.w3.org/2001/04/xmlenc#sha256")
         etree.SubElement(ref, f"{{{DS}}}DigestValue")
     etree.SubElement(sig, f"{{{DS}}}SignatureValue")
@@ -74,17 +83,42 @@ def _template(pki_paths, now) -> etree._Element:
     return env
 
 
-def test_xmlsec1_signed_request_is_accepted(pki_paths, now, tmp_path):
+# PrefixLists as Apache WSS4J sends them by default (issue 21), on SignedInfo and every Reference.
+WSS4J_LISTS = {"SignedInfo": "soap wsa wsse wsu", "#id-body": "wsa wsse wsu", "#TS-1": "wsse soap wsa",
+               "#id-to": "soap wsse", "#id-action": "soap wsa wsse", "#id-messageid": "wsa wsse"}
+
+
+@pytest.mark.parametrize("lists", [None, WSS4J_LISTS, {"SignedInfo": "soap wsa wsse wsu"},
+                                   {"#id-body": "wsa wsse", "#TS-1": "#default wsse"}],
+                         ids=["plain", "prefix-lists-everywhere", "signedinfo-only", "references-only"])
+def test_xmlsec1_signed_request_is_accepted(pki_paths, now, tmp_path, lists):
     template = tmp_path / "template.xml"
-    template.write_bytes(etree.tostring(_template(pki_paths, now), xml_declaration=True, encoding="utf-8"))
+    template.write_bytes(etree.tostring(_template(pki_paths, now, lists), xml_declaration=True, encoding="utf-8"))
     out = tmp_path / "signed.xml"
     done = xmlsec1("--sign", "--privkey-pem", f"{pki_paths['ind-key']},{pki_paths['ind']}", *ID_ATTRS,
                    "--output", str(out), str(template))
     assert done.returncode == 0, done.stderr
     root = xmlsafe.parse(out.read_bytes())
     assert root.findtext(f".//{{{DS}}}SignatureValue").strip()
+    assert len(root.findall(f".//{{{C14N}}}InclusiveNamespaces")) == len(lists or {})
     verified = wsse.verify_envelope(root, trust(pki_paths, "ind"), parts=wsse.REQUEST_PARTS, now=now)
     assert verified.message_id == "urn:uuid:6f1c2a4e-8b3d-4c5e-9f70-1a2b3c4d5e6f"
+    # And xmlsec1 verifies it too (the PrefixLists mean the same thing to both).
+    done = xmlsec1("--verify", "--pubkey-cert-pem", str(pki_paths["ind"]), *ID_ATTRS, str(out))
+    assert done.returncode == 0, done.stderr
+
+
+def test_xmlsec1_signed_request_with_prefix_lists_altered_is_refused(pki_paths, now, tmp_path):
+    template = tmp_path / "template.xml"
+    template.write_bytes(etree.tostring(_template(pki_paths, now, WSS4J_LISTS)))
+    out = tmp_path / "signed.xml"
+    done = xmlsec1("--sign", "--privkey-pem", f"{pki_paths['ind-key']},{pki_paths['ind']}", *ID_ATTRS,
+                   "--output", str(out), str(template))
+    assert done.returncode == 0, done.stderr
+    altered = out.read_bytes().replace(b">Haddad<", b">Haddac<")
+    assert altered != out.read_bytes()
+    with pytest.raises(SignatureInvalid, match="does not verify"):
+        wsse.verify_envelope(xmlsafe.parse(altered), trust(pki_paths, "ind"), parts=wsse.REQUEST_PARTS, now=now)
 
 
 def test_our_signed_request_verifies_with_xmlsec1(pki_paths, now, tmp_path):
@@ -122,16 +156,19 @@ def test_our_enveloped_signature_verifies_with_xmlsec1(pki_paths, tmp_path, name
     assert done.returncode == 0, done.stderr
 
 
-def test_xmlsec1_enveloped_signature_is_accepted(pki_paths, now, tmp_path):
+@pytest.mark.parametrize("lists", [None, {"SignedInfo": "ds #default", "": "#default"}],
+                         ids=["plain", "prefix-lists"])
+def test_xmlsec1_enveloped_signature_is_accepted(pki_paths, now, tmp_path, lists):
+    lists = lists or {}
     melding = xmlsafe.parse((SAMPLES / "duo-inburgeraarmelding.xml").read_bytes())
     sig = etree.SubElement(melding, f"{{{DS}}}Signature", nsmap={"ds": DS})
     info = etree.SubElement(sig, f"{{{DS}}}SignedInfo")
-    etree.SubElement(info, f"{{{DS}}}CanonicalizationMethod", Algorithm=C14N)
+    _inclusive(etree.SubElement(info, f"{{{DS}}}CanonicalizationMethod", Algorithm=C14N), lists.get("SignedInfo"))
     etree.SubElement(info, f"{{{DS}}}SignatureMethod", Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
     ref = etree.SubElement(info, f"{{{DS}}}Reference", URI="")
     transforms = etree.SubElement(ref, f"{{{DS}}}Transforms")
     etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=xmldsig.ENVELOPED)
-    etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=C14N)
+    _inclusive(etree.SubElement(transforms, f"{{{DS}}}Transform", Algorithm=C14N), lists.get(""))
     etree.SubElement(ref, f"{{{DS}}}DigestMethod", Algorithm="http://www.w3.org/2001/04/xmlenc#sha256")
     etree.SubElement(ref, f"{{{DS}}}DigestValue")
     etree.SubElement(sig, f"{{{DS}}}SignatureValue")
