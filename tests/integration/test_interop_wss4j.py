@@ -44,14 +44,24 @@ ACK_PARTS = ["Body", "Timestamp", "To", "Action", "MessageID", "RelatesTo"]
 
 PER_SETTING = 4  # notifications signed with each WSS4J setting
 
-# The rows of docs/interop.md's matrix that this module proves (tests/integration/test_interop_matrix.py).
+# The rows of docs/interop.md's matrix that this module proves: (peer, profile, direction, settings,
+# result, test). tests/integration/test_interop_matrix.py keeps the document equal to these rows.
+WSS4J = "Apache WSS4J 1.6.19 (CXF)"
 MATRIX = [
-    ("Apache WSS4J 1.6 (CXF)", "ind-wus", "peer signs, gateway verifies",
-     "defaults: rsa-sha256, sha256, exc-c14n with InclusiveNamespaces PrefixList, BST direct reference"),
-    ("Apache WSS4J 1.6 (CXF)", "ind-wus", "peer signs, gateway verifies", "PrefixLists off (wsiBSPCompliant=false)"),
-    ("Apache WSS4J 1.6 (CXF)", "ind-wus", "gateway signs, peer verifies", "acknowledgements, trust in the chain CA"),
-    ("Apache WSS4J 1.6 (CXF)", "ind-wus", "peer signs, gateway refuses", "changed after signing: SIGNATURE"),
-    ("Apache WSS4J 1.6 (CXF)", "ind-wus", "peer signs, gateway refuses", "certificate of another CA: CERTIFICATE"),
+    (WSS4J, "ind-wus", "peer signs, gateway verifies",
+     "defaults: rsa-sha256, sha256, exc-c14n with InclusiveNamespaces PrefixList on SignedInfo and every "
+     "Reference, BST direct reference", "accepted, delivered once",
+     "test_wss4j_signed_notifications_are_accepted_and_delivered_once"),
+    (WSS4J, "ind-wus", "peer signs, gateway verifies", "PrefixLists off (wsiBSPCompliant false)",
+     "accepted, delivered once", "test_wss4j_signed_notifications_are_accepted_and_delivered_once"),
+    (WSS4J, "ind-wus", "gateway signs, peer verifies", "acknowledgements; trust: the chain CA",
+     "verified; 6 parts in place; RelatesTo = request MessageID", "test_acknowledgements_verify_in_wss4j"),
+    (WSS4J, "ind-wus", "gateway signs, peer verifies", "acknowledgement changed after signing",
+     "refused by WSS4J", "test_acknowledgement_changed_after_signing_is_refused_by_wss4j"),
+    (WSS4J, "ind-wus", "peer signs, gateway verifies", "changed after signing", "refused: SIGNATURE",
+     "test_wss4j_signed_hostile_notifications_are_refused"),
+    (WSS4J, "ind-wus", "peer signs, gateway verifies", "certificate of another CA", "refused: CERTIFICATE",
+     "test_wss4j_signed_hostile_notifications_are_refused"),
 ]
 
 

@@ -32,6 +32,33 @@ ID_ATTRS = [
 ]
 
 
+# The rows of docs/interop.md's matrix that this module proves: (peer, profile, direction, settings,
+# result, test). tests/integration/test_interop_matrix.py keeps the document equal to these rows.
+XMLSEC1_PEER = "xmlsec1 1.2 (libxmlsec1, OpenSSL)"
+JWCRYPTO = "jwcrypto 1.x"
+MATRIX = [
+    (XMLSEC1_PEER, "ind-wus", "peer signs, gateway verifies", "template, rsa-sha256, exc-c14n, no PrefixList",
+     "accepted", "test_xmlsec1_signed_request_is_accepted"),
+    (XMLSEC1_PEER, "ind-wus", "peer signs, gateway verifies",
+     "template with PrefixLists (SignedInfo and every Reference, SignedInfo only, References only, #default)",
+     "accepted; xmlsec1 verifies it too", "test_xmlsec1_signed_request_is_accepted"),
+    (XMLSEC1_PEER, "ind-wus", "peer signs, gateway verifies", "with PrefixLists, changed after signing",
+     "refused: SIGNATURE", "test_xmlsec1_signed_request_with_prefix_lists_altered_is_refused"),
+    (XMLSEC1_PEER, "ind-wus", "gateway signs, peer verifies", "--id-attr for Body, Timestamp, WS-Addressing",
+     "verified, 5/5 References", "test_our_signed_request_verifies_with_xmlsec1"),
+    (XMLSEC1_PEER, "ind-wus", "peer verifies, gateway refuses", "Body moved into a header (signature wrapping)",
+     "xmlsec1 accepts; gateway refuses: SIGNATURE", "test_wrapping_that_xmlsec1_accepts_is_refused_by_us"),
+    (XMLSEC1_PEER, "duo-xml", "gateway signs, peer verifies", "enveloped, RSA and ECDSA P-256", "verified",
+     "test_our_enveloped_signature_verifies_with_xmlsec1"),
+    (XMLSEC1_PEER, "duo-xml", "peer signs, gateway verifies", "enveloped template, without and with PrefixLists",
+     "accepted", "test_xmlsec1_enveloped_signature_is_accepted"),
+    (JWCRYPTO, "cjib-rest", "gateway signs, peer verifies", "detached JWS, PS256 (RSA) and ES256", "verified",
+     "test_our_jws_verifies_with_jwcrypto"),
+    (JWCRYPTO, "cjib-rest", "peer signs, gateway verifies", "detached JWS, PS256, RS256, ES256", "accepted",
+     "test_jwcrypto_jws_verifies_with_ours"),
+]
+
+
 @pytest.fixture(scope="session")
 def pki_paths(tmp_path_factory):
     return make_pki(tmp_path_factory)
