@@ -206,3 +206,15 @@ def test_enveloped_signature_unknown_parameter_is_refused(where, match, pki_path
         xmldsig.verify_enveloped(xmlsafe.parse(etree.tostring(root)), trust(pki_paths, "gateway"), now=now)
     assert err.value.code == "SIGNATURE"
 
+
+
+def test_answer_to_haal_meldingen_with_prefix_lists_is_accepted(pki_paths, now):
+    # IND's answers are checked with RESPONSE_PARTS (RelatesTo too): the same code, the same lists.
+    from tests.pki_fixtures import ind_envelope
+
+    key = keypair(pki_paths, "ind")
+    data = wsse.sign_envelope(ind_envelope(relates_to="urn:uuid:request"), key, parts=wsse.RESPONSE_PARTS, now=now)
+    lists = {"SignedInfo": "soap wsa wsse wsu", "#id-body": "wsa wsse wsu", "#id-relatesto": "soap wsa wsse"}
+    root = xmlsafe.parse(with_prefix_lists(data, key, lists))
+    verified = wsse.verify_envelope(root, trust(pki_paths, "ind"), parts=wsse.RESPONSE_PARTS, now=now)
+    assert verified.relates_to == "urn:uuid:request"
