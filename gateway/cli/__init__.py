@@ -188,10 +188,11 @@ def show(
 # ---------------------------------------------------------------- mappings and config
 
 
-TRANSLATE_ACCEPTS = "translate accepts an IND VergunningMelding, bare or in its SOAP envelope"
+TRANSLATE_ACCEPTS = ("translate accepts an IND VergunningMelding (bare or in its SOAP envelope) "
+                     "or a DUO VorderingOverdracht")
+_CLAIM_TAG = "{urn:nl:duo:inburgering:v1}VorderingOverdracht"
 _OTHER_KINDS = {
     "{urn:nl:duo:inburgering:v1}InburgeraarMelding": "a DUO InburgeraarMelding (what translate writes)",
-    "{urn:nl:duo:inburgering:v1}VorderingOverdracht": "a DUO VorderingOverdracht (a claim DUO hands over for CJIB)",
 }
 
 
@@ -215,7 +216,7 @@ def _refuse_other_kinds(file: Path, data: bytes) -> None:
         payload = soap.split(root).payload if root.tag == f"{{{soap.SOAP_NS}}}Envelope" else root
     except GatewayError:
         return  # not readable XML: translate says what is wrong with it
-    if payload.tag != f"{{{IND_NS}}}VergunningMelding":
+    if payload.tag not in (f"{{{IND_NS}}}VergunningMelding", _CLAIM_TAG):
         name = etree.QName(payload)
         kind = _OTHER_KINDS.get(payload.tag) or f"a {name.localname} element ({name.namespace or 'no namespace'})"
         fail(f"{file}: this is {kind}; {TRANSLATE_ACCEPTS}")
@@ -223,11 +224,16 @@ def _refuse_other_kinds(file: Path, data: bytes) -> None:
 
 @app.command()
 def translate(
-    file: Path = typer.Argument(..., help="An IND VergunningMelding, bare or in its SOAP envelope."),
+    file: Path = typer.Argument(..., help="An IND VergunningMelding (bare or in its SOAP envelope) "
+                                           "or a DUO VorderingOverdracht."),
     received_at: str = typer.Option(None, "--received-at", help="The receipt time (ISO date-time with zone); default now."),
     config: Path = ConfigOpt,
 ) -> None:
-    """Translate one IND notification into the unsigned DUO InburgeraarMelding (standard output)."""
+    """Translate one message as the gateway would (standard output).
+
+    An IND notification becomes the unsigned DUO InburgeraarMelding; a DUO claim hand-over
+    (VorderingOverdracht) becomes the CJIB Vordering JSON that is sent to CJIB.
+    """
     from lxml import etree
 
     from adapters.duo import codec as duo_codec
@@ -259,6 +265,9 @@ def translate(
     try:
         root = xmlsafe.parse(data)
         payload = soap.split(root).payload if root.tag == f"{{{soap.SOAP_NS}}}Envelope" else root
+        if payload.tag == _CLAIM_TAG:
+            sys.stdout.write(_translate_claim(payload) + "\n")
+            return
         xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="ind")
         melding = ind_codec.decode_melding(payload)
         problems = ind_codec.business_rules(melding)
@@ -272,6 +281,17 @@ def translate(
         line = f":{exc.path}" if exc.path else ""
         fail(f"{file}{line}: {exc.code}: {exc.message}")
     sys.stdout.write(etree.tostring(element, pretty_print=True, xml_declaration=True, encoding="utf-8").decode())
+
+
+def _translate_claim(payload: Any) -> str:
+    """A DUO VorderingOverdracht as the CJIB Vordering JSON (pretty; the wire form is compact)."""
+    from adapters.duo import codec as duo_codec
+    from gateway.mapping import duo_to_cjib
+    from gateway.wire import xmlsafe
+
+    xmlsafe.validate(payload, xmlsafe.DUO_XSD, partner="duo")
+    claim = duo_codec.decode_vorderingoverdracht(payload)
+    return json.dumps(duo_to_cjib.to_cjib_vordering(claim), indent=2, ensure_ascii=False, sort_keys=True)
 
 
 @app.command("check-config")
