@@ -8,6 +8,7 @@ non-zero exit code.
 from __future__ import annotations
 
 import datetime as dt
+import faulthandler
 import json
 import sys
 from collections.abc import Sequence
@@ -485,6 +486,9 @@ _register_optional()
 
 
 def main() -> None:
+    # A crash in a C extension (lxml, OpenSSL, SQLite) would otherwise end the daemon with no trace:
+    # print every thread's Python stack to standard error first (no message data, only code lines).
+    faulthandler.enable()
     try:
         app()
     except ConfigError as exc:
