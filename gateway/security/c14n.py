@@ -28,6 +28,7 @@ from importlib import resources
 from lxml import etree
 
 from gateway.core.errors import SignatureInvalid
+from gateway.wire.xmlsafe import SCHEMA_COMPILE_LOCK
 
 __all__ = ["EC_NS", "EXC_C14N", "canonical", "check_signature_schema", "prefix_list"]
 
@@ -93,8 +94,13 @@ _SCHEMA = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormD
 </xs:schema>"""
 
 
-@cache
 def _schema() -> etree.XMLSchema:
+    with SCHEMA_COMPILE_LOCK:  # see there: libxml2 must not compile two schemas at once
+        return _compiled()
+
+
+@cache
+def _compiled() -> etree.XMLSchema:
     # The schema signxml validates ds:Signature with (its own copy of the W3C files), plus the
     # exc-c14n declaration from the recommendation's schema. Files only: no network.
     dsig = resources.files("signxml.schemas").joinpath("xmldsig1-schema.xsd")

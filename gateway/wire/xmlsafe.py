@@ -130,9 +130,19 @@ def verify_manifest(xsd_dir: Path = XSD_DIR) -> dict[str, str]:
     return digests
 
 
-@cache
+#: Held while libxml2 compiles any schema: compiling in two threads at once (its lazy global
+#: type tables) fails with "Document is not valid XML Schema" or crashes the process.
+SCHEMA_COMPILE_LOCK = threading.RLock()
+
+
 def schema(name: str) -> etree.XMLSchema:
     """The compiled schema ``xsd/<name>``; compiled once per process."""
+    with SCHEMA_COMPILE_LOCK:
+        return _compiled(name)
+
+
+@cache
+def _compiled(name: str) -> etree.XMLSchema:
     verify_manifest()
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
     doc = etree.parse(str(XSD_DIR / name), parser)
