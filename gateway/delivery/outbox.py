@@ -48,12 +48,19 @@ FollowUp = Callable[[Delivery, Outcome], tuple[list[NewDelivery], bool]]
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
-    """Exponential back-off with full jitter for the given (1-based) attempt number."""
-    wait = tenacity.wait_random_exponential(multiplier=policy.backoff_initial_seconds,
-                                            max=policy.backoff_max_seconds)
+    """Exponential back-off with full jitter for the given (1-based) attempt number.
+
+    Always between ``backoff_initial_seconds`` and ``backoff_max_seconds`` (as the README says):
+    the jitter is drawn uniformly between the initial value and the exponential ceiling
+    ``initial × 2^(attempt-1)``, capped at the maximum.
+    """
+    low = policy.backoff_initial_seconds
+    high = max(low, policy.backoff_max_seconds)
+    wait = tenacity.wait_random_exponential(multiplier=low, max=high, min=low)
     state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
     state.attempt_number = max(1, attempt)
-    return max(policy.backoff_initial_seconds * 0.5, float(wait(state)))
+    # Clamped as well: tenacity releases before 8.3 drew from 0, not from ``min``.
+    return min(high, max(low, float(wait(state))))
 
 
 class CircuitBreaker:
