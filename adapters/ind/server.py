@@ -109,7 +109,8 @@ def fault_answer(exc: InboundRefused) -> Answer:
 
 def unavailable_answer() -> Answer:
     return Answer(503, SOAP_CT, soap.fault(None, faultcode="soap:Server", code="UNAVAILABLE",
-                                           message="temporarily unable to store; try again later"))
+                                           message="temporarily unable to store; try again later"),
+                  (("Retry-After", "5"),))
 
 
 def _check_envelope(inbound: Inbound, body: bytes, client_cert_der: bytes | None, now: dt.datetime) -> _Checked:

@@ -317,16 +317,18 @@ def check_config(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
 @app.command()
 def health(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Is the chain moving? Exit 0 ok, 1 degraded, 2 failing."""
+    from gateway.core.errors import StoreUnavailable
     from gateway.ops import health as health_mod
     from gateway.runtime import build_runtime
 
     cfg = load_config(config)
     require_database(cfg)
     try:
-        rt = build_runtime(cfg)
+        report = health_mod.evaluate(build_runtime(cfg))
+    except StoreUnavailable as exc:  # down at start: say so, never "schema version 0"
+        report = health_mod.unreachable(cfg.instance, exc)
     except (ConfigError, GatewayError) as exc:
         fail(str(exc))
-    report = health_mod.evaluate(rt)
     if as_json:
         print(json.dumps(report, indent=2))
     else:

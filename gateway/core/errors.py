@@ -17,6 +17,8 @@ Every error the gateway raises on purpose derives from one of two roots::
     │   ├── TransientDelivery        -- retry later (``retry_after_seconds`` when the partner said)
     │   └── PermanentDelivery        -- do not retry; the delivery goes to the dead letters
     └── StoreError                   -- the database failed; retryable (the caller answers 503)
+        ├── StoreUnavailable         -- the database is unreachable (connection lost or refused, disk
+        │                               full, read-only or locked file); ``cause`` names the driver error
         └── StoreSchemaMismatch      -- the database has an unknown or newer schema; not retryable
 
     ConfigError                      -- a separate root: bad config, rule set or key material;
@@ -44,6 +46,7 @@ __all__ = [
     "TransientDelivery",
     "PermanentDelivery",
     "StoreError",
+    "StoreUnavailable",
     "StoreSchemaMismatch",
     "ConfigError",
 ]
@@ -186,6 +189,19 @@ class StoreError(GatewayError):
 
     retryable = True
     code = "STORE"
+
+
+class StoreUnavailable(StoreError):
+    """The store is unreachable."""
+
+    code = "STORE_UNAVAILABLE"
+
+    def __init__(self, cause: str, *, since: float | None = None) -> None:
+        #: The driver's error class (and for SQLite its one-line reason); never personal data.
+        self.cause = cause
+        #: When the store was first seen unreachable (epoch seconds), if known.
+        self.since = since
+        super().__init__(f"the store is unreachable: {cause}")
 
 
 class StoreSchemaMismatch(StoreError):

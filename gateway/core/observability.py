@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["configure_logging", "get_logger", "Metrics", "PERSONAL_KEYS"]
+__all__ = ["configure_logging", "get_logger", "Metrics", "PERSONAL_KEYS", "log_store_error", "LOG_INTERVAL_SECONDS"]
 
 PERSONAL_KEYS = frozenset({
     "bsn", "v_nummer", "vnummer", "vNummer", "naam", "geslachtsnaam", "voornamen", "voorvoegsel",
@@ -64,6 +66,34 @@ def get_logger(name: str = "gateway") -> Any:
     if not _configured:
         configure_logging()
     return structlog.get_logger(name)
+
+
+#: A store failure with the same cause is logged at most once per this many seconds (with a count).
+LOG_INTERVAL_SECONDS = 10.0
+_limited: dict[tuple[str, str], list[float]] = {}  # (event, cause) -> [last logged (monotonic), suppressed]
+_limited_lock = threading.Lock()
+
+
+def log_store_error(log: Any, exc: Exception, event: str = "store_unavailable", *,
+                    interval: float = LOG_INTERVAL_SECONDS, **fields: Any) -> bool:
+    """Log a ``StoreError`` with its cause, one line per distinct cause per ``interval``.
+
+    The line carries ``cause`` (the driver's error class, never personal data) and ``repeated``:
+    how many failures with that cause were not logged since the previous line. Returns whether
+    a line was written.
+    """
+    cause = str(getattr(exc, "cause", None) or getattr(exc, "message", None) or type(exc).__name__)
+    key = (event, cause)
+    now = time.monotonic()
+    with _limited_lock:
+        slot = _limited.setdefault(key, [float("-inf"), 0.0])
+        if now - slot[0] < interval:
+            slot[1] += 1
+            return False
+        repeated = int(slot[1])
+        slot[0], slot[1] = now, 0.0
+    log.error(event, cause=cause, repeated=repeated, error=type(exc).__name__, **fields)
+    return True
 
 
 class Metrics:

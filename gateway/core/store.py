@@ -5,12 +5,24 @@ for PostgreSQL they are rewritten once to psycopg's ``%(name)s``. Each thread ha
 connection. A write transaction on SQLite starts with ``BEGIN IMMEDIATE`` so two writers never
 deadlock on a lock upgrade; on PostgreSQL the outbox is claimed with ``FOR UPDATE SKIP LOCKED``.
 
-Driver errors are translated to ``gateway.core.errors.StoreError`` in one place (``_wrap``).
+Driver errors are translated to ``gateway.core.errors.StoreError`` in one place (``Store.tx``).
+
+When the database goes away (the connection is lost or refused; for SQLite a full disk, a
+read-only or unopenable file, a locked database) the error is a ``StoreUnavailable`` naming the
+driver's error class, the thread's connection is dropped, and every other thread's connection of
+that generation is dropped before its next use. A new connection is made on the next
+transaction, but not before a short back-off with jitter (0.1 s doubling to 2 s, times 0.5-1.0) so
+several processes do not stampede a server that is coming back; while waiting, a transaction
+fails at once with the same ``StoreUnavailable``. ``Store.status()`` says whether the store is up
+and, if not, why and since when (kept in memory, so health and metrics can say it without a
+database). The connection stays per thread (not a pool) because a transaction and the session
+state around it (the migration's advisory lock) must stay on one connection.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import sqlite3
 import threading
@@ -22,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.adapter import Delivery
-from gateway.core.errors import StoreError, StoreSchemaMismatch
+from gateway.core.errors import StoreError, StoreSchemaMismatch, StoreUnavailable
 
 __all__ = ["Store", "NewDelivery", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "open_store"]
 
@@ -77,6 +89,23 @@ class _Conn:
     raw: Any
     dialect: str
     statements: dict[str, str] = field(default_factory=dict)
+    generation: int = 0
+    depth: int = 0  # open transactions on this connection (nested ones are savepoints on PostgreSQL)
+    dropped: bool = False
+
+
+#: Reconnect back-off: first wait, ceiling (seconds); each wait is multiplied by a jitter in [0.5, 1].
+RECONNECT_INITIAL_SECONDS = 0.1
+RECONNECT_MAX_SECONDS = 2.0
+#: Seconds a connection attempt to PostgreSQL may take before it counts as failed.
+CONNECT_TIMEOUT_SECONDS = 3
+
+# SQLite's reasons that mean "the database cannot be used right now" (not a bug in a statement).
+_SQLITE_UNAVAILABLE = ("unable to open", "disk i/o error", "readonly", "read-only", "disk is full",
+                       "database is locked", "database table is locked", "not a database", "malformed")
+# PostgreSQL SQLSTATE classes that mean the same: connection exception, insufficient resources,
+# operator intervention (shutdown, cannot connect now), system error.
+_PG_UNAVAILABLE = ("08", "53", "57", "58")
 
 
 def open_store(dsn: str) -> Store:
@@ -100,16 +129,100 @@ class Store:
         self._local = threading.local()
         self._all: list[_Conn] = []
         self._lock = threading.Lock()
+        # Reachability, shared by the threads: why the store is down (None: up), since when, how
+        # many failures in a row, when the next connection attempt may be made (monotonic), and
+        # the connection generation (a loss seen by one thread retires every older connection).
+        self._down_cause: str | None = None
+        self._down_since: float | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._generation = 0
+
+    # ------------------------------------------------------------ reachability
+
+    def status(self) -> dict[str, Any]:
+        """``{"up": bool, "cause": str | None, "since": epoch | None}``, from memory (no query)."""
+        with self._lock:
+            return {"up": self._down_cause is None, "cause": self._down_cause, "since": self._down_since}
+
+    def _mark_down(self, cause: str, *, lost: bool) -> StoreUnavailable:
+        with self._lock:
+            if self._down_cause is None:
+                self._down_since = time.time()
+            self._down_cause = cause
+            self._failures += 1
+            wait = min(RECONNECT_MAX_SECONDS, RECONNECT_INITIAL_SECONDS * 2 ** min(self._failures - 1, 10))
+            self._retry_at = time.monotonic() + wait * random.uniform(0.5, 1.0)
+            if lost:
+                self._generation += 1
+            return StoreUnavailable(cause, since=self._down_since)
+
+    def _mark_up(self) -> None:
+        if self._down_cause is None and self._failures == 0:
+            return
+        with self._lock:
+            self._down_cause = None
+            self._down_since = None
+            self._failures = 0
+            self._retry_at = 0.0
+
+    def _unavailable(self) -> StoreUnavailable | None:
+        """The error to raise at once while the back-off runs, if it runs."""
+        with self._lock:
+            if self._down_cause is not None and time.monotonic() < self._retry_at:
+                return StoreUnavailable(self._down_cause, since=self._down_since)
+        return None
+
+    def _drop(self, conn: _Conn) -> None:
+        if conn.dropped:
+            return
+        conn.dropped = True
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        try:
+            conn.raw.close()
+        except Exception:  # noqa: BLE001 - it is broken already
+            pass
+
+    def _classify(self, conn: _Conn, exc: BaseException) -> tuple[bool, bool]:
+        """(unavailable, connection lost) for a driver error raised on ``conn``."""
+        if self.dialect == "sqlite":
+            text = str(exc).lower()
+            unavailable = isinstance(exc, sqlite3.OperationalError) and any(r in text for r in _SQLITE_UNAVAILABLE)
+            # A fresh SQLite connection is cheap and clears whatever state the failure left.
+            return unavailable, unavailable
+        lost = bool(getattr(conn.raw, "broken", False) or getattr(conn.raw, "closed", False))
+        state = getattr(exc, "sqlstate", None) or ""
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError) and (not state or state[:2] in _PG_UNAVAILABLE):
+            return True, lost or not state or state[:2] in ("08", "57")
+        return lost, lost
 
     # ------------------------------------------------------------ connections
 
     def _conn(self) -> _Conn:
-        conn = getattr(self._local, "conn", None)
+        conn: _Conn | None = getattr(self._local, "conn", None)
+        if conn is not None and conn.depth == 0 and conn.generation < self._generation:
+            self._drop(conn)  # another thread saw the connection to the database lost
+            conn = None
         if conn is None:
-            conn = _Conn(self._connect(), self.dialect)
+            waiting = self._unavailable()
+            if waiting is not None:
+                raise waiting
+            try:
+                raw = self._connect()
+            except StoreError as exc:
+                cause = _cause(exc.__cause__) if exc.__cause__ is not None else exc.message
+                raise self._mark_down(cause, lost=False) from exc
+            conn = _Conn(raw, self.dialect, generation=self._generation)
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
+            self._mark_up()
         return conn
 
     def _connect(self) -> Any:
@@ -126,7 +239,7 @@ class Store:
                 return raw
             import psycopg
 
-            return psycopg.connect(self.dsn, autocommit=True)
+            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - every driver error becomes a StoreError
             raise StoreError(f"cannot open the store: {type(exc).__name__}") from exc
 
@@ -155,6 +268,7 @@ class Store:
     def tx(self, write: bool = True) -> Iterator[_Tx]:
         """A transaction; commits on success, rolls back on error."""
         conn = self._conn()
+        conn.depth += 1
         try:
             if self.dialect == "sqlite":
                 conn.raw.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -162,16 +276,27 @@ class Store:
                 try:
                     yield tx
                 except BaseException:
-                    conn.raw.execute("ROLLBACK")
+                    try:
+                        conn.raw.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        self._drop(conn)  # in an unknown state: start afresh next time
                     raise
                 conn.raw.execute("COMMIT")
             else:
                 with conn.raw.transaction():
                     yield _Tx(self, conn)
+            self._mark_up()
         except StoreError:
             raise
         except (sqlite3.Error, _pg_errors()) as exc:
+            unavailable, lost = self._classify(conn, exc)
+            if lost:
+                self._drop(conn)
+            if unavailable:
+                raise self._mark_down(_cause(exc), lost=lost) from exc
             raise StoreError(f"store failed: {type(exc).__name__}: {_scrub(str(exc))}") from exc
+        finally:
+            conn.depth -= 1
 
     # ------------------------------------------------------------ schema
 
@@ -213,6 +338,8 @@ class Store:
         try:
             with self.tx(write=False) as t:
                 row = t.one("SELECT MAX(version) FROM schema_version")
+        except StoreUnavailable:
+            raise  # unreachable is not "empty": never answer schema version 0 for a database that is down
         except StoreError:
             return 0
         try:
@@ -647,6 +774,15 @@ def _scrub(text: str) -> str:
     # Driver messages may quote parameter values (personal data); keep the first line only
     # and drop anything after "DETAIL".
     return text.splitlines()[0].split("DETAIL")[0][:200] if text else ""
+
+
+def _cause(exc: BaseException) -> str:
+    """The driver's error class (and SQLite's one-line reason, which never quotes values)."""
+    name = type(exc).__name__
+    if isinstance(exc, sqlite3.Error):
+        return f"sqlite3.{name}: {_scrub(str(exc))[:80]}"
+    state = getattr(exc, "sqlstate", None)
+    return f"psycopg.{name}" + (f" (SQLSTATE {state})" if state else "")
 
 
 def _pg_errors() -> type[BaseException]:

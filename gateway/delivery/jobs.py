@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.core.errors import GatewayError, StoreError
+from gateway.core.observability import log_store_error
 from gateway.runtime import Runtime
 
 __all__ = ["Job", "JobRunner", "Heartbeat", "heartbeat_interval"]
@@ -38,6 +39,10 @@ class Job:
     interval_seconds: float
     run: Callable[[Runtime], object]
     next_at: float = 0.0
+
+
+#: A job that failed on the store is tried again after this long (or its interval, if shorter).
+RETRY_AFTER_STORE_ERROR_SECONDS = 2.0
 
 
 class JobRunner(threading.Thread):
@@ -65,6 +70,11 @@ class JobRunner(threading.Thread):
             if not self.rt.store.take_job_lease(job.name, owner, max(job.interval_seconds, 5.0)):
                 return
             job.run(self.rt)
+        except StoreError as exc:
+            # The store is down (or failed): try again soon, not only after a whole interval, so
+            # the job runs within seconds of the database answering again.
+            job.next_at = min(job.next_at, time.monotonic() + RETRY_AFTER_STORE_ERROR_SECONDS)
+            log_store_error(self.rt.log, exc, "job_failed", job=job.name, stage="processing")
         except GatewayError as exc:
             self.rt.log.warning("job_failed", job=job.name, **{"stage": "processing", **exc.context()})
         except Exception as exc:  # noqa: BLE001 - a job bug must not stop the daemon
@@ -99,8 +109,8 @@ class Heartbeat(threading.Thread):
             self.rt.store.beat(self.process, instance=self.instance, pid=self.pid, host=self.host,
                                started_at=self.started_at)
             return True
-        except StoreError:
-            self.rt.log.error("heartbeat_failed", instance=self.instance, stage="lifecycle")
+        except StoreError as exc:
+            log_store_error(self.rt.log, exc, "heartbeat_failed", instance=self.instance, stage="lifecycle")
             return False
 
     def start(self) -> None:

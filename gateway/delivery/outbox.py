@@ -32,6 +32,7 @@ import tenacity
 from gateway.core.adapter import Delivery, Outcome, Sender
 from gateway.core.config import RetryPolicy
 from gateway.core.errors import StoreError
+from gateway.core.observability import log_store_error
 from gateway.core.store import NewDelivery
 from gateway.runtime import Runtime
 
@@ -135,8 +136,8 @@ class Worker(threading.Thread):
         while not self.stopping.is_set():
             try:
                 worked = self.run_once()
-            except StoreError:
-                self.rt.log.error("store_unavailable", partner=self.partner, stage="sending")
+            except StoreError as exc:
+                log_store_error(self.rt.log, exc, partner=self.partner, stage="sending")
                 worked = False
             if not worked:
                 wake.wait(self._idle_wait())

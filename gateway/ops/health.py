@@ -8,6 +8,9 @@ waits for an operator, a circuit breaker is open, or a gap is open. Otherwise **
 The whole gateway is **failing** when no ``gateway run`` process has written its heartbeat within
 ``health.max_heartbeat_age_seconds`` (a stopped or dead gateway moves nothing, even with nothing
 waiting); the ``processes`` check lists each process with its last heartbeat.
+When the store cannot be read the report is **failing** with one check, ``store``, whose reason
+is "the store is unreachable: <driver error class>" (from ``Store.status()``, in memory); the
+metric ``gateway_store_up`` is then 0 and the other gauges keep their last values.
 Exit codes of ``gateway health``: 0 ok, 1 degraded, 2 failing.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from gateway.core.errors import StoreError
 from gateway.rules import rollout as ruleops
 from gateway.runtime import Runtime
 
@@ -39,6 +43,27 @@ def _worst(*states: str) -> str:
 
 
 def evaluate(rt: Runtime) -> dict[str, Any]:
+    """The report; when the store cannot be read, a failing report that says so (and why)."""
+    try:
+        report = _evaluate(rt)
+    except StoreError as exc:
+        return unreachable(rt.config.instance, exc, rt.store.status())
+    report["checks"] = {"store": {"status": "ok"}, **report["checks"]}
+    return report
+
+
+def unreachable(instance: str, exc: StoreError, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The report while the store is unreachable: failing, with the cause (no query needed)."""
+    cause = getattr(exc, "cause", None) or exc.message
+    since = (status or {}).get("since") or getattr(exc, "since", None)
+    check: dict[str, Any] = {"status": "failing", "reason": f"the store is unreachable: {cause}", "cause": cause}
+    if since:
+        check["since"] = _iso(since)
+    return {"status": "failing", "routes": {}, "checks": {"store": check}, "messages": [], "instance": instance,
+            "processes": []}
+
+
+def _evaluate(rt: Runtime) -> dict[str, Any]:
     now = rt.clock.time()
     cfg = rt.config
     q = rt.store.query
@@ -165,10 +190,17 @@ def export(rt: Runtime, report: dict[str, Any]) -> None:
             "status": Gauge("gateway_health_status", "0 ok, 1 degraded, 2 failing", registry=r),
             "feed": Gauge("gateway_cjib_feed_seconds_since_read", "Time since CJIB's feed was read", registry=r),
             "live": Gauge("gateway_live_processes", "gateway run processes with a recent heartbeat", registry=r),
+            "store_up": Gauge("gateway_store_up", "1 when the store answered the last evaluation, 0 when it "
+                              "is unreachable", registry=r),
             "beat": Gauge("gateway_heartbeat_age_seconds", "Time since each process's last heartbeat "
                           "(processes not stopped cleanly)", ["instance", "host", "pid"], registry=r),
         }
         _gauges[id(rt.metrics)] = g
+    store_up = report["checks"].get("store", {}).get("status", "ok") == "ok"
+    g["store_up"].set(1 if store_up else 0)
+    g["status"].set(_RANK[report["status"]])
+    if not store_up:
+        return  # the other gauges keep their last values (from memory); nothing can be read now
     g["messages"].clear()
     for row in report["messages"]:
         g["messages"].labels(row["route"], row["state"]).set(row["count"])
@@ -188,4 +220,7 @@ def export(rt: Runtime, report: dict[str, Any]) -> None:
     for p in report.get("processes", []):
         if p["state"] != "stopped":
             g["beat"].labels(p["instance"], p["host"], str(p["pid"])).set(p["heartbeat_age_seconds"])
-    ruleops.export_delay_metrics(rt)
+    try:
+        ruleops.export_delay_metrics(rt)
+    except StoreError:
+        g["store_up"].set(0)

@@ -25,6 +25,7 @@ from gateway.core.adapter import Delivery, Outcome
 from gateway.core.clock import iso
 from gateway.core.errors import DuplicateDifferentContent, InboundRefused, StoreError
 from gateway.core.models import DuoOntvangstbevestiging, VorderingOverdracht
+from gateway.core.observability import log_store_error
 from gateway.core.store import InboundRecord, NewDelivery
 from gateway.delivery.outbox import FollowUp
 from gateway.mapping import cjib_to_duo, duo_to_cjib
@@ -73,8 +74,8 @@ def _handle(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | 
     try:
         return duo_server.handle_vorderingoverdracht(body, headers, cert, inbound=inbound, now=received, sign=sign,
                                                      accept=accept, refused=refused, door=door)
-    except StoreError:
-        rt.log.error("store_unavailable", partner="duo", operation=OPERATION, stage="processing")
+    except StoreError as exc:
+        log_store_error(rt.log, exc, partner="duo", operation=OPERATION, stage="processing")
         return duo_server.unavailable_answer()
 
 

@@ -27,6 +27,7 @@ from adapters.ind import server as ind_server
 from gateway.core.clock import AMS
 from gateway.core.errors import DuplicateDifferentContent, InboundRefused, StoreError
 from gateway.core.models import InburgeraarMelding, IndMelding
+from gateway.core.observability import log_store_error
 from gateway.core.store import AcceptResult, InboundRecord, NewDelivery
 from gateway.mapping import ind_to_duo
 from gateway.routes.common import content_digest, record_refusal, refuse, sign_duo
@@ -83,8 +84,8 @@ def handle_ontvang_melding(rt: Runtime, body: bytes, *, client_cert_der: bytes |
         return ind_server.handle_ontvang_melding(body, inbound=_inbound(rt), now=received,
                                                  client_cert_der=client_cert_der, headers=headers,
                                                  accept=accept, refused=refused)
-    except StoreError:
-        rt.log.error("store_unavailable", partner="ind", operation=OPERATION, stage="processing")
+    except StoreError as exc:
+        log_store_error(rt.log, exc, partner="ind", operation=OPERATION, stage="processing")
         return ind_server.unavailable_answer()
 
 
