@@ -239,6 +239,10 @@ class Store:
                 return raw
             import psycopg
 
+            # A short connect timeout (unless the DSN names one): a host that does not answer must
+            # not hold a reconnection for the operating system's TCP timeout.
+            if "connect_timeout" in self.dsn:
+                return psycopg.connect(self.dsn, autocommit=True)
             return psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
         except Exception as exc:  # noqa: BLE001 - every driver error becomes a StoreError
             raise StoreError(f"cannot open the store: {type(exc).__name__}") from exc
