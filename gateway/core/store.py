@@ -145,6 +145,11 @@ class Store:
         with self._lock:
             return {"up": self._down_cause is None, "cause": self._down_cause, "since": self._down_since}
 
+    def probe(self) -> None:
+        """One small write transaction: raises ``StoreUnavailable`` while the store cannot take writes."""
+        with self.tx() as t:
+            t.set_kv("store.probe", "ok")
+
     def _mark_down(self, cause: str, *, lost: bool) -> StoreUnavailable:
         with self._lock:
             if self._down_cause is None:
@@ -222,7 +227,8 @@ class Store:
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
-            self._mark_up()
+            if self.dialect == "postgresql":
+                self._mark_up()  # the server answers (an SQLite file opens even on a full disk)
         return conn
 
     def _connect(self) -> Any:
@@ -289,7 +295,8 @@ class Store:
             else:
                 with conn.raw.transaction():
                     yield _Tx(self, conn)
-            self._mark_up()
+            if write:
+                self._mark_up()  # only a commit proves the store takes writes again (full disk, read-only)
         except StoreError:
             raise
         except (sqlite3.Error, _pg_errors()) as exc:

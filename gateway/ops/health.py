@@ -45,6 +45,10 @@ def _worst(*states: str) -> str:
 def evaluate(rt: Runtime) -> dict[str, Any]:
     """The report; when the store cannot be read, a failing report that says so (and why)."""
     try:
+        if not rt.store.status()["up"]:
+            # The last transaction failed: reads may work where writes do not (a full disk), so
+            # only a write says whether the store is back.
+            rt.store.probe()
         report = _evaluate(rt)
     except StoreError as exc:
         return unreachable(rt.config.instance, exc, rt.store.status())
