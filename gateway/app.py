@@ -103,12 +103,20 @@ def operator_app(rt: Runtime) -> Any:
         if scope["type"] != "http":
             return
         if scope["path"] == "/metrics":
-            report = await _in_pool(rt, health.evaluate, rt)
-            health.export(rt, report)
+            try:
+                report = await _in_pool(rt, health.evaluate, rt)
+                health.export(rt, report)
+            except Exception as exc:  # noqa: BLE001 - the metrics are served from memory regardless
+                rt.log.error("health_failed", error=type(exc).__name__, stage="health")
             body = generate_latest(rt.metrics.registry)
             await _send(send, Answer(200, CONTENT_TYPE_LATEST, body))
         elif scope["path"] == "/health":
-            report = await _in_pool(rt, health.evaluate, rt)
+            try:
+                report = await _in_pool(rt, health.evaluate, rt)
+            except Exception as exc:  # noqa: BLE001 - never a bare 500: a failing report that says why
+                report = {"status": "failing", "error": type(exc).__name__,
+                          "reason": "the health evaluation failed; see the log (health_failed)"}
+                rt.log.error("health_failed", error=type(exc).__name__, stage="health")
             status = 503 if report["status"] == "failing" else 200
             await _send(send, Answer(status, "application/json", json.dumps(report, indent=2).encode()))
         else:

@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from gateway.core.errors import StoreError
+from gateway.core.errors import StoreError, StoreUnavailable
 from gateway.rules import rollout as ruleops
 from gateway.runtime import Runtime
 
@@ -60,7 +60,8 @@ def unreachable(instance: str, exc: StoreError, status: dict[str, Any] | None = 
     """The report while the store is unreachable: failing, with the cause (no query needed)."""
     cause = getattr(exc, "cause", None) or exc.message
     since = (status or {}).get("since") or getattr(exc, "since", None)
-    check: dict[str, Any] = {"status": "failing", "reason": f"the store is unreachable: {cause}", "cause": cause}
+    reason = f"the store is unreachable: {cause}" if isinstance(exc, StoreUnavailable) else f"the store failed: {cause}"
+    check: dict[str, Any] = {"status": "failing", "reason": reason, "cause": cause}
     if since:
         check["since"] = _iso(since)
     return {"status": "failing", "routes": {}, "checks": {"store": check}, "messages": [], "instance": instance,
