@@ -26,6 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import tenacity
 
@@ -130,11 +131,17 @@ class Worker(threading.Thread):
         self.owner = f"{rt.config.instance}:{os.getpid()}:{name}"
         self.stopping = threading.Event()
         self.in_flight = threading.Event()
+        # What the store could not take when it went away, kept until it answers again: the
+        # outcome of an attempt that was made (recorded then, so the row does not wait for its
+        # lease to run out) and the rest of the batch, claimed but not attempted (released).
+        self._unrecorded: list[dict[str, Any]] = []
+        self._unreleased: list[int] = []
 
     def run(self) -> None:
         wake = self.rt.wake[self.partner]
         while not self.stopping.is_set():
             try:
+                self._catch_up()
                 worked = self.run_once()
             except StoreError as exc:
                 log_store_error(self.rt.log, exc, partner=self.partner, stage="sending")
@@ -142,6 +149,15 @@ class Worker(threading.Thread):
             if not worked:
                 wake.wait(self._idle_wait())
                 wake.clear()
+
+    def _catch_up(self) -> None:
+        """Record what the store could not take before it went away (raises StoreError while down)."""
+        while self._unrecorded:
+            self.rt.store.finish_attempt(**self._unrecorded[0])
+            self._unrecorded.pop(0)
+        if self._unreleased:
+            self.rt.store.release(self._unreleased, self.owner)
+            self._unreleased = []
 
     def _idle_wait(self) -> float:
         due = None
@@ -184,7 +200,11 @@ class Worker(threading.Thread):
                 self.rt.store.heartbeat([d.id for d in claimed[i:]], self.owner,
                                         lease_seconds=self.policy.lease_seconds)
                 lease_until = time.monotonic() + self.policy.lease_seconds
-            self.attempt(delivery)
+            try:
+                self.attempt(delivery)
+            except StoreError:
+                self._unreleased = [d.id for d in claimed[i + 1:]]
+                raise
 
     def attempt(self, delivery: Delivery) -> None:
         started = self.rt.clock.time()
@@ -213,11 +233,16 @@ class Worker(threading.Thread):
             follow, handled = self.follow_up(d, outcome)
         state, next_at, detail = self._decide(d, outcome, handled)
         event = _event_for(state, outcome, d)
-        ok = self.rt.store.finish_attempt(
-            d, self.owner, started_at=started, duration_ms=duration_ms, http_status=outcome.http_status,
-            outcome=outcome.kind, detail=detail, new_state=state, next_attempt_at=next_at,
-            receipt=outcome.receipt, receipt_ref=outcome.reference, enqueue=follow, message_event=event,
-            now=self.rt.clock.time())
+        record: dict[str, Any] = dict(
+            delivery=d, owner=self.owner, started_at=started, duration_ms=duration_ms,
+            http_status=outcome.http_status, outcome=outcome.kind, detail=detail, new_state=state,
+            next_attempt_at=next_at, receipt=outcome.receipt, receipt_ref=outcome.reference, enqueue=follow,
+            message_event=event, now=self.rt.clock.time())
+        try:
+            ok = self.rt.store.finish_attempt(**record)
+        except StoreError:
+            self._unrecorded.append(record)  # recorded by _catch_up when the store is back
+            raise
         self.rt.metrics.attempts.labels(self.partner, d.operation, outcome.kind).inc()
         self.rt.metrics.attempt_duration.labels(self.partner).observe(duration_ms / 1000)
         if state == "delivered" and ok:

@@ -92,9 +92,9 @@ def test_sqlite_disk_full_twice_under_load(tmp_path: Path, pki_paths: dict[str, 
     pushers: list[Any] = []
     store = Store(dsn)
     try:
-        policy = {"concurrency": 1, "backoff_initial_seconds": 0.2, "backoff_max_seconds": 1.0}
+        policy = {"concurrency": 2, "backoff_initial_seconds": 0.2, "backoff_max_seconds": 1.0}
         chain = start_chain(tmp_path, dsn=dsn, pki_paths=pki_paths, start=False, with_cjib=False,
-                            duo_faults=Faults(latency_seconds=0.15),
+                            duo_faults=Faults(latency_seconds=0.05),
                             overrides={"partners": {"duo": {"policy": policy}}})
         upgrade(chain.config_file)
         procs = start_processes(chain.config_file, tmp_path, 1)
@@ -157,7 +157,9 @@ def test_sqlite_disk_full_twice_under_load(tmp_path: Path, pki_paths: dict[str, 
             assert first_ack is not None and first_ack - b <= RECOVERY_BOUND_SECONDS, (first_ack, b)
             recoveries[i]["ack_s"] = first_ack - b
 
-        assert wait_until(lambda: delivered() >= COUNT, timeout=60), f"delivered {delivered()} of {COUNT}"
+        # Well within the lease (60 s): what was sent but not recorded during the outage is recorded
+        # when the store answers again, not left for its lease to run out.
+        assert wait_until(lambda: delivered() >= COUNT, timeout=30), f"delivered {delivered()} of {COUNT}"
         counts = [chain.duo.count(bericht_id(m)) for m in acked]
         assert counts.count(1) == COUNT, {c: counts.count(c) for c in set(counts)}
 
