@@ -10,12 +10,16 @@ when the server stops. The server is stopped twice for OUTAGE_SECONDS. Then:
 - every acknowledged notification reaches DUO exactly once (none lost, none twice);
 - after the server is back, intake acknowledges and DUO gets deliveries again within 5 s;
 - /health answers 503 with a JSON report saying "the store is unreachable" while it is down
-  (never "schema version 0"), gateway_store_up is 0, and both are ok again afterwards;
+  (never "schema version 0"), `gateway health` exits 2 saying the same, gateway_store_up is 0,
+  and both are ok again afterwards;
 - no process is restarted (the same three pids run from start to end).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -108,6 +112,12 @@ def test_postgres_stopped_twice_under_load(tmp_path: Path, pki_paths: dict[str, 
                 assert "the store is unreachable" in report["checks"]["store"]["reason"]
                 assert "schema version" not in r.text
                 assert metric(p, "gateway_store_up") == 0.0
+            if not outages:  # `gateway health` too (once: it starts a Python process)
+                env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY__")}
+                done = subprocess.run([sys.executable, "-m", "gateway.cli", "health", "--config",
+                                       str(chain.config_file)], env=env, capture_output=True, text=True, timeout=60)
+                assert done.returncode == 2, (done.returncode, done.stdout[-500:], done.stderr[-500:])
+                assert "the store is unreachable" in done.stdout and "schema version" not in done.stdout + done.stderr
             before = delivered()
             time.sleep(OUTAGE_SECONDS - 1.0)
             assert delivered() == before, "DUO got deliveries while the database was down"
