@@ -142,8 +142,9 @@ def with_prefix_lists(data: bytes, key, lists: dict[str, str] | None = None) -> 
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
     from lxml import etree
 
-    from gateway.security.c14n import EC_NS, canonical
+    from gateway.security.c14n import EC_NS
     from gateway.wire import soap, xmlsafe
+    from gateway.wire.xmlsafe import exc_c14n as canonical
 
     lists = WSS4J_PREFIX_LISTS if lists is None else lists
     ds = soap.DS_NS

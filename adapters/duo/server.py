@@ -40,9 +40,9 @@ __all__ = ["handle_vorderingoverdracht", "OPERATION", "MEDIA", "DOOR", "Inbound"
            "conflict_answer", "kenmerk_for", "unavailable_answer"]
 
 OPERATION = "VorderingOverdracht"
-MEDIA = "application/xml; charset=utf-8"
 #: The duo-xml profile's transport: POST, application/xml; charset=utf-8.
 DOOR = Door("duo", "application/xml", "utf-8")
+MEDIA = DOOR.content_type  # our answers are sent as the requests must be
 _KENMERK_NS = uuid.UUID("8e3c2a71-4f0d-4c55-b1a2-6d9e0f7a3b24")
 
 

@@ -45,9 +45,9 @@ OPERATION = "OntvangMelding"
 _UUID_URN = re.compile(r"^urn:uuid:([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")
 _ACK_NS = uuid.UUID("5d0f3c1e-7a61-4b0e-9a43-2f7c0d6b9e11")
 ANONYMOUS = "http://www.w3.org/2005/08/addressing/anonymous"
-SOAP_CT = "text/xml; charset=utf-8"
 #: The ind-wus profile's transport: POST, text/xml; charset=utf-8, SOAPAction = the operation's action.
 DOOR = Door("ind", "text/xml", "utf-8", soap_action=codec.ACTION_ONTVANG)
+SOAP_CT = DOOR.content_type  # our answers are sent as the requests must be
 
 
 @dataclass(frozen=True)

@@ -102,15 +102,21 @@ def output_path(path: Path, option: str, *, directory: bool) -> None:
         if not os.access(path, os.W_OK):
             fail(f"{option}: {path} is not writable")
         return
-    parent = path.parent
-    if not directory and not parent.exists():
-        fail(f"{option}: {path}: the directory {parent} does not exist")
-    while not parent.exists():
-        parent = parent.parent
+    if not directory and not path.parent.exists():
+        fail(f"{option}: {path}: the directory {path.parent} does not exist")
+    parent = _nearest_existing(path)
     if not parent.is_dir():
         fail(f"{option}: {path}: {parent} is not a directory")
     if not os.access(parent, os.W_OK):
         fail(f"{option}: {path}: {parent} is not writable")
+
+
+def _nearest_existing(path: Path) -> Path:
+    """The closest ancestor of ``path`` that exists (a file there explains a failure)."""
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
 
 
 def at_least(value: int, minimum: int, option: str) -> None:
@@ -122,9 +128,7 @@ def at_least(value: int, minimum: int, option: str) -> None:
 def input_file(path: Path, option: str) -> None:
     """Fail (exit 2, naming the value) unless ``path`` is a readable file."""
     if not path.exists():
-        parent = path.parent
-        while not parent.exists():
-            parent = parent.parent
+        parent = _nearest_existing(path)
         fail(f"{option}: {path}: no such file" + ("" if parent.is_dir() else f" ({parent} is not a directory)"))
     if path.is_dir():
         fail(f"{option}: {path} is a directory, not a file")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import ModuleType
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
+from gateway.cli import common as cli
+from gateway.cli.common import ConfigOpt, JsonOpt, fail, out, say
+from gateway.core.config import sqlite_file
 from gateway.core.errors import ConfigError, GatewayError
 from gateway.rules import engine as rules
 from gateway.rules import rollout as ruleops
@@ -24,12 +25,8 @@ __all__ = ["rules_app", "report_app"]
 rules_app = typer.Typer(no_args_is_help=True, help="Rule sets: show, check, test, impact, apply.")
 report_app = typer.Typer(no_args_is_help=True, help="Reports over the stored messages.")
 
-# Printed as it is (no emoji codes, no highlighting); data only in Text objects or escape()d.
-# Rows (rules, cases, people) stay one line each at any width, cut with an ellipsis; --json has all.
-out = Console(emoji=False, highlight=False)
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GATEWAY_CONFIG or config/gateway.toml).")
-JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+# Printed as it is (common's consoles); rows (rules, cases, people) stay one line each at any
+# width, cut with an ellipsis; --json has all.
 SinceOpt = typer.Option(None, "--since", help="Only notifications received from this ISO date/time "
                                               "(Europe/Amsterdam when no zone).")
 RulesetFileArg = typer.Argument(..., help="A rule set file (.yaml).")
@@ -39,19 +36,6 @@ PersonalOpt = typer.Option(False, "--show-personal-data", help="Unmask personal 
                                                                "allowed in config).")
 
 
-def _cli() -> ModuleType:
-    from gateway.cli import common
-
-    return common
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    # fail imported by name, so mypy sees its NoReturn (through _cli() it is Any).
-    from gateway.cli.common import fail
-
-    fail(message, code)
-
-
 def _ruleset_path(name: str, directory: Path) -> Path:
     """A rule set by name (in ``directory``) or by path (anything ending in .yaml or holding a /)."""
     if name.endswith((".yaml", ".yml")) or "/" in name:
@@ -59,16 +43,12 @@ def _ruleset_path(name: str, directory: Path) -> Path:
     return directory / f"{name}.yaml"
 
 
-def _say(text: str, style: str | None = None, *, one_line: bool = False) -> None:
-    _cli().say(text, style, one_line=one_line, console=out)
-
-
 def _load(path: Path) -> rules.RuleSet:
-    _cli().input_file(path, "rule set")
+    cli.input_file(path, "rule set")
     try:
         return rules.load(path)
     except ConfigError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
 
 
 def _named(cfg: Any, name: str) -> rules.RuleSet:
@@ -79,11 +59,10 @@ def _active(cfg: Any) -> tuple[str, str]:
     """(name, where it comes from): the store's record of `rules apply`, else ``[rules] active``."""
     from gateway.core.store import Store
 
-    dsn = cfg.store.dsn
-    # Do not create an empty SQLite file just to look.
-    if not dsn.startswith("sqlite:///") or Path(dsn[len("sqlite:///"):]).exists():
+    db = sqlite_file(cfg.store.dsn)
+    if db is None or db.exists():  # looking must not create an empty SQLite file
         try:
-            store = Store(dsn)
+            store = Store(cfg.store.dsn)
             if store.version():
                 name = ruleops.active_name(store)
                 store.close()
@@ -134,7 +113,7 @@ def show(
     as_json: bool = JsonOpt,
 ) -> None:
     """The rule table: rules in order with conditions and indications, regimes, pension ages."""
-    cfg = _cli().load_config(config, required=False)
+    cfg = cli.load_config(config, required=False)
     source = "--ruleset"
     if ruleset is None:
         ruleset, source = _active(cfg)
@@ -142,24 +121,24 @@ def show(
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    table = _cli().table
+    table = cli.table
     out.print(Text.assemble((data["name"], "bold"), f"  ({data['chosen_by']})"))
-    _say(f"version {data['version']}\nfile    {data['file']}")
-    _say("regimes (by ingangsdatum)", "bold")
+    say(f"version {data['version']}\nfile    {data['file']}")
+    say("regimes (by ingangsdatum)", "bold")
     out.print(table(("regime", "from", "up to and including", "minimum age", "maximum age"),
                     [(g["code"], g["ingangsdatum_vanaf"] or "-", g["ingangsdatum_tot_en_met"] or "-",
                       g["minimumleeftijd"], g["maximumleeftijd"]) for g in data["regimes"]], width=out.width))
     if data["pensioenleeftijd"]:
-        _say("pension age (by the year of ingangsdatum)", "bold")
+        say("pension age (by the year of ingangsdatum)", "bold")
         out.print(table(("from year", "age"), [(str(p["vanaf_jaar"] or "earlier"), p["leeftijd"])
                                                for p in data["pensioenleeftijd"]], width=out.width))
-    _say("rules (the first that matches decides)", "bold")
+    say("rules (the first that matches decides)", "bold")
     out.print(table(("#", "code", "plichtIndicatie", "line", "matches when"),
                     [(r["nr"], r["code"], r["plicht_indicatie"], str(r["line"]), r["when"]) for r in data["rules"]],
                     shrink={"code": 12, "plichtIndicatie": 9, "matches when": 12}, right=("#", "line"),
                     width=out.width))
     for name, codes in data["codesets"].items():
-        _say(f"{name}: {', '.join(codes)}")
+        say(f"{name}: {', '.join(codes)}")
 
 
 # ---------------------------------------------------------------- check and test
@@ -170,14 +149,14 @@ def check(
     as_json: bool = JsonOpt,
 ) -> None:
     """Load a rule set as the gateway would; a mistake is reported with its file and line (exit 1)."""
-    _cli().input_file(file, "FILE")
+    cli.input_file(file, "FILE")
     try:
         rs = rules.load(file)
     except ConfigError as exc:
         if as_json:
             print(json.dumps({"ok": False, "file": exc.file, "line": exc.line, "error": str(exc)}, indent=2))
             raise typer.Exit(1) from None
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     cases = file.with_name(f"{rs.name}.cases.yaml")
     if as_json:
         print(json.dumps({"ok": True, "name": rs.name, "version": rs.version, "rules": len(rs.rules),
@@ -187,7 +166,7 @@ def check(
     out.print(Text.assemble(("ok", "green"), f" {file}: {len(rs.rules)} rules, regimes "
                             f"{', '.join(g.code for g in rs.regimes)}\nversion {rs.version}"))
     if cases.exists():
-        _say(f"next: gateway rules test {cases}")
+        say(f"next: gateway rules test {cases}")
     else:
         out.print(Text.assemble(("no case file", "yellow"), f" {cases}: write one before this rule set goes live"))
 
@@ -199,7 +178,7 @@ def _ruleset_for_cases(cases: Path, name: str | None, config: Path | None) -> ru
     beside = _ruleset_path(name, cases.parent)
     if beside.exists():
         return _load(beside)
-    return _named(_cli().load_config(config, required=False), name)
+    return _named(cli.load_config(config, required=False), name)
 
 
 @rules_app.command("test")
@@ -211,12 +190,12 @@ def test(
     as_json: bool = JsonOpt,
 ) -> None:
     """Run a case file against a rule set: pass or fail per case, with its line; exit 1 on any failure."""
-    _cli().input_file(file, "FILE")
+    cli.input_file(file, "FILE")
     rs = _ruleset_for_cases(file, ruleset, config)
     try:
         results = rules.run_cases(rs, file)
     except ConfigError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     failed = [r for r in results if not r.passed]
     if as_json:
         print(json.dumps({"ruleset": rs.version, "cases": len(results), "failed": len(failed), "results": [
@@ -253,7 +232,6 @@ def impact(
     as_json: bool = JsonOpt,
 ) -> None:
     """Whose indication would change under a new rule set? Read-only: nothing is stored or sent."""
-    cli = _cli()
     cli.at_least(limit, 1, "--limit")
     cfg = cli.load_config(config)
     unmask = cli._unmask(cfg, show_personal_data)
@@ -268,29 +246,29 @@ def impact(
 
 
 def _print_impact(r: dict[str, Any], unmask: bool, limit: int) -> None:
-    _say(f"impact of {r['ruleset']}" + (f" on notifications since {r['since']}" if r["since"] else ""), "bold")
-    _say(f"evaluated {r['evaluated']}, unchanged {r['unchanged']} (of which {r['rule_only_changes']} only by "
+    say(f"impact of {r['ruleset']}" + (f" on notifications since {r['since']}" if r["since"] else ""), "bold")
+    say(f"evaluated {r['evaluated']}, unchanged {r['unchanged']} (of which {r['rule_only_changes']} only by "
          f"another rule), changed {r['changed']}; left out: {r['superseded']} replaced by an IND "
          f"CORRECTIE, {r['unreadable']} unreadable")
     for title, counts in (("by indication (old -> new)", r["by_indication"]), ("by rule (old -> new)", r["by_rule"])):
-        _say(title)
+        say(title)
         for key, n in counts.items():
-            _say(f"  {n:6}  {key}", one_line=True)
-    _say("by regime (of the new rule set, by ingangsdatum)")
+            say(f"  {n:6}  {key}", one_line=True)
+    say("by regime (of the new rule set, by ingangsdatum)")
     for regime, g in r["by_regime"].items():
         detail = ", ".join(f"{k}: {n}" for k, n in g["by_indication"].items())
-        _say(f"  {regime:8} {g['count']:6}  {detail}", one_line=True)
+        say(f"  {regime:8} {g['count']:6}  {detail}", one_line=True)
     if not r["people"]:
         return
-    _say("people whose indication changes" + ("" if unmask else " (personal data masked)") + ":")
-    out.print(_cli().table(
+    say("people whose indication changes" + ("" if unmask else " (personal data masked)") + ":")
+    out.print(cli.table(
         ("meldingId", "ingangsdatum", "regime", "old", "new", "person"),
         [(p["meldingId"], p["ingangsdatum"], p["regime"],
           f"{p['old']['plichtIndicatie']} ({p['old']['regel']})", f"{p['new']['plichtIndicatie']} ({p['new']['regel']})",
           _who(p["person"])) for p in r["people"][:limit]],
         shrink={"meldingId": 10, "old": 12, "new": 12, "person": 8}, width=out.width))
     if len(r["people"]) > limit:
-        _say(f"... and {len(r['people']) - limit} more (--limit, or --json for all)")
+        say(f"... and {len(r['people']) - limit} more (--limit, or --json for all)")
 
 
 def _who(person: dict[str, Any]) -> str:
@@ -308,26 +286,24 @@ def apply(
 ) -> None:
     """Make a rule set the active one and, with --corrections, send DUO the corrected indications."""
     from gateway.runtime import build_runtime
-
-    cli = _cli()
     cfg = cli.load_config(config)
     who = operator or cli.operator()
     new = _named(cfg, ruleset)
     if new.path.resolve().parent != Path(cfg.rules.directory).resolve():
-        cli.fail(f"{new.path}: the rule set must be in the rules directory {cfg.rules.directory}", 1)
+        fail(f"{new.path}: the rule set must be in the rules directory {cfg.rules.directory}", 1)
     _require_cases_pass(new)
     cli.require_database(cfg)
     try:
         rt = build_runtime(cfg)
     except (ConfigError, GatewayError) as exc:
-        cli.fail(str(exc))
+        fail(str(exc))
     if corrections:
         with cli.err.status(f"re-evaluating and queueing corrections under {new.name} ..."):
             queued = ruleops.apply_corrections(rt, new, who)
     else:
         waiting = len(ruleops.impact(rt.store, new).changes)
         if waiting:
-            cli.fail(f"{waiting} person(s) would get another indication; add --corrections to send DUO "
+            fail(f"{waiting} person(s) would get another indication; add --corrections to send DUO "
                      "the corrections (see `gateway rules impact`)", 1)
         ruleops.activate(rt.store, new, who, note="no corrections needed")
         queued = 0
@@ -335,7 +311,7 @@ def apply(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    _say(f"{new.name} is now the active rule set (recorded by {who}); {queued} correction(s) queued for "
+    say(f"{new.name} is now the active rule set (recorded by {who}); {queued} correction(s) queued for "
          "DUO.\nRestart running gateways so that new notifications are assessed with it; then run this "
          "command again: it queues only what is still different.")
 
@@ -347,9 +323,9 @@ def _require_cases_pass(rs: rules.RuleSet) -> None:
     try:
         failed = [r for r in rules.run_cases(rs, cases) if not r.passed]
     except ConfigError as exc:
-        _fail(str(exc), 1)
+        fail(str(exc), 1)
     if failed:
-        _fail(f"{len(failed)} case(s) in {cases} fail (first at line {failed[0].line}); "
+        fail(f"{len(failed)} case(s) in {cases} fail (first at line {failed[0].line}); "
               f"run `gateway rules test {cases}`", 1)
 
 
@@ -364,7 +340,6 @@ def report_delays(
     as_json: bool = JsonOpt,
 ) -> None:
     """IND notifications that reached the gateway after the delivery window, with the delay per person."""
-    cli = _cli()
     cli.at_least(limit, 1, "--limit")
     cfg = cli.load_config(config)
     unmask = cli._unmask(cfg, show_personal_data)
@@ -373,15 +348,15 @@ def report_delays(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    _say("late IND notifications" + ("" if unmask else " (personal data masked)") + ":")
+    say("late IND notifications" + ("" if unmask else " (personal data masked)") + ":")
     if report["people"]:
-        out.print(_cli().table(
+        out.print(cli.table(
             ("received", "meldingId", "besluit", "days late", "person"),
             [(p["received"][:16].replace("T", " "), p["meldingId"], p["datumBesluit"], str(p["vertragingDagen"]),
               _who(p["person"])) for p in report["people"][:limit]],
             shrink={"meldingId": 10, "person": 8}, right=("days late",), width=out.width))
     if len(report["people"]) > limit:
-        _say(f"... and {len(report['people']) - limit} more (--limit, or --json for all)")
-    _say("days late: " + ", ".join(f"{k}: {n}" for k, n in report["distribution"].items()))
-    _say(f"total: {report['total']} late notification(s), {report['total_days']} day(s) in all"
+        say(f"... and {len(report['people']) - limit} more (--limit, or --json for all)")
+    say("days late: " + ", ".join(f"{k}: {n}" for k, n in report["distribution"].items()))
+    say(f"total: {report['total']} late notification(s), {report['total_days']} day(s) in all"
          + (f", since {report['since']}" if report["since"] else ""))

@@ -133,6 +133,6 @@ class Heartbeat(threading.Thread):
             self.join(10)
         try:
             self.rt.store.beat_stopped(self.process)
-        except StoreError:
-            self.rt.log.error("heartbeat_failed", instance=self.instance, stage="lifecycle")
+        except StoreError as exc:
+            log_store_error(self.rt.log, exc, "heartbeat_failed", instance=self.instance, stage="lifecycle")
 

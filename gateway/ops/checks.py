@@ -163,7 +163,7 @@ def _partner_certificates(name: str, anchor_files: list[str], certificate_files:
     for files, into in ((anchor_files, anchors), (certificate_files, pins)):
         for file in files:
             try:
-                certs = _read(file)
+                certs = keys.read_certificates(Path(file))
             except ConfigError as exc:
                 out.append(_error(f"partner {name}", exc, file))
                 continue
@@ -221,13 +221,3 @@ def _expiry(what: str, cert: Any, now: dt.datetime, window: dt.timedelta, file: 
     if left <= window:
         return Finding("warning", what, f"{file}: expires on {not_after:%Y-%m-%d}, in {left.days} days", file)
     return Finding("ok", what, f"valid until {not_after:%Y-%m-%d} ({left.days} days)", file)
-
-
-def _read(file: str) -> list[Any]:
-    """The PEM certificates in ``file``, read as ``gateway.security.keys.load_trust`` reads them."""
-    from cryptography import x509
-
-    try:
-        return list(x509.load_pem_x509_certificates(Path(file).read_bytes()))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load the certificate: {type(exc).__name__}", file=str(file)) from exc

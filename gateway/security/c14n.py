@@ -7,8 +7,8 @@ c14n would: declared on the apex element when in scope, used or not. This module
 
 - reads that parameter, and refuses anything else inside an exc-c14n CanonicalizationMethod or
   Transform (an unknown parameter), so a signature means one thing only;
-- canonicalizes an element in place with a Reference's own prefix list, for the placement and
-  anti-wrapping comparisons (the same bytes signxml digested, or the signature is refused);
+- (the element in place is canonicalized with a Reference's own prefix list by
+  ``gateway.wire.xmlsafe.exc_c14n``, for the placement and anti-wrapping comparisons);
 - checks ds:Signature against the XML-DSig schema as signxml would, with ec:InclusiveNamespaces
   declared: signxml's bundled schema alone has no declaration for it, and SignedInfo's
   CanonicalizationMethod demands one (a strict wildcard), so every such signature was refused.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 
@@ -30,7 +29,7 @@ from lxml import etree
 from gateway.core.errors import SignatureInvalid
 from gateway.wire.xmlsafe import SCHEMA_COMPILE_LOCK
 
-__all__ = ["EC_NS", "EXC_C14N", "canonical", "check_signature_schema", "prefix_list"]
+__all__ = ["EC_NS", "EXC_C14N", "check_signature_schema", "prefix_list"]
 
 EXC_C14N = "http://www.w3.org/2001/10/xml-exc-c14n#"
 EC_NS = EXC_C14N  # the namespace of ec:InclusiveNamespaces is the algorithm's URI
@@ -73,12 +72,6 @@ def prefix_list(method: etree._Element, what: str) -> tuple[str, ...] | None:
         raise SignatureInvalid(f"the PrefixList in {what} is not namespace prefixes separated by single spaces",
                                stage=_STAGE)
     return prefixes
-
-
-def canonical(element: etree._Element, prefixes: Sequence[str] | None = None) -> bytes:
-    """Exclusive c14n 1.0 without comments of ``element`` where it is, with these inclusive prefixes."""
-    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False,
-                          inclusive_ns_prefixes=list(prefixes) if prefixes else None)
 
 
 _SCHEMA = """<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" elementFormDefault="qualified"

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from gateway.core.errors import CertificateRefused, ConfigError
 
-__all__ = ["KeyPair", "PartnerTrust", "load_keypair", "load_trust", "kid", "kid_of_der"]
+__all__ = ["KeyPair", "PartnerTrust", "load_keypair", "load_trust", "read_certificates", "kid", "kid_of_der"]
 
 
 def kid(cert: x509.Certificate) -> str:
@@ -59,7 +59,7 @@ class KeyPair:
 def load_keypair(key_file: str | Path, cert_file: str | Path) -> KeyPair:
     """Load a PEM private key and its PEM certificate (the first one in the file), and check they match."""
     key = _read_key(Path(key_file))
-    cert = _read_certs(Path(cert_file))[0]
+    cert = read_certificates(Path(cert_file))[0]
     public = serialization.PublicFormat.SubjectPublicKeyInfo
     if key.public_key().public_bytes(serialization.Encoding.DER, public) != cert.public_key().public_bytes(
         serialization.Encoding.DER, public
@@ -85,7 +85,8 @@ def _read_key(path: Path) -> PrivateKeyTypes:
     return key
 
 
-def _read_certs(path: Path) -> list[x509.Certificate]:
+def read_certificates(path: Path) -> list[x509.Certificate]:
+    """The PEM certificates in ``path``; ``ConfigError`` naming the file when it cannot be read."""
     try:
         certs = x509.load_pem_x509_certificates(path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -155,8 +156,8 @@ def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
 def load_trust(partner: str, anchor_files: Sequence[str | Path],
                certificate_files: Sequence[str | Path]) -> PartnerTrust:
     """Read a partner's anchors and pinned certificates (each file may hold several PEM certificates)."""
-    anchors = tuple(c for f in anchor_files for c in _read_certs(Path(f)))
-    certs = tuple(c for f in certificate_files for c in _read_certs(Path(f)))
+    anchors = tuple(c for f in anchor_files for c in read_certificates(Path(f)))
+    certs = tuple(c for f in certificate_files for c in read_certificates(Path(f)))
     if not anchors or not certs:
         raise ConfigError(f"partner {partner} needs at least one trust anchor and one certificate")
     return PartnerTrust(partner=partner, anchors=anchors, certificates=certs,

@@ -46,9 +46,10 @@ from gateway.core.errors import (
     MessageExpired,
     SignatureInvalid,
 )
-from gateway.security.c14n import canonical, check_signature_schema, prefix_list
+from gateway.security.c14n import check_signature_schema, prefix_list
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
 from gateway.wire.soap import DS_NS, SOAP_NS, WSA_NS, WSSE_NS, WSU_NS
+from gateway.wire.xmlsafe import exc_c14n
 
 __all__ = ["REQUEST_PARTS", "RESPONSE_PARTS", "VerifiedEnvelope", "sign_envelope", "verify_envelope"]
 
@@ -366,7 +367,7 @@ def _verify_crypto(envelope: etree._Element, signature: etree._Element, cert: x5
     # holds every part of REQUEST_PARTS (checked in verify_envelope).
     for (part, ref), result in zip(placed.items(), cast(list[VerifyResult], results), strict=True):
         # The element in place, canonicalized with that Reference's own prefix list.
-        if result.signed_xml is None or result.signed_data != canonical(ref.element, ref.prefixes):
+        if result.signed_xml is None or result.signed_data != exc_c14n(ref.element, ref.prefixes):
             raise SignatureInvalid(f"the signed {part} is not the {part} in place", stage=_STAGE)
         signed[part] = result.signed_xml
     return signed

@@ -55,10 +55,7 @@ def check_door(door: Door, headers: Mapping[str, str]) -> None:
     if action is None:
         raise MalformedInput(f"the SOAPAction header is missing; the contract says {door.soap_action!r}",
                              partner=door.partner, stage="receiving")
-    value = action.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1].strip()
-    if value != door.soap_action:
+    if _unquote(action).strip() != door.soap_action:
         raise MalformedInput(f"SOAPAction {_shown(action)!r} received; the contract says {door.soap_action!r}",
                              partner=door.partner, stage="receiving")
 
@@ -71,11 +68,14 @@ def _media_type(value: str) -> tuple[str, dict[str, str]]:
         name, sep, val = part.partition("=")
         if not sep:
             continue
-        val = val.strip()
-        if len(val) >= 2 and val[0] == val[-1] == '"':
-            val = val[1:-1]
-        params[name.strip().lower()] = val.strip()
+        params[name.strip().lower()] = _unquote(val).strip()
     return media.strip().lower(), params
+
+
+def _unquote(value: str) -> str:
+    """``value`` without surrounding white space and one pair of double quotes around it."""
+    value = value.strip()
+    return value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
 
 
 def _shown(value: str, limit: int = 100) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -176,9 +177,13 @@ def _scrub(message: str) -> str:
     return "'".join(out)
 
 
-def exc_c14n(element: etree._Element) -> bytes:
-    """Exclusive canonical XML 1.0, without comments."""
-    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False)
+def exc_c14n(element: etree._Element, inclusive_prefixes: Sequence[str] | None = None) -> bytes:
+    """Exclusive canonical XML 1.0, without comments, of ``element`` where it is.
+
+    ``inclusive_prefixes``: exc-c14n's InclusiveNamespaces PrefixList (``gateway.security.c14n``).
+    """
+    return etree.tostring(element, method="c14n", exclusive=True, with_comments=False,
+                          inclusive_ns_prefixes=list(inclusive_prefixes) if inclusive_prefixes else None)
 
 
 def sha256_b64(data: bytes) -> str:

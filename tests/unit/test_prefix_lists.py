@@ -16,8 +16,9 @@ from lxml import etree
 
 from gateway.core.errors import SignatureInvalid
 from gateway.security import wsse, xmldsig
-from gateway.security.c14n import EC_NS, canonical
+from gateway.security.c14n import EC_NS
 from gateway.wire import soap, xmlsafe
+from gateway.wire.xmlsafe import exc_c14n as canonical
 from tests.pki_fixtures import (
     IND_MESSAGE_ID,
     SAMPLES,
