@@ -21,6 +21,7 @@ from rich.text import Text
 from gateway.cli.common import (
     ConfigOpt,
     JsonOpt,
+    ReasonOpt,
     _parse_time,
     _unmask,
     at_least,
@@ -110,6 +111,7 @@ def log_cmd(
     limit: int = typer.Option(50, help="At most this many rows."),
     show_personal_data: bool = typer.Option(False, "--show-personal-data",
                                             help="Unmask personal data (only for operators allowed in config)."),
+    reason: str = ReasonOpt,
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -118,7 +120,7 @@ def log_cmd(
 
     at_least(limit, 1, "--limit")
     cfg = load_config(config)
-    unmask = _unmask(cfg, show_personal_data)
+    unmask = _unmask(cfg, show_personal_data, "log", reason)
     store = open_store(cfg)
     f = views.LogFilter(state=state, partner=partner, route=route, since=_parse_time(since, "--since"),
                         until=_parse_time(until, "--until"), key=id, limit=limit, refused=refused)
@@ -145,6 +147,7 @@ def log_cmd(
 def show(
     ref: str = typer.Argument(..., help="Message id, meldingId, vorderingId, berichtId or zaaknummer."),
     show_personal_data: bool = typer.Option(False, "--show-personal-data", help="Unmask personal data (if allowed)."),
+    reason: str = ReasonOpt,
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -156,7 +159,7 @@ def show(
     message_id = views.find_message(store, ref)
     if message_id is None:
         fail(f"no message found for {ref!r}")
-    t = views.timeline(store, message_id, unmask=_unmask(cfg, show_personal_data))
+    t = views.timeline(store, message_id, unmask=_unmask(cfg, show_personal_data, f"message:{message_id}", reason))
     if as_json:
         print(json.dumps(t, indent=2))
         return
@@ -474,6 +477,7 @@ def _register_optional() -> None:
             continue
         app.add_typer(sub, name=name)
     app.command("init")(importlib.import_module("gateway.cli.init").init)
+    app.command("audit")(importlib.import_module("gateway.cli.audit").audit)
     try:
         archive = importlib.import_module("gateway.cli.archive")
     except ImportError:

@@ -20,7 +20,7 @@ from rich.text import Text
 from gateway.core import config as config_mod
 from gateway.core.errors import ConfigError, GatewayError
 
-__all__ = ["out", "err", "ConfigOpt", "JsonOpt", "fail", "table", "say", "output_path", "at_least", "input_file",
+__all__ = ["out", "err", "ConfigOpt", "JsonOpt", "ReasonOpt", "fail", "table", "say", "output_path", "at_least", "input_file",
            "NO_CONFIG", "load_config", "require_database", "open_store", "operator", "_parse_time", "_unmask"]
 
 # Text from data, files and config is printed as it is: no emoji codes (":100:"), no highlighting;
@@ -30,6 +30,8 @@ err = Console(stderr=True, emoji=False, highlight=False)
 
 ConfigOpt = typer.Option(None, "--config", "-c", help="Config file (default: $GATEWAY_CONFIG or config/gateway.toml).")
 JsonOpt = typer.Option(False, "--json", help="Machine-readable output.")
+ReasonOpt = typer.Option(None, "--reason", help="Why personal data must be shown (required with "
+                         "--show-personal-data; recorded in the audit log).")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -197,9 +199,25 @@ def _parse_time(value: str | None, name: str) -> float | None:
     return parsed.timestamp()
 
 
-def _unmask(cfg: config_mod.Config, asked: bool) -> bool:
+def _unmask(cfg: config_mod.Config, asked: bool, what: str = "", reason: str | None = None) -> bool:
+    """May this operator see personal data in clear? Every request is recorded in the audit log
+    (allowed or refused, with ``what`` was asked for and the stated reason) before anything is shown."""
     if not asked:
         return False
-    if operator() not in cfg.operators.personal_data:
-        fail(f"operator {operator()!r} may not see personal data (config [operators] personal_data)")
+    from gateway.core import audit
+
+    allowed = operator() in cfg.operators.personal_data
+    if allowed and not (reason or "").strip():
+        fail("--show-personal-data needs a stated reason: add --reason TEXT (it is recorded in the audit log)")
+    store = open_store(cfg)
+    try:
+        audit.record(store, actor=operator(), action="show-personal-data", target=what or None,
+                     reason=(reason or "").strip() or None, outcome="ok" if allowed else "refused")
+    except GatewayError as exc:
+        fail(f"personal data is shown only when the access can be recorded, and it could not be: {exc}")
+    finally:
+        store.close()
+    if not allowed:
+        fail(f"operator {operator()!r} may not see personal data (config [operators] personal_data); "
+             "the refusal is recorded in the audit log")
     return True

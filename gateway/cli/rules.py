@@ -228,13 +228,14 @@ def impact(
     since: str = SinceOpt,
     limit: int = LimitOpt,
     show_personal_data: bool = PersonalOpt,
+    reason: str = cli.ReasonOpt,
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Whose indication would change under a new rule set? Read-only: nothing is stored or sent."""
     cli.at_least(limit, 1, "--limit")
     cfg = cli.load_config(config)
-    unmask = cli._unmask(cfg, show_personal_data)
+    unmask = cli._unmask(cfg, show_personal_data, f"rules-impact:{ruleset}", reason)
     new = _named(cfg, ruleset)
     store = cli.open_store(cfg)
     with cli.err.status(f"re-evaluating stored notifications under {new.name} ..."):
@@ -336,13 +337,14 @@ def report_delays(
     since: str = SinceOpt,
     limit: int = LimitOpt,
     show_personal_data: bool = PersonalOpt,
+    reason: str = cli.ReasonOpt,
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """IND notifications that reached the gateway after the delivery window, with the delay per person."""
     cli.at_least(limit, 1, "--limit")
     cfg = cli.load_config(config)
-    unmask = cli._unmask(cfg, show_personal_data)
+    unmask = cli._unmask(cfg, show_personal_data, "report-delays", reason)
     store = cli.open_store(cfg)
     report = ruleops.delays(store, cli._parse_time(since, "--since")).to_dict(unmask)
     if as_json:

@@ -738,9 +738,15 @@ class _Tx:
         self.execute("INSERT INTO events (message_id, at, stage, event, detail) VALUES (:m, :at, :s, :e, :d)",
                      {"m": message_id, "at": at, "s": stage, "e": event, "d": _json(detail) if detail else None})
 
-    def operator_action(self, operator: str, action: str, target: str, note: str | None, at: float) -> None:
+    def operator_action(self, operator: str, action: str, target: str, note: str | None, at: float, *,
+                        channel: str = "cli") -> None:
+        # The same fact goes to the audit log in the same transaction: an action is never done
+        # without its audit entry (gateway.core.audit reads it; nothing edits it).
         self.execute("INSERT INTO operator_actions (at, operator, action, target, note) VALUES (:at, :o, :a, :t, :n)",
                      {"at": at, "o": operator, "a": action, "t": target, "n": note})
+        self.execute("INSERT INTO audit_log (at, actor, channel, action, target, reason, outcome) "
+                     "VALUES (:at, :o, :c, :a, :t, :n, 'ok')",
+                     {"at": at, "o": operator, "c": channel, "a": action, "t": target, "n": note})
 
     def set_kv(self, name: str, value: str) -> None:
         self.execute("INSERT INTO state_kv (name, value, updated_at) VALUES (:n, :v, :at) "

@@ -243,9 +243,20 @@ def test_cli_personal_data_only_for_allowed_operators(setup: dict[str, Any], mon
     denied = cli("rules", "impact", "--ruleset", h.CURRENT, "--show-personal-data", "--json", "--config", cfg)
     assert denied.exit_code != 0 and "may not see personal data" in denied.output
     monkeypatch.setenv("GATEWAY_OPERATOR", "alice")
+    unstated = cli("rules", "impact", "--ruleset", h.CURRENT, "--show-personal-data", "--json", "--config", cfg)
+    assert unstated.exit_code == 2 and "--reason" in unstated.output
     shown = json.loads(cli("rules", "impact", "--ruleset", h.CURRENT, "--show-personal-data", "--json",
-                           "--config", cfg).stdout)
+                           "--reason", "ticket 4711: check the roll-out", "--config", cfg).stdout)
     assert shown["people"][0]["person"]["naam"] == "Rania Haddad"
+    # Both requests are in the audit log, newest first, with who, what and why; the one without a
+    # reason showed nothing and is not there.
+    log = json.loads(cli("audit", "--action", "show-personal-data", "--json", "--config", cfg).stdout)
+    assert [(e["actor"], e["outcome"], e["target"], e["reason"]) for e in log] == [
+        ("alice", "ok", f"rules-impact:{h.CURRENT}", "ticket 4711: check the roll-out"),
+        ("mallory", "refused", f"rules-impact:{h.CURRENT}", None),
+    ]
+    only_alice = json.loads(cli("audit", "--actor", "alice", "--json", "--config", cfg).stdout)
+    assert {e["action"] for e in only_alice} == {"show-personal-data"}
 
 
 def test_cli_report_delays_json(tmp_path: Path, store: Any) -> None:
