@@ -152,6 +152,55 @@ class OperatorsConfig(_Strict):
     personal_data: list[str] = []
 
 
+class SmtpChannel(_Strict):
+    """E-mail over SMTP; STARTTLS unless switched off (only for a relay on loopback)."""
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    #: CA certificate(s) to verify the SMTP server with ("" = the system's CAs).
+    ca_file: str = ""
+    username: str = ""
+    #: A file holding the SMTP password (never the password itself in the config).
+    password_file: str = ""
+    sender: str
+    to: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class WebhookChannel(_Strict):
+    """A URL that receives each alert as JSON, in Alertmanager's webhook shape."""
+
+    url: str = Field(pattern=r"^https?://")
+    #: CA certificate(s) for an https URL ("" = the system's CAs).
+    ca_file: str = ""
+    timeout_seconds: float = Field(10.0, gt=0)
+
+
+class AlertsConfig(_Strict):
+    #: How often one gateway process (on a job lease) evaluates the conditions.
+    evaluate_seconds: float = Field(60.0, gt=0)
+    #: A condition must hold this long (wall-clock) before it is sent: a blip is not an alert.
+    confirm_seconds: float = Field(120.0, ge=0)
+    #: An alert still open is sent again after this long.
+    repeat_seconds: float = Field(4 * 3600.0, gt=0)
+    #: A certificate (the gateway's own or a partner's) within this many days of its end raises an alert.
+    certificate_days: int = Field(30, ge=0)
+    #: IND notifications stored more than this many days past their delivery window raise an alert
+    #: while any arrived within ``late_window_seconds``.
+    late_days: int = Field(0, ge=0)
+    late_window_seconds: float = Field(24 * 3600.0, gt=0)
+    #: A notification that could not be sent is tried again after this long (doubling, at most an hour).
+    send_retry_seconds: float = Field(30.0, gt=0)
+    smtp: SmtpChannel | None = None
+    webhook: WebhookChannel | None = None
+
+    @field_validator("smtp", "webhook", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == {} else value
+
+
 class Config(_Strict):
     instance: str = "gateway-1"
     store: StoreConfig = StoreConfig()
@@ -164,6 +213,7 @@ class Config(_Strict):
     rules: RulesConfig = RulesConfig()
     log: LogConfig = LogConfig()
     operators: OperatorsConfig = OperatorsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     #: Where the config was read from (set by ``load``).
     source: str = ""
 
@@ -251,5 +301,12 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         dsn = "sqlite:///" + r(dsn[len("sqlite:///"):])
     rules = cfg.rules.model_copy(update={"directory": r(cfg.rules.directory)})
     log = cfg.log.model_copy(update={"file": r(cfg.log.file)})
+    alerts = cfg.alerts
+    if alerts.smtp is not None:
+        alerts = alerts.model_copy(update={"smtp": alerts.smtp.model_copy(update={
+            "ca_file": r(alerts.smtp.ca_file), "password_file": r(alerts.smtp.password_file)})})
+    if alerts.webhook is not None:
+        alerts = alerts.model_copy(update={"webhook": alerts.webhook.model_copy(update={
+            "ca_file": r(alerts.webhook.ca_file)})})
     return cfg.model_copy(update={"tls": tls, "partners": partners, "store": StoreConfig(dsn=dsn),
-                                  "rules": rules, "log": log})
+                                  "rules": rules, "log": log, "alerts": alerts})

@@ -129,12 +129,14 @@ def _check_store(cfg: Config, add: Any) -> None:
         + (" (run `gateway db upgrade`)" if version < SCHEMA_VERSION else ""))
 
 
-def certificate_findings(cfg: Config, now: dt.datetime | None = None) -> list[Finding]:
-    """Every key and certificate of the config, judged (see the module's rules)."""
+def certificate_findings(cfg: Config, now: dt.datetime | None = None, *,
+                         warning_days: int | None = None) -> list[Finding]:
+    """Every key and certificate of the config, judged (see the module's rules); a certificate
+    within ``warning_days`` (default ``tls.expiry_warning_days``) of its end is a warning."""
     from gateway.security import keys
 
     now = now or dt.datetime.now(dt.UTC)
-    window = dt.timedelta(days=cfg.tls.expiry_warning_days)
+    window = dt.timedelta(days=cfg.tls.expiry_warning_days if warning_days is None else warning_days)
     out: list[Finding] = []
     if not cfg.tls.cert_file or not cfg.tls.key_file:
         return [Finding("error", "gateway certificate", "tls is enabled but tls.cert_file or tls.key_file is empty",

@@ -7,7 +7,8 @@ threshold. It is **degraded** when work is older than ``degraded_age_seconds``, 
 waits for an operator, a circuit breaker is open, or a gap is open. Otherwise **ok**.
 The whole gateway is **failing** when no ``gateway run`` process has written its heartbeat within
 ``health.max_heartbeat_age_seconds`` (a stopped or dead gateway moves nothing, even with nothing
-waiting); the ``processes`` check lists each process with its last heartbeat.
+waiting); the ``processes`` check lists each process with its last heartbeat. The ``alerts`` check
+counts open alerts and is **degraded** while an alert notification could not be sent.
 When the store cannot be read the report is **failing** with one check, ``store``, whose reason
 is "the store is unreachable: <driver error class>" (from ``Store.status()``, in memory); the
 metric ``gateway_store_up`` is then 0 and the other gauges keep their last values.
@@ -106,7 +107,7 @@ def _evaluate(rt: Runtime) -> dict[str, Any]:
                         "dead": dead.get(key, 0), "reasons": reasons}
     processes = _processes(rt)
     checks = {"ind_sequence": _ind_gaps(rt, now), "cjib_feed": _cjib_feed(rt, now),
-              "processes": _process_check(rt, processes)}
+              "processes": _process_check(rt, processes), "alerts": _alerts_check(rt)}
     overall = _worst(*(str(r["status"]) for r in routes.values()), *(str(c["status"]) for c in checks.values()))
     return {"status": overall, "routes": routes, "checks": checks, "messages": by_state, "instance": cfg.instance,
             "processes": processes}
@@ -140,6 +141,22 @@ def _process_check(rt: Runtime, processes: list[dict[str, Any]]) -> dict[str, An
     # One line per process (newest first), as `gateway health` prints a check's fields.
     check["seen"] = [f"{p['instance']} pid {p['pid']} on {p['host']}: {p['state']}, last heartbeat "
                      f"{p['last_seen']} ({p['heartbeat_age_seconds']:.0f}s ago)" for p in processes[:10]]
+    return check
+
+
+def _alerts_check(rt: Runtime) -> dict[str, Any]:
+    """Open alerts, and notifications that failed to go out (retried by the alerts job): an alert
+    nobody receives is a failure of its own."""
+    q = rt.store.query
+    open_alerts = int(q("SELECT COUNT(*) FROM alerts WHERE resolved_at IS NULL AND last_notified_at IS NOT NULL")[0][0])
+    failed = q("SELECT channel, last_error, created_at FROM alert_sends WHERE state = 'pending' AND attempts > 0 "
+               "ORDER BY id DESC")
+    check: dict[str, Any] = {"status": "degraded" if failed else "ok"}
+    if failed:
+        oldest = min(float(r[2]) for r in failed)
+        check["reason"] = (f"{len(failed)} alert notification(s) not sent, retrying since {_iso(oldest)} "
+                           f"(last error, {failed[0][0]}: {failed[0][1]})")
+    check.update(open_alerts=open_alerts, unsent_notifications=len(failed))
     return check
 
 
@@ -197,6 +214,9 @@ def export(rt: Runtime, report: dict[str, Any]) -> None:
             "live": Gauge("gateway_live_processes", "gateway run processes with a recent heartbeat", registry=r),
             "store_up": Gauge("gateway_store_up", "1 when the store answered the last evaluation, 0 when it "
                               "is unreachable", registry=r),
+            "alerts": Gauge("gateway_alerts_open", "Alerts open now (gateway alerts)", registry=r),
+            "unsent": Gauge("gateway_alert_notifications_unsent", "Alert notifications that failed to go out "
+                            "and are being retried", registry=r),
             "beat": Gauge("gateway_heartbeat_age_seconds", "Time since each process's last heartbeat "
                           "(processes not stopped cleanly)", ["instance", "host", "pid"], registry=r),
         }
@@ -221,6 +241,8 @@ def export(rt: Runtime, report: dict[str, Any]) -> None:
     if feed is not None:
         g["feed"].set(feed)
     g["live"].set(report["checks"]["processes"]["live"])
+    g["alerts"].set(report["checks"]["alerts"]["open_alerts"])
+    g["unsent"].set(report["checks"]["alerts"]["unsent_notifications"])
     g["beat"].clear()
     for p in report.get("processes", []):
         if p["state"] != "stopped":

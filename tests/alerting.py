@@ -1,0 +1,91 @@
+"""Real alert receivers on loopback for the alert tests: an SMTP server that requires STARTTLS
+(aiosmtpd, with a certificate of the test CA) and a webhook receiver (http.server)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        with self.lock:
+            self.messages.append(message_from_bytes(envelope.content))
+        return "250 OK"
+
+
+class SmtpServer:
+    """An SMTP server on loopback that refuses mail before STARTTLS."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(cert), str(key))
+        self.inbox = _Inbox()
+        self.port = _free_port()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, tls_context=ctx,
+                                     require_starttls=True)
+        self.controller.start()
+
+    @property
+    def messages(self) -> list[Any]:
+        with self.inbox.lock:
+            return list(self.inbox.messages)
+
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+class WebhookReceiver:
+    """Records every JSON body posted to it; answers ``status`` (settable, to play a broken receiver)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.status = 200
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.status == 200:
+                    receiver.bodies.append(json.loads(body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def alerts_config(smtp: SmtpServer, webhook: WebhookReceiver, ca: Path, **extra: Any) -> dict[str, Any]:
+    return {"smtp": {"host": "127.0.0.1", "port": smtp.port, "ca_file": str(ca), "sender": "gateway@example.nl",
+                     "to": ["ketenbeheer@example.nl"]},
+            "webhook": {"url": webhook.url}, **extra}
