@@ -317,6 +317,7 @@ def run(rt: Any) -> dict[str, int]:
     now = rt.clock.time()
     certs = checks.certificate_findings(rt.config, dt.datetime.fromtimestamp(now, dt.UTC),
                                         warning_days=cfg.certificate_days) if rt.config.tls.enabled else []
+    _export_certificates(rt)
     active = conditions(report, certificates=certs, late=_late(rt, now), partners_down=_partners_down(rt),
                         late_window_seconds=cfg.late_window_seconds)
     senders = channels(cfg)
@@ -326,6 +327,35 @@ def run(rt: Any) -> dict[str, int]:
     if any(counts.values()):
         rt.log.info("alerts", stage="processing", **counts)
     return counts
+
+
+_cert_gauges: dict[int, Any] = {}
+
+
+def _export_certificates(rt: Any) -> None:
+    """``gateway_certificate_not_after_seconds`` per certificate (own and pinned), for Prometheus'
+    expiry rule (deploy/prometheus/alerts.yml)."""
+    from prometheus_client import Gauge
+
+    from gateway.security import keys
+
+    if not rt.config.tls.enabled:
+        return
+    gauge = _cert_gauges.get(id(rt.metrics))
+    if gauge is None:
+        gauge = _cert_gauges[id(rt.metrics)] = Gauge(
+            "gateway_certificate_not_after_seconds", "End of validity (epoch seconds) of the gateway's own "
+            "certificate and each pinned partner certificate", ["certificate"], registry=rt.metrics.registry)
+    files = [("gateway", rt.config.tls.cert_file)] + [
+        (name, f) for name, pc in rt.config.partners.items() for f in pc.certificate_files]
+    gauge.clear()
+    for owner, file in files:
+        try:
+            certs = keys.read_certificates(Path(file))
+        except Exception:  # noqa: BLE001 - a missing file is check-config's finding, not this gauge's
+            continue
+        for cert in certs:
+            gauge.labels(f"{owner} {keys.kid(cert)[:12]}").set(cert.not_valid_after_utc.timestamp())
 
 
 def _late(rt: Any, now: float) -> tuple[int, int]:
