@@ -5,7 +5,9 @@ set, key or database version; keys and certificates are judged first by the very
 ``gateway check-config`` (``gateway.ops.checks.startup_check``): an error there (naming the file)
 stops the start, a warning is logged. SIGTERM (or SIGINT) drains: the listeners stop accepting and finish
 the requests they hold, workers stop claiming and finish their in-flight attempt within
-``drain_seconds``, and whatever is still queued stays queued for the next start.
+``drain_seconds``, and whatever is still queued stays queued for the next start. SIGHUP reloads
+the config file without a stop (``gateway/reload.py``): certificates, pins, thresholds, the rule
+set; a broken one is refused and the old one kept.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway import reload as reloading
 from gateway.app import operator_app, partner_app
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config
 from gateway.delivery import jobs
 from gateway.delivery.outbox import WorkerPool
-from gateway.runtime import Runtime, build_runtime, client_ssl
+from gateway.runtime import Runtime, build_runtime, client_ssl, next_keypair
 from gateway.wire.server import bind, make_server
 
 __all__ = ["Daemon", "run"]
@@ -53,9 +56,11 @@ class Daemon:
         for w in warnings:
             self.rt.log.warning("config_warning", what=w.what, detail=w.message, file=w.file, stage="lifecycle")
         self.pool = WorkerPool(self.rt)
-        self.senders = _senders(self.rt)
+        self.ring = reloading.Keyring(upcoming=next_keypair(self.config))
+        self.senders = _senders(self.rt, self.ring)
         for sender, follow_up in self.senders:
             self.pool.add(sender, follow_up=follow_up)
+            self.ring.senders.append(sender)
         self._sockets = {
             "partners": bind(self.config.listen.host, self.config.listen.port),
             "operator": bind(self.config.listen.metrics_host, self.config.listen.metrics_port),
@@ -67,14 +72,16 @@ class Daemon:
     async def serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         graceful = min(self.drain_seconds, 10.0)
-        partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=_server_ssl(self.rt),
+        server_ssl = self.ring.context(_server_ssl(self.rt), sorted(_anchor_files(self.rt)))
+        partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=server_ssl,
                                graceful_seconds=graceful)
         operator = make_server(operator_app(self.rt), graceful_seconds=graceful)
         self._servers = [partners, operator]
         self._heartbeat = jobs.Heartbeat(self.rt)
         self._heartbeat.start()
         self.pool.start()
-        self._jobs = jobs.JobRunner(self.rt, _jobs(self.rt))
+        watch = jobs.Job("watch", 1.0, lambda rt_: reloading.watch(rt_, self.ring), leased=False)
+        self._jobs = jobs.JobRunner(self.rt, [watch, *_jobs(self.rt)])
         self._jobs.start()
         self.rt.log.info("started", instance=self.config.instance, stage="lifecycle", ports=self.ports,
                          secure=self.rt.secure, ruleset=self.rt.ruleset.version)
@@ -96,6 +103,10 @@ class Daemon:
                          drain_ms=round((time.monotonic() - t0) * 1000))
         self.rt.store.close()
         self._stopped.set()
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the config file and swap in what is valid (what SIGHUP does); see gateway/reload.py."""
+        return reloading.reload(self.rt, self.ring)
 
     def request_stop(self) -> None:
         """Stop accepting and drain (what SIGTERM does)."""
@@ -136,8 +147,11 @@ def _server_ssl(rt: Runtime) -> ssl.SSLContext | None:
     from gateway.security import tls
 
     assert rt.own is not None
-    anchors = sorted({f for p in rt.config.partners.values() for f in p.trust_anchor_files})
-    return tls.server_context(rt.own, anchors)
+    return tls.server_context(rt.own, sorted(_anchor_files(rt)))
+
+
+def _anchor_files(rt: Runtime) -> set[str]:
+    return {f for p in rt.config.partners.values() for f in p.trust_anchor_files}
 
 
 def _routes(rt: Runtime) -> dict[tuple[str, str], tuple[Any, int]]:
@@ -151,14 +165,14 @@ def _routes(rt: Runtime) -> dict[tuple[str, str], tuple[Any, int]]:
     return routes
 
 
-def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
+def _senders(rt: Runtime, ring: reloading.Keyring) -> list[tuple[Any, Any]]:
     out: list[tuple[Any, Any]] = []
     if "duo" in rt.config.partners:
         from adapters.duo.client import DuoSender
 
         pc = rt.config.partner("duo")
-        out.append((DuoSender(pc.url, rt.own, rt.trust.get("duo"), client_ssl(rt, "duo"),
-                              pc.policy.timeout_seconds, rt.clock), None))
+        ctx = ring.context(client_ssl(rt, "duo"), pc.trust_anchor_files)
+        out.append((DuoSender(pc.url, rt.own, rt.trust.get("duo"), ctx, pc.policy.timeout_seconds, rt.clock), None))
     if "cjib" in rt.config.partners and not rt.secure:
         # cjib-rest has no unsigned mode: every request carries a JWS made with our key.
         rt.log.warning("route_off", partner="cjib", stage="lifecycle", reason="tls.enabled is false")
@@ -168,8 +182,9 @@ def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
 
         pc = rt.config.partner("cjib")
         assert rt.own is not None
-        out.append((CjibSender(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
-                               pc.policy.timeout_seconds, rt.clock), duo_to_cjib.follow_up(rt)))
+        ctx = ring.context(client_ssl(rt, "cjib"), pc.trust_anchor_files)
+        out.append((CjibSender(pc.url, rt.own, rt.trust["cjib"], ctx, pc.policy.timeout_seconds, rt.clock),
+                    duo_to_cjib.follow_up(rt)))
     return out
 
 
@@ -228,6 +243,9 @@ def run(config: Config) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, daemon.request_stop)
+        # A reload reads files and checks certificates: off the event loop, one at a time.
+        loop.add_signal_handler(signal.SIGHUP, lambda: threading.Thread(target=daemon.reload, name="reload",
+                                                                        daemon=True).start())
         await daemon.serve()
 
     asyncio.run(main())

@@ -6,6 +6,7 @@ here; the store's schema version is checked here. Nothing in the message path re
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from gateway.core.observability import Metrics, get_logger
 from gateway.core.store import Store
 from gateway.rules import engine as rules_mod
 
-__all__ = ["Runtime", "build_runtime", "client_ssl"]
+__all__ = ["Runtime", "build_runtime", "client_ssl", "load_security", "next_keypair", "switched"]
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Runtime:
     log: Any = None
     #: Long-lived partner clients made on first use (feed readers); closed when the daemon stops.
     clients: dict[str, Any] = field(default_factory=dict)
+    #: The outcome of the last reload in this process (gateway/reload.py), shown on health.
+    reload_status: dict[str, Any] = field(default_factory=dict)
 
     def close_clients(self) -> None:
         for client in self.clients.values():
@@ -58,14 +61,15 @@ class Runtime:
 def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | None = None,
                   migrate: bool = False) -> Runtime:
     """Load keys, trust, rule set and store once; raise ConfigError on anything wrong."""
-    own, trust = load_security(config)
+    clock = clock or SystemClock()
+    own, trust = load_security(config, clock.now())
     store = store or Store(config.store.dsn)
     if migrate:
         store.migrate()
     store.check_version()
     # A rule set rolled out with `gateway rules apply` is recorded in the store and wins over config.
     ruleset = load_ruleset(config, rules_mod.active_name(store))
-    rt = Runtime(config=config, store=store, clock=clock or SystemClock(), ruleset=ruleset, own=own,
+    rt = Runtime(config=config, store=store, clock=clock, ruleset=ruleset, own=own,
                  trust=trust, metrics=Metrics(), log=get_logger("gateway"))
     for partner in ("duo", "cjib", "ind"):
         rt.wake[partner] = threading.Event()
@@ -81,7 +85,8 @@ def load_ruleset(config: Config, name: str | None = None) -> Any:
     return rules_mod.load(path)
 
 
-def load_security(config: Config) -> tuple[Any | None, dict[str, Any]]:
+def load_security(config: Config, now: dt.datetime | None = None) -> tuple[Any | None, dict[str, Any]]:
+    """Our key pair (the next one once ``tls.switch_at`` has passed) and each partner's trust."""
     if not config.tls.enabled:
         return None, {}
     from gateway.security import keys
@@ -89,6 +94,9 @@ def load_security(config: Config) -> tuple[Any | None, dict[str, Any]]:
     if not config.tls.cert_file or not config.tls.key_file:
         raise ConfigError("tls is enabled but tls.cert_file or tls.key_file is empty", file=config.source or None)
     own = keys.load_keypair(config.tls.key_file, config.tls.cert_file)
+    upcoming = next_keypair(config)
+    if upcoming is not None and switched(config, now or dt.datetime.now(dt.UTC)):
+        own = upcoming
     trust: dict[str, Any] = {}
     for name, pc in config.partners.items():
         if not pc.trust_anchor_files or not pc.certificate_files:
@@ -96,6 +104,19 @@ def load_security(config: Config) -> tuple[Any | None, dict[str, Any]]:
                               file=config.source or None)
         trust[name] = keys.load_trust(name, pc.trust_anchor_files, pc.certificate_files)
     return own, trust
+
+
+def next_keypair(config: Config) -> Any | None:
+    """The key pair that takes over at ``tls.switch_at`` (``gateway pki rotate``), if one is set."""
+    if not config.tls.enabled or not config.tls.next_cert_file:
+        return None
+    from gateway.security import keys
+
+    return keys.load_keypair(config.tls.next_key_file, config.tls.next_cert_file)
+
+
+def switched(config: Config, now: dt.datetime) -> bool:
+    return config.tls.switch_at is not None and now >= config.tls.switch_at
 
 
 def client_ssl(rt: Runtime, partner: str) -> ssl.SSLContext | None:

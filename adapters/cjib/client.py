@@ -54,6 +54,10 @@ class _CjibHttp:
             return f"answer signature refused ({exc.code})"
         return None
 
+    def rekey(self, key: KeyPair, trust: PartnerTrust) -> None:
+        """New keys for the next request (a reload or key switch); the TLS context is re-keyed in place."""
+        self._key, self._trust = key, trust
+
     def close(self) -> None:
         self._http.close()
 

@@ -89,6 +89,10 @@ class DuoSender:
             return None, "berichtDigest differs from the message sent"
         return root, None
 
+    def rekey(self, own: KeyPair | None, trust: PartnerTrust | None) -> None:
+        """New keys for the next request (a reload or key switch); the TLS context is re-keyed in place."""
+        self.own, self.trust = own, trust
+
     def close(self) -> None:
         self._client.close()
 

@@ -479,6 +479,9 @@ def _register_optional() -> None:
         app.add_typer(sub, name=name)
     app.command("init")(importlib.import_module("gateway.cli.init").init)
     app.command("audit")(importlib.import_module("gateway.cli.audit").audit)
+    lifecycle = importlib.import_module("gateway.cli.lifecycle")
+    app.command("reload")(lifecycle.reload)
+    pki_app.command("rotate")(lifecycle.rotate)
     try:
         archive = importlib.import_module("gateway.cli.archive")
     except ImportError:

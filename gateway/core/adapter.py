@@ -73,6 +73,9 @@ class Outcome:
 
 
 class Sender(Protocol):
+    """A partner's sender. It may also offer ``rekey(own, trust)``: the keys for its next request
+    after a reload or a key switch (gateway/reload.py)."""
+
     partner: str
 
     def send(self, delivery: Delivery) -> Outcome: ...

@@ -8,12 +8,13 @@ are resolved against the config file's folder. Secrets (key files) are paths, ne
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.core.errors import ConfigError
 
@@ -64,6 +65,25 @@ class TlsConfig(_Strict):
     key_file: str = ""
     #: Warn in `gateway check-config` when a certificate expires within this many days.
     expiry_warning_days: int = Field(30, ge=0)
+    #: The next key and certificate (`gateway pki rotate`): they take over signing and TLS at
+    #: ``switch_at`` (an ISO 8601 date-time with its zone), in every running process, without a stop.
+    next_cert_file: str = ""
+    next_key_file: str = ""
+    switch_at: dt.datetime | None = None
+
+    @field_validator("switch_at")
+    @classmethod
+    def _zoned(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("switch_at needs a time zone (e.g. 2027-03-01T09:00:00+01:00)")
+        return value
+
+    @model_validator(mode="after")
+    def _next_complete(self) -> TlsConfig:
+        given = [bool(self.next_cert_file), bool(self.next_key_file), self.switch_at is not None]
+        if any(given) and not all(given):
+            raise ValueError("next_cert_file, next_key_file and switch_at go together: set all three or none")
+        return self
 
 
 class ListenConfig(_Strict):
@@ -288,7 +308,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     def r(p: str) -> str:
         return p if not p or Path(p).is_absolute() else str((base / p).resolve())
 
-    tls = cfg.tls.model_copy(update={"cert_file": r(cfg.tls.cert_file), "key_file": r(cfg.tls.key_file)})
+    tls = cfg.tls.model_copy(update={"cert_file": r(cfg.tls.cert_file), "key_file": r(cfg.tls.key_file),
+                                     "next_cert_file": r(cfg.tls.next_cert_file),
+                                     "next_key_file": r(cfg.tls.next_key_file)})
     partners = {
         name: pc.model_copy(update={
             "trust_anchor_files": [r(f) for f in pc.trust_anchor_files],

@@ -39,6 +39,8 @@ class Job:
     interval_seconds: float
     run: Callable[[Runtime], object]
     next_at: float = 0.0
+    #: Leased jobs run on one process at a time; the others (e.g. following a key switch) on each.
+    leased: bool = True
 
 
 #: A job that failed on the store is tried again after this long (or its interval, if shorter).
@@ -67,7 +69,7 @@ class JobRunner(threading.Thread):
         try:
             # The lease lasts one interval: at most one run per interval across all processes, and
             # after a crash another process takes the job over at its next tick.
-            if not self.rt.store.take_job_lease(job.name, owner, max(job.interval_seconds, 5.0)):
+            if job.leased and not self.rt.store.take_job_lease(job.name, owner, max(job.interval_seconds, 5.0)):
                 return
             job.run(self.rt)
         except StoreError as exc:

@@ -146,6 +146,8 @@ def certificate_findings(cfg: Config, now: dt.datetime | None = None, *,
         out.append(_expiry("gateway certificate", own.certificate, now, window, cfg.tls.cert_file))
     except ConfigError as exc:
         out.append(_error("gateway certificate", exc, cfg.tls.cert_file))
+    if cfg.tls.next_cert_file:
+        out.append(_next_certificate(cfg, now, window))
     for name, pc in cfg.partners.items():
         out.extend(_partner_certificates(name, pc.trust_anchor_files, pc.certificate_files, now, window,
                                          cfg.source or None))
@@ -201,6 +203,24 @@ def _partner_certificates(name: str, anchor_files: list[str], certificate_files:
                               "to a valid anchor)", file)
         out.append(finding)
     return out
+
+
+def _next_certificate(cfg: Config, now: dt.datetime, window: dt.timedelta) -> Finding:
+    """The key that takes over at ``tls.switch_at`` must be loadable and valid from that moment."""
+    from gateway.security import keys
+
+    what, file, at = "gateway next certificate", cfg.tls.next_cert_file, cfg.tls.switch_at
+    try:
+        cert = keys.load_keypair(cfg.tls.next_key_file, file).certificate
+    except ConfigError as exc:
+        return _error(what, exc, file)
+    assert at is not None  # the config allows next_* only with switch_at
+    if not cert.not_valid_before_utc <= at < cert.not_valid_after_utc:
+        return Finding("error", what, f"{file}: not valid at switch_at {at.isoformat()} ({_validity(cert)})", file)
+    finding = _expiry(what, cert, max(now, at), window, file)
+    if finding.level == "ok":
+        return Finding("ok", what, f"takes over at {at.isoformat()}; {finding.message}", file)
+    return finding
 
 
 def _validity(cert: Any) -> str:

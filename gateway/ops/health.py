@@ -107,7 +107,8 @@ def _evaluate(rt: Runtime) -> dict[str, Any]:
                         "dead": dead.get(key, 0), "reasons": reasons}
     processes = _processes(rt)
     checks = {"ind_sequence": _ind_gaps(rt, now), "cjib_feed": _cjib_feed(rt, now),
-              "processes": _process_check(rt, processes), "alerts": _alerts_check(rt)}
+              "processes": _process_check(rt, processes), "alerts": _alerts_check(rt),
+              "config": _config_check(rt)}
     overall = _worst(*(str(r["status"]) for r in routes.values()), *(str(c["status"]) for c in checks.values()))
     return {"status": overall, "routes": routes, "checks": checks, "messages": by_state, "instance": cfg.instance,
             "processes": processes}
@@ -141,6 +142,20 @@ def _process_check(rt: Runtime, processes: list[dict[str, Any]]) -> dict[str, An
     # One line per process (newest first), as `gateway health` prints a check's fields.
     check["seen"] = [f"{p['instance']} pid {p['pid']} on {p['host']}: {p['state']}, last heartbeat "
                      f"{p['last_seen']} ({p['heartbeat_age_seconds']:.0f}s ago)" for p in processes[:10]]
+    return check
+
+
+def _config_check(rt: Runtime) -> dict[str, Any]:
+    """This process's configuration: the rule set in force and how the last reload went (a refused
+    reload keeps the old configuration running, and says why here until a reload succeeds)."""
+    last = rt.reload_status
+    check: dict[str, Any] = {"status": "ok"}
+    if last and not last.get("ok"):
+        check = {"status": "degraded", "reason": f"the last reload was refused ({last['at_iso']}), the previous "
+                 f"configuration stays in force: {last['reason']}"}
+    check.update(ruleset=rt.ruleset.version, digest=rt.config.digest()[:12])
+    if last:
+        check["last_reload"] = last["at_iso"]
     return check
 
 
