@@ -190,7 +190,7 @@ def _senders(rt: Runtime, ring: reloading.Keyring) -> list[tuple[Any, Any]]:
 
 def _jobs(rt: Runtime) -> list[jobs.Job]:
     """The periodic jobs: the routes', each with the partner client it reads from, and the alerts."""
-    from gateway.ops import alerts
+    from gateway.ops import alerts, retention
     from gateway.routes import cjib_to_duo, ind_to_duo
 
     out = []
@@ -201,6 +201,8 @@ def _jobs(rt: Runtime) -> list[jobs.Job]:
         out.append(jobs.Job("ind-reconcile", rt.config.ind.reconcile_interval_seconds,
                             lambda rt_: ind_to_duo.ind_reconcile(rt_, _ind_feed(rt_))))
     out.append(jobs.Job("alerts", rt.config.alerts.evaluate_seconds, alerts.run))
+    if any(rt.config.retention.terms().values()):
+        out.append(jobs.Job("retention", rt.config.retention.interval_seconds, retention.run))
     if "cjib" in rt.config.partners and rt.secure:
         out.append(jobs.Job("cjib-feed", rt.config.cjib.poll_interval_seconds,
                             lambda rt_: cjib_to_duo.poll_feed(rt_, _cjib_feed(rt_))))

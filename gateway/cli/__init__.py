@@ -482,6 +482,10 @@ def _register_optional() -> None:
     lifecycle = importlib.import_module("gateway.cli.lifecycle")
     app.command("reload")(lifecycle.reload)
     pki_app.command("rotate")(lifecycle.rotate)
+    kept = importlib.import_module("gateway.cli.retention")
+    app.command("purge")(kept.purge)
+    app.command("hold")(kept.hold)
+    db_app.command("backup")(kept.backup)
     try:
         archive = importlib.import_module("gateway.cli.archive")
     except ImportError:

@@ -27,6 +27,8 @@ ACTIONS = {
     "retry": "a delivery was queued again",
     "resolve": "a delivery was resolved by hand",
     "rules-apply": "a rule set was rolled out",
+    "hold": "a message was put under hold (not purged until released)",
+    "release": "a message's hold was ended",
 }
 
 

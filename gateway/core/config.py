@@ -221,6 +221,51 @@ class AlertsConfig(_Strict):
         return None if value == {} else value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+
+
+def duration_seconds(text: str) -> float:
+    """"400d", "12h", "30m", "90s", "7y" -> seconds."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdy])\s*", text)
+    if not m or float(m[1]) <= 0:
+        raise ValueError(f"not a duration: {text!r} (a number with s, m, h, d or y, e.g. \"400d\")")
+    return float(m[1]) * _UNITS[m[2]]
+
+
+class RetentionConfig(_Strict):
+    """How long personal data is kept, per kind ("" keeps it; e.g. notifications = "400d").
+
+    Measured from the message's last change (its delivery, resolution or refusal); a message not
+    yet delivered, a dead letter, or one under an operator's hold is never purged."""
+
+    #: IND -> DUO notifications: payloads and personal fields.
+    notifications: str = ""
+    #: DUO -> CJIB claims and CJIB -> DUO statuses: payloads and personal fields.
+    claims: str = ""
+    #: Refused inbound messages (they never became a message): their raw bytes.
+    refused: str = ""
+    #: Delivery log rows (inbound entries, attempts, events) of messages already purged.
+    delivery_log: str = ""
+    #: Audit log entries.
+    audit: str = ""
+    #: How often the purge job runs (one process at a time).
+    interval_seconds: float = Field(86400.0, gt=0)
+
+    @field_validator("notifications", "claims", "refused", "delivery_log", "audit")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if value:
+            duration_seconds(value)
+        return value
+
+    def terms(self) -> dict[str, float | None]:
+        return {k: (duration_seconds(v) if v else None) for k, v in (
+            ("notifications", self.notifications), ("claims", self.claims), ("refused", self.refused),
+            ("delivery_log", self.delivery_log), ("audit", self.audit))}
+
+
 class Config(_Strict):
     instance: str = "gateway-1"
     store: StoreConfig = StoreConfig()
@@ -234,6 +279,7 @@ class Config(_Strict):
     log: LogConfig = LogConfig()
     operators: OperatorsConfig = OperatorsConfig()
     alerts: AlertsConfig = AlertsConfig()
+    retention: RetentionConfig = RetentionConfig()
     #: Where the config was read from (set by ``load``).
     source: str = ""
 

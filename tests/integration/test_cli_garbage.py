@@ -30,7 +30,7 @@ RULESET = "inburgeringsplicht-2026.1"
 
 # Free text, where any value is a valid one (a filter that matches nothing, a note, a name).
 FREE = {("log", "id"), ("retry", "note"), ("resolve", "note"), ("rules apply", "operator"), ("sandbox", "seed"),
-        ("rules test", "config"), ("audit", "actor"),
+        ("rules test", "config"), ("audit", "actor"), ("hold", "reason"),
         # A reason is free text (recorded with --show-personal-data, otherwise unused).
         ("log", "reason"), ("show", "reason"), ("rules impact", "reason"), ("report delays", "reason")}  # the last is read only for a --ruleset outside the case file's directory
 TIME_NAMES = {"since", "until", "received_at"}
