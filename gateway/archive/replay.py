@@ -479,7 +479,7 @@ def update_archive(path: Path, archive: Archive, report: Report) -> int:
     keep = ("counts", "exchanges", "index_sha256", "certificates", "format")
     manifest = {k: v for k, v in archive.manifest.items() if k not in keep}
     manifest["updated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    write_archive(path, ordered, manifest, archive.certs)
+    write_archive(path, ordered, manifest, archive.certs, replace=True)
     return changed
 
 
