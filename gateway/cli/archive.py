@@ -177,6 +177,6 @@ def _print(report: object, as_json: bool) -> None:
         sys.stdout.write(json.dumps(summary) + "\n")
         return
     for case in report.differences:  # type: ignore[attr-defined]
-        sys.stdout.write(case.diff + "\n")
+        sys.stdout.write(f"DIFFERENT {case.name}: {case.first}\n{case.diff}\n")
     sys.stdout.write(f"replayed {summary['exchanges']} exchanges in {summary['seconds']} s: "
                      f"{summary['compared']} messages compared, {summary['different']} different\n")
