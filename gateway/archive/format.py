@@ -376,6 +376,17 @@ def _feed(store: Any, since: float | None, only: str | None) -> list[Entry]:
     return out
 
 
+def rules_history(store: Any) -> list[dict[str, Any]]:
+    """The rule-set history (which rule set assessed from when, every roll-out and its corrections).
+
+    Operators' names stay in the store: a replay needs the times, versions and corrections only.
+    """
+    rows = store.query("SELECT at, version, source, corrections FROM rules_history ORDER BY at, id")
+    return [{"t": float(at), "at": _iso(float(at)), "version": version, "source": source,
+             "corrections": None if corrections is None else int(corrections)}
+            for at, version, source, corrections in rows]
+
+
 def ruleset_versions(store: Any) -> list[str]:
     rows = store.query("SELECT DISTINCT facts FROM messages WHERE route = 'ind-duo'")
     return sorted({json.loads(r[0]).get("regelsetVersie") for r in rows} - {None})
@@ -413,6 +424,7 @@ def export(config: Any, store: Any, target: Path, *, since: float | None = None,
         "gateway_version": gateway_version(),
         "config_digest": config.digest(),
         "rule_set_versions": ruleset_versions(store),
+        "rule_set_history": rules_history(store),
         "since": _iso(since) if since is not None else None,
         "route": route,
         "pseudonymized": key is not None,

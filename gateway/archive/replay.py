@@ -109,6 +109,9 @@ class Report:
     cases: list[Case]
     seconds: float
     exchanges: int
+    #: --rules-from-build: per DUO message whose assessment this build's rule set changes.
+    impact: list[dict[str, Any]] = field(default_factory=list)
+    ruleset: str | None = None  # --rules-from-build: the rule set assessed with
 
     @property
     def differences(self) -> list[Case]:
@@ -117,7 +120,8 @@ class Report:
     def summary(self) -> dict[str, Any]:
         return {"exchanges": self.exchanges, "compared": len(self.cases), "different": len(self.differences),
                 "seconds": round(self.seconds, 3), "differing": [c.name for c in self.differences],
-                "first_differences": {c.name: c.first for c in self.differences}}
+                "first_differences": {c.name: c.first for c in self.differences},
+                **({"ruleset": self.ruleset, "impact": self.impact} if self.ruleset else {})}
 
 
 def _diff(name: str, recorded: str, produced: str) -> str:
@@ -275,6 +279,27 @@ class _RecordedSender:
         pass
 
 
+class RulesHistory:
+    """The archive's rule-set history (``manifest.json`` ``rule_set_history``), in time order.
+
+    Which rule set assesses a notification is what the *process* started with: ``rules apply``
+    records a new active rule set, but running gateways use it from their next start. So the
+    assessment switches at ``start`` events; an archive whose history has none (a store where
+    every roll-out was followed by a start that was not recorded) switches at ``apply`` events.
+    """
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.pending = sorted((dict(e) for e in events if "t" in e), key=lambda e: float(e["t"]))
+        self.by_start = any(e.get("source") == "start" for e in self.pending)
+
+    def due(self, t: float) -> Iterator[dict[str, Any]]:
+        while self.pending and float(self.pending[0]["t"]) <= t:
+            yield self.pending.pop(0)
+
+    def switches(self, event: dict[str, Any]) -> bool:
+        return event.get("source") == ("start" if self.by_start else "apply")
+
+
 class _Replayer:
     def __init__(self, rt: ReplayRuntime, archive: Archive, verdicts: Iterator[tuple[int, bool]]) -> None:
         from gateway.delivery.outbox import CircuitBreaker, Worker
@@ -294,23 +319,62 @@ class _Replayer:
         #: seq of an inbound or feed entry -> what the gateway made of it (outcome, fault code).
         self.taken: dict[int, tuple[str | None, str | None]] = {}
         self._seen = {"outbox": 0, "inbound": 0, "messages": 0}
+        self.history = RulesHistory(archive.manifest.get("rule_set_history") or [])
+        self.problems: list[Case] = []  # rule sets of the history that this build lacks
 
-    def run(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> None:
+    def run(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None,
+            *, follow_history: bool = True) -> None:
         clock = self.rt.clock
         for n, e in enumerate(entries, 1):
+            if follow_history:
+                self._history_until(e.at)
             clock.set(_when(e.at))  # type: ignore[attr-defined]
             step = getattr(self, f"_{e.kind}")
             step(e)
             self._note(e)
             if progress is not None and (n % 100 == 0 or n == len(entries)):
                 progress(n, len(entries))
+        if follow_history:
+            self._history_until(float("inf"))
 
-    def _note(self, e: Entry) -> None:
-        """Record what the step did: deliveries it queued, and what became of an inbound or feed entry."""
+    def _history_until(self, t: float) -> None:
+        """Switch rule sets and queue roll-out corrections recorded up to ``t``, at their times."""
+        from gateway.rules import rollout
+
+        for event in self.history.due(t):
+            ruleset = self._ruleset(event)
+            if ruleset is None:
+                continue
+            self.rt.clock.set(_when(event["t"]))  # type: ignore[attr-defined]
+            if self.history.switches(event):
+                self.rt.ruleset = ruleset
+            if event.get("source") == "apply" and event.get("corrections") is not None:
+                rollout.apply_corrections(self.rt, ruleset, "replay")
+            self._note_queued()
+
+    def _ruleset(self, event: dict[str, Any]) -> Any:
+        from gateway.core.errors import ConfigError
+        from gateway.runtime import load_ruleset
+
+        name = str(event.get("version", "")).split("@")[0]
+        try:
+            return load_ruleset(self.rt.config, name)
+        except ConfigError:
+            text = (f"rule set {name} ({event.get('source')} at {event.get('at')}) is not in this build's "
+                    f"rules directory")
+            self.problems.append(Case(f"rule set history {event.get('at')} {name}", False, text + "\n",
+                                      first=text))
+            return None
+
+    def _note_queued(self) -> None:
         for oid, partner, key in self.rt.store.query(
                 "SELECT id, partner, idempotency_key FROM outbox WHERE id > :n ORDER BY id", {"n": self._seen["outbox"]}):
             self.events.setdefault((partner, key), []).append("queued")
             self._seen["outbox"] = int(oid)
+
+    def _note(self, e: Entry) -> None:
+        """Record what the step did: deliveries it queued, and what became of an inbound or feed entry."""
+        self._note_queued()
         if e.kind == "inbound":
             rows = self.rt.store.query("SELECT id, outcome, fault_code FROM inbound WHERE id > :n ORDER BY id",
                                        {"n": self._seen["inbound"]})
@@ -574,10 +638,14 @@ def _delivery_difference(e: Entry | None, row: Any, made: bytes | None, recorded
 
 
 def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
-           workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> Report:
+           workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+           rules_from_build: bool = False) -> Report:
     """Replay the whole archive; the report holds one case per compared message.
 
-    ``workers``: processes for the signature checks (default: one per CPU).
+    ``workers``: processes for the signature checks (default: one per CPU). By default the
+    archive's rule-set history is followed (rule sets switched and roll-out corrections queued at
+    their recorded times); ``rules_from_build`` assesses everything with this build's active rule
+    set instead and reports whose indication would differ (``Report.impact``).
     """
     import os
 
@@ -586,17 +654,71 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
     entries = sorted(archive.entries, key=lambda e: e.seq)
     with tempfile.TemporaryDirectory(prefix="gateway-replay-") as tmp, ExitStack() as stack:
         rt = _runtime(archive, config, Path(tmp), verify)
+        if rules_from_build:
+            from gateway.runtime import load_ruleset
+
+            rt.ruleset = load_ruleset(config)
         verdicts: Iterator[tuple[int, bool]] = iter(())
         if rt.verify:
             verdicts = stack.enter_context(prechecks(archive, config, workers or os.cpu_count() or 1))
         try:
             replayer = _Replayer(rt, archive, verdicts)
-            replayer.run(entries, progress)
-            cases = (_compare_answers(replayer.answers, replayer.taken) + _compare_feed(entries, replayer.taken)
-                     + _compare_outbound(rt, entries, replayer.events))
+            replayer.run(entries, progress, follow_history=not rules_from_build)
+            outbound = _compare_outbound(rt, entries, replayer.events)
+            impact: list[dict[str, Any]] = []
+            if rules_from_build:
+                outbound, impact = _impact(outbound, rt.ruleset.version)
+            cases = (replayer.problems + _compare_answers(replayer.answers, replayer.taken)
+                     + _compare_feed(entries, replayer.taken) + outbound)
         finally:
             rt.store.close()
-    return Report(cases=cases, seconds=time.perf_counter() - started, exchanges=len(entries))
+    return Report(cases=cases, seconds=time.perf_counter() - started, exchanges=len(entries), impact=impact,
+                  ruleset=rt.ruleset.version if rules_from_build else None)
+
+
+def _assessment(data: bytes | None) -> dict[str, str] | None:
+    """plichtIndicatie, regel, regelsetVersie and meldingId of a DUO InburgeraarMelding, if it is one."""
+    if not data:
+        return None
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError:
+        return None
+    found = {name: root.findtext(f".//{{*}}{name}") for name in ("plichtIndicatie", "regel", "regelsetVersie",
+                                                                 "meldingId")}
+    return {k: v for k, v in found.items() if v is not None} if found["plichtIndicatie"] else None
+
+
+def _impact(cases: list[Case], version: str) -> tuple[list[Case], list[dict[str, Any]]]:
+    """For --rules-from-build: the people whose indication this build's rule set changes.
+
+    The DUO messages of IND notifications are compared on their assessment only (their
+    ``regelsetVersie`` differs by design); the recorded roll-out's corrections are left out (this
+    mode does not replay the roll-out; the impact list is what a roll-out would correct).
+    """
+    kept, rows = [], []
+    for c in cases:
+        e = c.entry
+        if e is not None and e.meta.get("route") == "rules-duo":
+            continue
+        was, now = _assessment(e.payload if e else None), _assessment(c.produced)
+        if was is None or now is None:
+            kept.append(c)
+            continue
+        if (was["plichtIndicatie"], was.get("regel")) == (now["plichtIndicatie"], now.get("regel")):
+            kept.append(Case(c.name, True, "", e, c.produced, c.produced_meta))
+            continue
+        if was["plichtIndicatie"] == now["plichtIndicatie"]:
+            kept.append(Case(c.name, True, "", e, c.produced, c.produced_meta))  # another rule, same indication
+            continue
+        rows.append({"berichtId": c.name.split()[-1], "meldingId": was.get("meldingId"),
+                     "old": {k: was.get(k) for k in ("plichtIndicatie", "regel", "regelsetVersie")},
+                     "new": {"plichtIndicatie": now["plichtIndicatie"], "regel": now.get("regel"),
+                             "regelsetVersie": version}})
+        first = (f"indication: recorded {was['plichtIndicatie']} ({was.get('regel')}), this build "
+                 f"{now['plichtIndicatie']} ({now.get('regel')})")
+        kept.append(Case(c.name, False, first + "\n", e, c.produced, c.produced_meta, first))
+    return kept, rows
 
 
 # ---------------------------------------------------------------- --update, --junit

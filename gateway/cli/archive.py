@@ -44,6 +44,8 @@ ReplayArchiveArg = typer.Argument(..., help="An archive written by `gateway expo
 UpdateOpt = typer.Option(False, "--update", help="Make the archive's expectations what this build produces.")
 JunitOpt = typer.Option(None, "--junit", help="Also write a JUnit XML report here.")
 NoVerifyOpt = typer.Option(False, "--no-verify", help="Skip inbound signature checks (faster).")
+RulesFromBuildOpt = typer.Option(False, "--rules-from-build", help="Assess every notification with this build's "
+                                 "active rule set (not the archive's history) and list whose indication differs.")
 ReplayConfigOpt = typer.Option(None, "--config", "-c", help="Settings to replay with (default: built-in defaults with this build's rule sets).")
 
 
@@ -131,6 +133,7 @@ def replay(
     update: bool = UpdateOpt,
     junit: Path = JunitOpt,
     no_verify: bool = NoVerifyOpt,
+    rules_from_build: bool = RulesFromBuildOpt,
     config: Path = ReplayConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -138,6 +141,8 @@ def replay(
     from gateway.archive import replay as replay_mod
     from gateway.archive.format import DamagedArchive, read_archive
 
+    if update and rules_from_build:
+        fail("--update: not with --rules-from-build (its differences are an impact list, not expectations)")
     if not archive.exists():
         fail(f"ARCHIVE: {archive}: no such archive")
     if junit is not None:
@@ -151,7 +156,7 @@ def replay(
 
     with Progress(console=err, transient=True) as bar:
         task = bar.add_task("replaying", total=len(recorded.entries))
-        report = replay_mod.replay(recorded, config=cfg, verify=not no_verify,
+        report = replay_mod.replay(recorded, config=cfg, verify=not no_verify, rules_from_build=rules_from_build,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
     if junit is not None:
         try:
@@ -178,5 +183,12 @@ def _print(report: object, as_json: bool) -> None:
         return
     for case in report.differences:  # type: ignore[attr-defined]
         sys.stdout.write(f"DIFFERENT {case.name}: {case.first}\n{case.diff}\n")
+    if summary.get("ruleset"):
+        rows = summary["impact"]
+        sys.stdout.write(f"impact of {summary['ruleset']}: {len(rows)} notification(s) would get another "
+                         "indication (berichtId, meldingId: old -> new)\n")
+        for r in rows:
+            sys.stdout.write(f"  {r['berichtId']}  {r['meldingId']}  {r['old']['plichtIndicatie']} "
+                             f"({r['old']['regel']}) -> {r['new']['plichtIndicatie']} ({r['new']['regel']})\n")
     sys.stdout.write(f"replayed {summary['exchanges']} exchanges in {summary['seconds']} s: "
                      f"{summary['compared']} messages compared, {summary['different']} different\n")
