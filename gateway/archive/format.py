@@ -128,18 +128,48 @@ def write_archive(target: Path, entries: list[Entry], manifest: dict[str, Any],
                 tar.add(work / "archive", arcname=".")
             os.replace(work / "archive.tar", target)  # atomic: the old tar stays whole until this moment
         else:
-            _swap_in(work / "archive", target, work)
+            _swap_in(work / "archive", target, work / "old")
     finally:
-        shutil.rmtree(work, ignore_errors=True)  # only what this call wrote
+        for ours in (work / "archive", work / "archive.tar"):  # what this call wrote
+            if ours.is_dir():
+                shutil.rmtree(ours)
+            else:
+                ours.unlink(missing_ok=True)
+        _remove_archive(work / "old")
+        _rmdir_if_empty(work)
     return full
 
 
-def _swap_in(new: Path, target: Path, work: Path) -> None:
+def _swap_in(new: Path, target: Path, old: Path) -> None:
     # rename() replaces an empty directory in one step; a full one (an archive, checked) is moved
-    # into our own work directory first and removed with it, after the new one is in place.
+    # aside first, and only its archive files are removed after the new one is in place.
     if target.is_dir() and any(target.iterdir()):
-        os.rename(target, work / "old")
+        os.rename(target, old)
     os.replace(new, target)
+
+
+def _remove_archive(old: Path) -> None:
+    """Remove an archive that was replaced: its own files only. Anything else (put there after the
+    check) stays, in the hidden directory beside the target, so nothing foreign is ever deleted."""
+    if not old.is_dir():
+        return
+    foreign = set(foreign_files(old) or [])
+    for path in sorted(old.rglob("*"), reverse=True):  # files before their directories
+        name = path.relative_to(old).as_posix()
+        if name in foreign or any(f.startswith(name + "/") for f in foreign):
+            continue
+        if path.is_dir():
+            _rmdir_if_empty(path)
+        else:
+            path.unlink()
+    _rmdir_if_empty(old)
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty (or gone): keep it
 
 
 def check_target(target: Path, *, replace: bool) -> None:
