@@ -324,12 +324,17 @@ class Pseudonymizer:
                           ensure_ascii=False).encode("utf-8")
 
     def digits(self, raw: bytes) -> bytes:
-        """Last resort for bytes that do not parse: replace every 9- or 10-digit run."""
+        """Last resort for bytes that do not parse: replace every 9- or 10-digit run (as a BSN or
+        V-number) and every full date (as a birth date: in bytes that do not parse, no rule reads it)."""
         def swap(found: re.Match[bytes]) -> bytes:
             text = found.group(0).decode()
             return (self.bsn(text) if len(text) == 9 else self.v_nummer(text)).encode()
 
-        return re.sub(rb"(?<!\d)\d{9,10}(?!\d)", swap, raw)
+        def swap_date(found: re.Match[bytes]) -> bytes:
+            return self.birth_date(found.group(0).decode()).encode()
+
+        raw = re.sub(rb"(?<!\d)\d{9,10}(?!\d)", swap, raw)
+        return re.sub(rb"(?<![\d-])\d{4}-\d\d-\d\d(?![\d-])", swap_date, raw)
 
 
 

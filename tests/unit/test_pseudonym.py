@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from lxml import etree
@@ -111,3 +112,10 @@ def test_key_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
         load_key(tmp_path / "k")
     (tmp_path / "k").write_bytes(KEY + b"\n")
     assert load_key(tmp_path / "k") == KEY
+
+
+def test_bytes_that_do_not_parse_keep_no_number_or_full_date(p: Pseudonymizer) -> None:
+    raw = b"<broken><bsn>111222333</bsn><vNummer>1234567890</vNummer><geboortedatum>1990-05-12</geb"
+    out = p.digits(raw)
+    assert b"111222333" not in out and b"1234567890" not in out and b"1990-05-12" not in out
+    assert re.search(rb"\d{4}-\d\d-\d\d", out) and p.digits(raw) == out
