@@ -36,7 +36,7 @@ PseudonymizeOpt = typer.Option(False, "--pseudonymize", help="Replace personal d
 KeyFileOpt = typer.Option(None, "--key-file", help="Secret for the pseudonyms (at least 16 bytes); without it a "
                           "random key is made for this archive and thrown away.")
 PersonalDataOpt = typer.Option(False, "--with-personal-data", help="Export personal data in clear (needs --reason; "
-                               "only for operators in [operators] personal_data; recorded in the audit log).")
+                               "only for operators listed in the config, operators.personal_data; recorded in the audit log).")
 ExportReasonOpt = typer.Option(None, "--reason", help="Why the archive must carry personal data (with "
                                "--with-personal-data; recorded in the audit log).")
 ForceOpt = typer.Option(False, "--force", help="Replace an existing archive (written beside it, then renamed).")
