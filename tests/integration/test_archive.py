@@ -278,6 +278,18 @@ def test_export_is_pseudonymized_unless_personal_data_is_asked_for_and_allowed(r
     originals = _originals(recorded)["digits"]
     assert not any(d.encode() in p.read_bytes() for p in default.rglob("*") if p.is_file() for d in originals)
 
+    # The README's command. The same key gives the same pseudonyms in every export: CJIB's claim
+    # bodies (JSON, whose signature is not archived) come out byte for byte the same.
+    def claims(target: Path) -> list[bytes]:
+        return [e.payload or b"" for e in read_archive(target).entries
+                if e.kind == "outbound" and e.meta["partner"] == "cjib"]
+
+    keyed = [tmp_path / "keyed-1", tmp_path / "keyed-2"]
+    for target in keyed:
+        assert _export([str(target), "--since", "2020-01-01", "--pseudonymize", "--key-file",
+                        str(recorded["base"] / "key")], config).exit_code == 0
+    assert claims(keyed[0]) and claims(keyed[0]) == claims(keyed[1]) != claims(default)
+
     clear = tmp_path / "clear"
     refused = _export([str(clear), "--with-personal-data", "--reason", "ticket 7"], config, operator="bob")
     assert refused.exit_code == 2 and "may not export personal data" in refused.output and not clear.exists()
