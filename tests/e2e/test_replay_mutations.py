@@ -1,7 +1,7 @@
 """The mutation suite: replay must catch every kind of change to a recorded archive.
 
 It takes the recorded corpus (tests/recordings/sandbox-2026), applies one mutation at a time
-(a payload byte changed, a partner's answer changed, an answer moved before the notification it
+(a payload byte changed, in a message taken in or in one sent, a partner's answer changed, an answer moved before the notification it
 answers, an exchange dropped or duplicated, a message's clock moved past its signer's
 certificate) and asserts that replay reports a difference naming the affected message, with
 the first difference in words. The unmutated archive replays clean (tests/e2e/test_replay_corpus.py
@@ -67,6 +67,16 @@ def payload_byte(entries: list[Entry]) -> tuple[str, str]:
     body = raw.index(b"geslachtsnaam>") + len(b"geslachtsnaam>")
     push.payload = raw[:body] + bytes([raw[body] ^ 0x20]) + raw[body + 1:]  # one letter's case
     return push.meta["message_key"], "outcome: recorded accepted, replayed refused SIGNATURE"
+
+
+def expectation_byte(entries: list[Entry]) -> tuple[str, str]:
+    _, push = _push(entries)
+    key = bericht_id_for(push.meta["message_key"])
+    sent = next(e for e in entries if e.kind == "outbound" and e.meta["message_key"] == key)
+    raw = sent.payload or b""
+    at = raw.index(b"soortMelding>") + len(b"soortMelding>")
+    sent.payload = raw[:at] + bytes([raw[at] ^ 0x20]) + raw[at + 1:]
+    return key, "the message's content differs"
 
 
 def partner_answer(entries: list[Entry]) -> tuple[str, str]:
@@ -150,7 +160,7 @@ def clock_past_certificate(entries: list[Entry], archive: Archive) -> tuple[str,
 
 
 MUTATIONS: list[Callable[..., tuple[str, str]]] = [
-    payload_byte, partner_answer, reorder, drop_inbound, drop_answer, drop_outbound, drop_feed,
+    payload_byte, expectation_byte, partner_answer, reorder, drop_inbound, drop_answer, drop_outbound, drop_feed,
     duplicate_inbound, duplicate_answer, duplicate_outbound, duplicate_feed, clock_past_certificate]
 
 
