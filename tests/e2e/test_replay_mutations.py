@@ -1,9 +1,9 @@
 """The mutation suite: replay must catch every kind of change to a recorded archive.
 
 It takes the recorded corpus (tests/recordings/sandbox-2026), applies one mutation at a time
-(a payload byte changed, in a message taken in or in one sent, a partner's answer changed, an answer moved before the notification it
-answers, an exchange dropped or duplicated, a message's clock moved past its signer's
-certificate) and asserts that replay reports a difference naming the affected message, with
+(a payload byte changed, in a message taken in or in one sent; a partner's answer changed; an
+answer moved before the notification it answers; an exchange dropped or duplicated; a message's
+clock moved past its signer's certificate) and asserts that replay reports a difference naming the affected message, with
 the first difference in words. The unmutated archive replays clean (tests/e2e/test_replay_corpus.py
 asserts that too; here it is the control of the same run).
 """
