@@ -146,7 +146,7 @@ def main() -> None:
         chain = record(directory, meldingen=args.meldingen, claims=args.claims, seed=args.seed)
         store = Store(chain.config.store.dsn)
         key = None if args.plain else os.urandom(32)  # thrown away: the corpus need not be re-linkable
-        manifest = export(chain.config, store, args.target, key=key)
+        manifest = export(chain.config, store, args.target, key=key, personal_data=args.plain, replace=True)
         store.close()
     print(f"recorded in {time.monotonic() - t0:.1f} s: {manifest['exchanges']} exchanges {manifest['counts']}")
 

@@ -24,8 +24,10 @@ from gateway import reload as reloading
 from gateway.app import operator_app, partner_app
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config
+from gateway.core.errors import StoreError
 from gateway.delivery import jobs
 from gateway.delivery.outbox import WorkerPool
+from gateway.rules import rollout
 from gateway.runtime import Runtime, build_runtime, client_ssl, next_keypair
 from gateway.wire.server import bind, make_server
 
@@ -53,6 +55,10 @@ class Daemon:
 
         warnings = checks.startup_check(self.config, (self.clock or SystemClock()).now())
         self.rt = build_runtime(self.config, clock=self.clock, migrate=self.migrate)
+        try:  # the rule-set history (exported with archives) says from when this rule set assessed
+            rollout.note_started(self.rt.store, self.rt.ruleset, self.config.instance)
+        except StoreError:
+            self.rt.log.warning("rules_history_not_recorded", stage="lifecycle")
         for w in warnings:
             self.rt.log.warning("config_warning", what=w.what, detail=w.message, file=w.file, stage="lifecycle")
         self.pool = WorkerPool(self.rt)

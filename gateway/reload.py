@@ -95,6 +95,7 @@ def reload(rt: Runtime, ring: Keyring) -> dict[str, Any]:
         _rekey(rt, ring, own, trust)
         ring.upcoming = upcoming
         rt.ruleset = ruleset
+        _history(rt)
         for w in warnings:
             rt.log.warning("config_warning", what=w.what, detail=w.message, file=w.file, stage="lifecycle")
         return _record(rt, ok=True, reason=None)
@@ -139,7 +140,19 @@ def watch(rt: Runtime, ring: Keyring) -> None:
             _note(rt, ok=False, reason=f"rule set {name!r} could not be loaded: {exc}")
             return
         old, rt.ruleset = rt.ruleset.version, ruleset
+        _history(rt)
         rt.log.info("ruleset_changed", stage="lifecycle", old=old, new=ruleset.version)
+
+
+def _history(rt: Runtime) -> None:
+    """This process now assesses with ``rt.ruleset``: the rule-set history (exported with archives,
+    followed by replay) says so, as at a start."""
+    from gateway.rules import rollout
+
+    try:
+        rollout.note_started(rt.store, rt.ruleset, rt.config.instance)
+    except GatewayError as exc:
+        rt.log.warning("ruleset_history_failed", stage="lifecycle", code=exc.code)
 
 
 def status_key(instance: str, pid: int | None = None, host: str | None = None) -> str:

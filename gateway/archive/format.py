@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["FORMAT", "Entry", "Archive", "DamagedArchive", "write_archive", "read_archive", "collect",
-           "KIND_ORDER", "gateway_version"]
+           "KIND_ORDER", "gateway_version", "TargetRefused", "check_target",
+           "foreign_files"]
 
 FORMAT = "chain-gateway-archive/1"
 #: Ties in time are broken so that a message is taken in before what it causes.
@@ -104,21 +106,123 @@ def index_lines(entries: list[Entry]) -> list[str]:
     return lines
 
 
-def write_archive(target: Path, entries: list[Entry], manifest: dict[str, Any],
-                  certs: dict[str, bytes]) -> dict[str, Any]:
-    """Write (or overwrite) the archive at ``target``; a ``.tar`` name gives a tar file.
+class TargetRefused(Exception):
+    """The export target may not be written: it holds something the gateway did not write, or an
+    archive that is to be replaced only when asked (``--force``)."""
 
-    Returns the manifest as written (with counts and digests).
+
+def write_archive(target: Path, entries: list[Entry], manifest: dict[str, Any],
+                  certs: dict[str, bytes], *, replace: bool = False) -> dict[str, Any]:
+    """Write the archive at ``target`` (a ``.tar`` name gives a tar file); returns the manifest as written.
+
+    Never destroys what it did not write: the archive is written beside the target and then renamed
+    into place. An existing target must be an empty directory, or (with ``replace``) an archive
+    that holds only the files an archive consists of; anything else raises ``TargetRefused``.
     """
+    check_target(target, replace=replace)
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        full = _write_dir(work / "archive", entries, manifest, certs)
+        if target.suffix == ".tar":
+            with tarfile.open(work / "archive.tar", "w") as tar:
+                tar.add(work / "archive", arcname=".")
+            os.replace(work / "archive.tar", target)  # atomic: the old tar stays whole until this moment
+        else:
+            _swap_in(work / "archive", target, work / "old")
+    finally:
+        for ours in (work / "archive", work / "archive.tar"):  # what this call wrote
+            if ours.is_dir():
+                shutil.rmtree(ours)
+            else:
+                ours.unlink(missing_ok=True)
+        _remove_archive(work / "old")
+        _rmdir_if_empty(work)
+    return full
+
+
+def _swap_in(new: Path, target: Path, old: Path) -> None:
+    # rename() replaces an empty directory in one step; a full one (an archive, checked) is moved
+    # aside first, and only its archive files are removed after the new one is in place.
+    if target.is_dir() and any(target.iterdir()):
+        os.rename(target, old)
+    os.replace(new, target)
+
+
+def _remove_archive(old: Path) -> None:
+    """Remove an archive that was replaced: its own files only. Anything else (put there after the
+    check) stays, in the hidden directory beside the target, so nothing foreign is ever deleted."""
+    if not old.is_dir():
+        return
+    foreign = set(foreign_files(old) or [])
+    for path in sorted(old.rglob("*"), reverse=True):  # files before their directories
+        name = path.relative_to(old).as_posix()
+        if name in foreign or any(f.startswith(name + "/") for f in foreign):
+            continue
+        if path.is_dir():
+            _rmdir_if_empty(path)
+        else:
+            path.unlink()
+    _rmdir_if_empty(old)
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty (or gone): keep it
+
+
+def check_target(target: Path, *, replace: bool) -> None:
+    """Raise ``TargetRefused`` unless writing an archive at ``target`` destroys nothing unasked."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if target.is_symlink():
+        raise TargetRefused(f"{target} is a symbolic link; give a new name")
     if target.suffix == ".tar":
-        with tempfile.TemporaryDirectory() as tmp:
-            full = _write_dir(Path(tmp) / "archive", entries, manifest, certs)
-            with tarfile.open(target, "w") as tar:
-                tar.add(Path(tmp) / "archive", arcname=".")
-        return full
-    if target.exists():
-        shutil.rmtree(target)
-    return _write_dir(target, entries, manifest, certs)
+        if not target.is_file() or not _is_archive_tar(target):
+            raise TargetRefused(f"{target} exists and is not a gateway archive; give a new name")
+    elif not target.is_dir():
+        raise TargetRefused(f"{target} exists and is not a directory")
+    elif not any(target.iterdir()):
+        return
+    else:
+        foreign = foreign_files(target)
+        if foreign is None:
+            raise TargetRefused(f"{target} is a directory that is not empty and not a gateway archive")
+        if foreign:
+            raise TargetRefused(f"{target} holds files that are not part of the archive ({', '.join(foreign[:3])}"
+                                f"{', ...' if len(foreign) > 3 else ''}); export never removes them")
+    if not replace:
+        raise TargetRefused(f"{target} is an archive already; add --force to replace it")
+
+
+def _is_archive_tar(path: Path) -> bool:
+    try:
+        with tarfile.open(path) as tar:
+            member = tar.extractfile("./manifest.json")
+            return member is not None and json.loads(member.read()).get("format") == FORMAT
+    except (tarfile.TarError, KeyError, ValueError, OSError):
+        return False
+
+
+def foreign_files(root: Path) -> list[str] | None:
+    """Files under ``root`` that are not part of the archive there; None when it is not an archive."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return None
+    own = {"manifest.json", "index.jsonl", "payloads", "certs"}
+    own |= {f"certs/{name}" for name in manifest.get("certificates") or []}
+    try:
+        for line in (root / "index.jsonl").read_text().splitlines():
+            row = json.loads(line) if line.strip() else {}
+            own |= {row[k] for k in ("payload", "response") if isinstance(row.get(k), str)}
+    except (OSError, ValueError, UnicodeDecodeError):
+        pass  # a damaged index: its payloads count as foreign, so nothing is removed unasked
+    found = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    return [name for name in found if name not in own]
 
 
 def _write_dir(root: Path, entries: list[Entry], manifest: dict[str, Any],
@@ -302,6 +406,17 @@ def _feed(store: Any, since: float | None, only: str | None) -> list[Entry]:
     return out
 
 
+def rules_history(store: Any) -> list[dict[str, Any]]:
+    """The rule-set history (which rule set assessed from when, every roll-out and its corrections).
+
+    Operators' names stay in the store: a replay needs the times, versions and corrections only.
+    """
+    rows = store.query("SELECT at, version, source, corrections FROM rules_history ORDER BY at, id")
+    return [{"t": float(at), "at": _iso(float(at)), "version": version, "source": source,
+             "corrections": None if corrections is None else int(corrections)}
+            for at, version, source, corrections in rows]
+
+
 def ruleset_versions(store: Any) -> list[str]:
     rows = store.query("SELECT DISTINCT facts FROM messages WHERE route = 'ind-duo'")
     return sorted({json.loads(r[0]).get("regelsetVersie") for r in rows} - {None})
@@ -323,14 +438,23 @@ def config_certs(config: Any) -> dict[str, bytes]:
 
 
 def export(config: Any, store: Any, target: Path, *, since: float | None = None, route: str | None = None,
-           key: bytes | None = None) -> dict[str, Any]:
-    """Collect from the store, pseudonymize when ``key`` is given, write; returns the manifest."""
+           key: bytes | None = None, personal_data: bool = False, replace: bool = False) -> dict[str, Any]:
+    """Collect from the store, pseudonymize with ``key``, write; returns the manifest.
+
+    Without a key the archive carries personal data in clear: that must be asked for with
+    ``personal_data=True`` (the CLI's ``--with-personal-data``, which checks and audits the operator).
+    """
+    if key is None and not personal_data:
+        raise ValueError("an export without a pseudonymization key carries personal data: "
+                         "ask for it explicitly (personal_data=True)")
+    check_target(target, replace=replace)  # before the work, so that a refusal costs nothing
     entries = collect(store, since=since, route=route)
     manifest: dict[str, Any] = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "gateway_version": gateway_version(),
         "config_digest": config.digest(),
         "rule_set_versions": ruleset_versions(store),
+        "rule_set_history": rules_history(store),
         "since": _iso(since) if since is not None else None,
         "route": route,
         "pseudonymized": key is not None,
@@ -338,15 +462,15 @@ def export(config: Any, store: Any, target: Path, *, since: float | None = None,
     if key is None:
         certs = config_certs(config)
     else:
-        certs = _pseudonymize(entries, key)
-    return write_archive(target, entries, manifest, certs)
+        certs = _pseudonymize(entries, key, config)
+    return write_archive(target, entries, manifest, certs, replace=replace)
 
 
-def _pseudonymize(entries: list[Entry], key: bytes) -> dict[str, bytes]:
-    from gateway.archive.pseudonym import ArchivePseudonymizer, SandboxKeys
+def _pseudonymize(entries: list[Entry], key: bytes, config: Any) -> dict[str, bytes]:
+    from gateway.archive.pseudonym import ArchivePseudonymizer, SandboxKeys, shipped_rulesets
 
     earliest = min((e.at for e in entries), default=dt.datetime.now(dt.UTC).timestamp())
     with tempfile.TemporaryDirectory() as tmp:
         sandbox = SandboxKeys.make(Path(tmp), dt.datetime.fromtimestamp(earliest, dt.UTC) - dt.timedelta(days=2))
-    ArchivePseudonymizer(key, sandbox).run(entries)
+    ArchivePseudonymizer(key, sandbox, shipped_rulesets(config.rules.directory)).run(entries)
     return sandbox.pems

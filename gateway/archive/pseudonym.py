@@ -13,9 +13,9 @@ the pseudonymized archive gives the same answers as one of the original:
 - huisnummer: 1..299; postcode: same shape (digits stay digits, letters stay letters);
   huisnummertoevoeging and gemeentecode are kept.
 - documentnummer: same shape, keyed.
-- birth dates: see ``Pseudonymizer.birth_date``; year and month are kept, unknown parts stay
-  unknown, and a known day moves only within the same month and never past an ``ingangsdatum``
-  day it is used with, so every age rule gives the same answer.
+- birth dates: see ``Pseudonymizer.birth_date``; a full date always becomes another real date,
+  chosen so that every age test of the known rule sets, on every ``ingangsdatum`` the date is
+  judged on in the archive, gives the same answer; incomplete dates stay as they are.
 
 Nothing here logs values.
 """
@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,56 @@ _FIELDS = {
 }
 
 
+#: How far a birth date may move (either side) when no age boundary is nearer.
+_BIRTH_WINDOW = dt.timedelta(days=365)
+
+
+def shipped_rulesets(*directories: str | Path) -> list[Any]:
+    """The rule sets whose age thresholds a pseudonymized birth date must respect: the shipped
+    ones and those in ``directories`` (a config's rules directory)."""
+    from gateway.core.config import Config
+    from gateway.rules import engine
+
+    found: dict[str, Any] = {}
+    for directory in (Config().rules.directory, *directories):
+        if Path(directory).is_dir():
+            for ruleset in engine.load_dir(directory).values():
+                found[ruleset.version] = ruleset
+    return list(found.values())
+
+
+def _person_of(parent: etree._Element | None) -> str:
+    """Whose birth date: the BSN (else the V-number) beside it, as it stands before pseudonymizing.
+    BSN first: CJIB's JSON carries the BSN only where DUO's XML has both."""
+    if parent is None:
+        return ""
+    return (parent.findtext("{*}bsn") or parent.findtext("{*}vNummer") or "").strip()
+
+
+def _first(start: dt.date, end: dt.date, flips: Callable[[dt.date], bool]) -> dt.date:
+    """The first day in (start, end] where ``flips`` holds (it holds from there on), else end + 1 day."""
+    lo, hi = start, end + dt.timedelta(days=1)  # flips(lo) is False; treat hi as True
+    while (hi - lo).days > 1:
+        mid = lo + (hi - lo) // 2
+        if flips(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _last(start: dt.date, end: dt.date, flips: Callable[[dt.date], bool]) -> dt.date:
+    """The last day in [start, end) where ``flips`` holds (it holds up to there), else start - 1 day."""
+    lo, hi = start - dt.timedelta(days=1), end  # treat lo as True; flips(hi) is False
+    while (hi - lo).days > 1:
+        mid = lo + (hi - lo) // 2
+        if flips(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def load_key(path: str | Path) -> bytes:
     """The secret from a key file; at least 16 bytes, surrounding whitespace ignored."""
     key = Path(path).read_bytes().strip()
@@ -60,10 +111,12 @@ def load_key(path: str | Path) -> bytes:
 
 
 class Pseudonymizer:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, rulesets: Sequence[Any] | None = None) -> None:
         self._key = key
-        #: original full birth date -> ingangsdatum days of month it is judged against.
-        self._reference_days: dict[str, set[int]] = {}
+        #: original full birth date -> the ingangsdatum dates it is judged on in the archive.
+        self._reference_dates: dict[tuple[str, str], set[dt.date]] = {}
+        self._birth_cache: dict[tuple[str, str], str] = {}
+        self._rulesets = list(rulesets) if rulesets is not None else shipped_rulesets()
 
     # ------------------------------------------------------------ keyed numbers
 
@@ -136,32 +189,74 @@ class Pseudonymizer:
 
     # ------------------------------------------------------------ birth dates
 
-    def learn(self, birth_date: str, ingangsdatum: str) -> None:
-        """Remember that ``birth_date`` is judged on ``ingangsdatum`` (call before pseudonymizing)."""
+    def learn(self, birth_date: str, ingangsdatum: str, person: str = "") -> None:
+        """Remember that ``person``'s ``birth_date`` is judged on ``ingangsdatum`` (call before pseudonymizing)."""
         if _DATE.match(birth_date) and _DATE.match(ingangsdatum):
-            self._reference_days.setdefault(birth_date, set()).add(int(ingangsdatum[8:10]))
+            try:
+                on = dt.date.fromisoformat(ingangsdatum)
+            except ValueError:
+                return
+            self._reference_dates.setdefault((person, birth_date), set()).add(on)
 
-    def birth_date(self, value: str) -> str:
-        """``YYYY-MM-DD`` (MM, DD may be 00) -> the same year and month, another day.
+    def birth_date(self, value: str, person: str = "") -> str:
+        """A full ``YYYY-MM-DD`` -> another real date, never the original; others unchanged.
 
-        Why this keeps every age rule's answer: an age is reached on the anniversary, which
-        falls on the birth day of a month (clamped at month end). Whether ``ingangsdatum`` lies
-        on or after it depends only on whether its day is >= the birth day (in the months where
-        it matters). The new day is therefore chosen, keyed, between the nearest ``ingangsdatum``
-        days below and at-or-above the original day (see ``learn``), and days 29-31 (which
-        clamp) are kept. Unknown parts (00) stay unknown; a wholly unknown date stays 0000-00-00.
+        The method (docs/archive-format.md): every age test the rules make is "has the person
+        reached age A on reference date R" (``engine.has_age``), and its answer only changes once
+        as the birth date moves (later birth, younger person). For every reference date the
+        original is judged on in the archive and every age threshold of the known rule sets, the
+        nearest birth date at which that answer flips bounds an interval around the original;
+        the pseudonym is a keyed choice of another day in that interval (within a year either
+        side). So every age test gives the same answer, and the date is never kept. ``person``
+        (the BSN, else the V-number) makes the choice per person: two people born on the same day
+        are judged on other dates, and each keeps only their own verdicts. Incomplete
+        dates (``00`` parts) identify less and stay as they are, as do impossible ones.
         """
         found = _DATE.match(value)
-        if not found or found.group(3) == "00":
+        if not found or "00" in (found.group(2), found.group(3)) or found.group(1) == "0000":
             return value
-        day = int(found.group(3))
-        if day > 28:
-            return value
-        refs = self._reference_days.get(value, set())
-        low = max((r for r in refs if r < day), default=0) + 1
-        high = min([r for r in refs if r >= day] + [28])
-        new_day = low + self._number("birth", value) % (high - low + 1)
-        return f"{found.group(1)}-{found.group(2)}-{new_day:02d}"
+        try:
+            original = dt.date.fromisoformat(value)
+        except ValueError:
+            return value  # e.g. 1990-02-30: no one is born then; the rules treat it as unknown
+        if (person, value) not in self._birth_cache:
+            low, high = self._interval(original, sorted(self._reference_dates.get((person, value), ())))
+            if low == high:
+                raise ValueError("a birth date sits between two age boundaries one day apart; "
+                                 "it cannot be moved without changing an age test")
+            offset = self._number("birth", f"{person}\x00{value}") % (high - low).days
+            chosen = low + dt.timedelta(days=offset)
+            if chosen >= original:
+                chosen += dt.timedelta(days=1)  # skip the original itself
+            self._birth_cache[(person, value)] = chosen.isoformat()
+        return self._birth_cache[(person, value)]
+
+    def _interval(self, original: dt.date, references: list[dt.date]) -> tuple[dt.date, dt.date]:
+        """The widest [low, high] around ``original`` (a year at most) where no age test flips."""
+        from gateway.rules.engine import has_age
+
+        low, high = original - _BIRTH_WINDOW, original + _BIRTH_WINDOW
+        for on in references:
+            for age in self._thresholds(on):
+                def reached(d: dt.date, age: Any = age, on: dt.date = on) -> bool:
+                    return bool(has_age(d.isoformat(), age, on))
+
+                def not_reached(d: dt.date, reached: Callable[[dt.date], bool] = reached) -> bool:
+                    return not reached(d)
+
+                if reached(original):  # born later, one may not have reached it yet
+                    high = min(high, _first(original, high, not_reached) - dt.timedelta(days=1))
+                else:  # born earlier, one may have reached it
+                    low = max(low, _last(low, original, reached) + dt.timedelta(days=1))
+        return low, high
+
+    def _thresholds(self, on: dt.date) -> set[Any]:
+        ages: set[Any] = set()
+        for ruleset in self._rulesets:
+            for regime in ruleset.regimes:
+                ages.add(regime.minimum)
+                ages.add(ruleset.maximum_age(regime, on))
+        return ages
 
     # ------------------------------------------------------------ documents
 
@@ -175,33 +270,43 @@ class Pseudonymizer:
             birth = melding.find(".//{*}geboortedatum")
             start = melding.find(".//{*}ingangsdatum")
             if birth is not None and start is not None and birth.text and start.text:
-                self.learn(birth.text.strip(), start.text.strip())
+                self.learn(birth.text.strip(), start.text.strip(), _person_of(birth.getparent()))
 
     def xml(self, root: etree._Element) -> None:
         """Replace personal data in place, by element local name."""
+        # Whose birth date, read before the V-numbers beside them are replaced.
+        owners = {el: _person_of(el.getparent()) for el in root.iter("{*}geboortedatum")}
         for el in root.iter():
             if not isinstance(el.tag, str):
                 continue
             name = etree.QName(el).localname
             if name == "geboortedatum" and len(el):
-                self._split_date(el)
+                self._split_date(el, owners[el])
+            elif name == "geboortedatum" and el.text:
+                el.text = self.birth_date(el.text.strip(), owners[el])
             elif name in _FIELDS and el.text and not len(el):
                 el.text = self.value(name, el.text.strip())
 
-    def _split_date(self, el: etree._Element) -> None:
-        # DUO's split date: only the day can change, and only when year, month and day are known.
+    def _split_date(self, el: etree._Element, person: str) -> None:
+        # DUO's split date: replaced only when year, month and day are all known, all three at once.
         parts = {etree.QName(c).localname: c for c in el if isinstance(c.tag, str)}
         if not all(k in parts and parts[k].text for k in ("jaar", "maand", "dag")):
             return
-        full = f"{int(parts['jaar'].text):04d}-{int(parts['maand'].text):02d}-{int(parts['dag'].text):02d}"
-        new_day = int(self.birth_date(full)[8:10])
-        padded = parts["dag"].text.strip().startswith("0")  # keep the writer's spelling
-        parts["dag"].text = f"{new_day:02d}" if padded else str(new_day)
+        try:
+            full = f"{int(parts['jaar'].text):04d}-{int(parts['maand'].text):02d}-{int(parts['dag'].text):02d}"
+        except ValueError:
+            return
+        new = self.birth_date(full, person)
+        for name, text in (("jaar", new[0:4]), ("maand", new[5:7]), ("dag", new[8:10])):
+            padded = parts[name].text.strip().startswith("0") or name == "jaar"  # keep the writer's spelling
+            parts[name].text = text if padded else str(int(text))
 
     def json_value(self, data: Any) -> Any:
         """A copy of decoded JSON with personal data replaced, by key name."""
         if isinstance(data, dict):
-            return {k: self._json_field(k, v) for k, v in data.items()}
+            person = str(data.get("bsn") or data.get("vNummer") or "")
+            return {k: (self.birth_date(v, person) if k == "geboortedatum" and isinstance(v, str)
+                        else self._json_field(k, v)) for k, v in data.items()}
         if isinstance(data, list):
             return [self.json_value(v) for v in data]
         return data
@@ -219,12 +324,17 @@ class Pseudonymizer:
                           ensure_ascii=False).encode("utf-8")
 
     def digits(self, raw: bytes) -> bytes:
-        """Last resort for bytes that do not parse: replace every 9- or 10-digit run."""
+        """Last resort for bytes that do not parse: replace every 9- or 10-digit run (as a BSN or
+        V-number) and every full date (as a birth date: in bytes that do not parse, no rule reads it)."""
         def swap(found: re.Match[bytes]) -> bytes:
             text = found.group(0).decode()
             return (self.bsn(text) if len(text) == 9 else self.v_nummer(text)).encode()
 
-        return re.sub(rb"(?<!\d)\d{9,10}(?!\d)", swap, raw)
+        def swap_date(found: re.Match[bytes]) -> bytes:
+            return self.birth_date(found.group(0).decode()).encode()
+
+        raw = re.sub(rb"(?<!\d)\d{9,10}(?!\d)", swap, raw)
+        return re.sub(rb"(?<![\d-])\d{4}-\d\d-\d\d(?![\d-])", swap_date, raw)
 
 
 
@@ -320,8 +430,8 @@ def _resign_enveloped(root: etree._Element, key: Any) -> bytes:
 class ArchivePseudonymizer:
     """Pseudonymizes every payload of an archive's entries in place and re-signs it."""
 
-    def __init__(self, key: bytes, sandbox: SandboxKeys) -> None:
-        self.p = Pseudonymizer(key)
+    def __init__(self, key: bytes, sandbox: SandboxKeys, rulesets: Sequence[Any] | None = None) -> None:
+        self.p = Pseudonymizer(key, rulesets)
         self.keys = sandbox.own
         self._responses: dict[bytes, bytes] = {}  # sha256 of an original answer -> its pseudonym
         self._sent: dict[tuple[str, str], bytes] = {}

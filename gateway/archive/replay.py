@@ -101,6 +101,7 @@ class Case:
     entry: Entry | None = None  # the recorded entry, if any
     produced: bytes | None = None
     produced_meta: dict[str, Any] = field(default_factory=dict)
+    first: str = ""  # the first difference, in a line ("" when the same)
 
 
 @dataclass
@@ -108,6 +109,9 @@ class Report:
     cases: list[Case]
     seconds: float
     exchanges: int
+    #: --rules-from-build: per DUO message whose assessment this build's rule set changes.
+    impact: list[dict[str, Any]] = field(default_factory=list)
+    ruleset: str | None = None  # --rules-from-build: the rule set assessed with
 
     @property
     def differences(self) -> list[Case]:
@@ -115,7 +119,9 @@ class Report:
 
     def summary(self) -> dict[str, Any]:
         return {"exchanges": self.exchanges, "compared": len(self.cases), "different": len(self.differences),
-                "seconds": round(self.seconds, 3), "differing": [c.name for c in self.differences]}
+                "seconds": round(self.seconds, 3), "differing": [c.name for c in self.differences],
+                "first_differences": {c.name: c.first for c in self.differences},
+                **({"ruleset": self.ruleset, "impact": self.impact} if self.ruleset else {})}
 
 
 def _diff(name: str, recorded: str, produced: str) -> str:
@@ -273,6 +279,27 @@ class _RecordedSender:
         pass
 
 
+class RulesHistory:
+    """The archive's rule-set history (``manifest.json`` ``rule_set_history``), in time order.
+
+    Which rule set assesses a notification is what the *process* assesses with: it starts with
+    one (a ``start`` event), and takes up a rule set rolled out with ``rules apply`` within a second
+    (gateway/reload.py records that as a ``start`` too). So the assessment switches at ``start``
+    events; an archive whose history has none switches at ``apply`` events.
+    """
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.pending = sorted((dict(e) for e in events if "t" in e), key=lambda e: float(e["t"]))
+        self.by_start = any(e.get("source") == "start" for e in self.pending)
+
+    def due(self, t: float) -> Iterator[dict[str, Any]]:
+        while self.pending and float(self.pending[0]["t"]) <= t:
+            yield self.pending.pop(0)
+
+    def switches(self, event: dict[str, Any]) -> bool:
+        return event.get("source") == ("start" if self.by_start else "apply")
+
+
 class _Replayer:
     def __init__(self, rt: ReplayRuntime, archive: Archive, verdicts: Iterator[tuple[int, bool]]) -> None:
         from gateway.delivery.outbox import CircuitBreaker, Worker
@@ -287,15 +314,80 @@ class _Replayer:
         self.answers: list[tuple[Entry, int, bytes]] = []
         self.checks = rt.verify
         self.verdicts = verdicts
+        #: What happened to each delivery (partner, key), in order: queued, each attempt, stray answers.
+        self.events: dict[tuple[str, str], list[str]] = {}
+        #: seq of an inbound or feed entry -> what the gateway made of it (outcome, fault code).
+        self.taken: dict[int, tuple[str | None, str | None]] = {}
+        self._seen = {"outbox": 0, "inbound": 0, "messages": 0}
+        self.history = RulesHistory(archive.manifest.get("rule_set_history") or [])
+        self.problems: list[Case] = []  # rule sets of the history that this build lacks
 
-    def run(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None) -> None:
+    def run(self, entries: list[Entry], progress: Callable[[int, int], None] | None = None,
+            *, follow_history: bool = True) -> None:
         clock = self.rt.clock
         for n, e in enumerate(entries, 1):
+            if follow_history:
+                self._history_until(e.at)
             clock.set(_when(e.at))  # type: ignore[attr-defined]
             step = getattr(self, f"_{e.kind}")
             step(e)
+            self._note(e)
             if progress is not None and (n % 100 == 0 or n == len(entries)):
                 progress(n, len(entries))
+        if follow_history:
+            self._history_until(float("inf"))
+
+    def _history_until(self, t: float) -> None:
+        """Switch rule sets and queue roll-out corrections recorded up to ``t``, at their times."""
+        from gateway.rules import rollout
+
+        for event in self.history.due(t):
+            ruleset = self._ruleset(event)
+            if ruleset is None:
+                continue
+            self.rt.clock.set(_when(event["t"]))  # type: ignore[attr-defined]
+            if self.history.switches(event):
+                self.rt.ruleset = ruleset
+            if event.get("source") == "apply" and event.get("corrections") is not None:
+                rollout.apply_corrections(self.rt, ruleset, "replay")
+            self._note_queued()
+
+    def _ruleset(self, event: dict[str, Any]) -> Any:
+        from gateway.core.errors import ConfigError
+        from gateway.runtime import load_ruleset
+
+        name = str(event.get("version", "")).split("@")[0]
+        try:
+            return load_ruleset(self.rt.config, name)
+        except ConfigError:
+            text = (f"rule set {name} ({event.get('source')} at {event.get('at')}) is not in this build's "
+                    f"rules directory")
+            self.problems.append(Case(f"rule set history {event.get('at')} {name}", False, text + "\n",
+                                      first=text))
+            return None
+
+    def _note_queued(self) -> None:
+        for oid, partner, key in self.rt.store.query(
+                "SELECT id, partner, idempotency_key FROM outbox WHERE id > :n ORDER BY id", {"n": self._seen["outbox"]}):
+            self.events.setdefault((partner, key), []).append("queued")
+            self._seen["outbox"] = int(oid)
+
+    def _note(self, e: Entry) -> None:
+        """Record what the step did: deliveries it queued, and what became of an inbound or feed entry."""
+        self._note_queued()
+        if e.kind == "inbound":
+            rows = self.rt.store.query("SELECT id, outcome, fault_code FROM inbound WHERE id > :n ORDER BY id",
+                                       {"n": self._seen["inbound"]})
+            if rows:
+                self._seen["inbound"] = int(rows[-1][0])
+            self.taken[e.seq] = (rows[-1][1], rows[-1][2]) if rows else (None, None)
+        elif e.kind == "feed":
+            rows = self.rt.store.query("SELECT MAX(id) FROM messages WHERE id > :n AND route = 'cjib-duo'",
+                                       {"n": self._seen["messages"]})
+            new = rows[0][0] is not None
+            if new:
+                self._seen["messages"] = int(rows[0][0])
+            self.taken[e.seq] = ("taken" if new else "repeat", None)
 
     def _inbound(self, e: Entry) -> None:
         from gateway.routes import duo_to_cjib, ind_to_duo
@@ -350,11 +442,15 @@ class _Replayer:
         meta = e.meta
         if str(meta.get("outcome", "")).endswith("-lease-lost") or meta["partner"] not in self.workers:
             return
+        story = self.events.setdefault((meta["partner"], meta["message_key"]), [])
         delivery = self._lease(meta["partner"], meta["message_key"])
-        if delivery is None:
-            return  # the current code did not queue this delivery; the comparison reports that
-        self.senders[meta["partner"]].outcome = _outcome(e)
+        if delivery is None:  # not queued (yet), or already final: the comparison reports it
+            story.append(f"answer to attempt {meta.get('attempt')} with no delivery waiting for it")
+            return
+        outcome = _outcome(e)
+        self.senders[meta["partner"]].outcome = outcome
         self.workers[meta["partner"]].attempt(delivery)
+        story.append(attempt_event(delivery.attempt, outcome.kind, outcome.http_status))
 
     def _lease(self, partner: str, key: str) -> Delivery | None:
         owner = self.workers[partner].owner
@@ -379,56 +475,177 @@ def _cert_der(trust: Any) -> bytes | None:
 
 
 def _outcome(e: Entry) -> Outcome:
-    """The recorded answer as the adapter would have classified it."""
+    """The recorded answer as this build's adapter classifies it (so a changed answer, or a changed
+    classification, shows as a difference in the attempt)."""
     meta, body = e.meta, e.payload
     status = meta.get("http_status")
     if meta["partner"] == "cjib" and status is not None and body is not None:
         from gateway.routes.duo_to_cjib import cjib_outcome
 
         return cjib_outcome(int(status), {}, body)
+    if meta["partner"] == "duo":
+        from gateway.routes.ind_to_duo import duo_outcome
+
+        outcome: Outcome = duo_outcome(None if status is None else int(status), {}, body)
+        return outcome
     kind = meta.get("outcome") if meta.get("outcome") in ("success", "retry", "permanent") else "retry"
     return Outcome(kind, http_status=status, receipt=body, detail="recorded answer")  # type: ignore[arg-type]
 
 
+def attempt_event(attempt: Any, kind: Any, status: Any) -> str:
+    return f"attempt {attempt}: {kind} (HTTP {status if status is not None else '-'})"
+
+
 # ---------------------------------------------------------------- comparing
 
-def _compare_answers(answers: list[tuple[Entry, int, bytes]]) -> list[Case]:
+def _compare_answers(answers: list[tuple[Entry, int, bytes]], taken: dict[int, tuple[str | None, str | None]]
+                     ) -> list[Case]:
+    """One case per inbound message: what the gateway made of it (accepted, repeat, refused with
+    which code) and what it answered (status and body)."""
     cases = []
     for e, status, body in answers:
         m = e.meta
         name = f"seq {e.seq} answer to {m['partner']} {m['operation']} {m.get('message_key') or ''}".strip()
-        ok = m.get("http_status") == status and same(e.response, body)
-        diff = "" if ok else _diff(name, f"HTTP {m.get('http_status')}\n" + canonical(e.response),
-                                   f"HTTP {status}\n" + canonical(body))
-        cases.append(Case(name, ok, diff, e, body, {"http_status": status}))
+        outcome, fault = taken.get(e.seq, (None, None))
+        first = _first_of([
+            ("outcome", _fate(m.get("outcome"), m.get("fault_code")), _fate(outcome, fault)),
+            ("HTTP status", m.get("http_status"), status),
+        ])
+        if first is None and not same(e.response, body):
+            first = "the answer's content differs"
+        diff = "" if first is None else _diff(
+            name, f"{_fate(m.get('outcome'), m.get('fault_code'))}, HTTP {m.get('http_status')}\n" + canonical(e.response),
+            f"{_fate(outcome, fault)}, HTTP {status}\n" + canonical(body))
+        cases.append(Case(name, first is None, diff, e, body,
+                          {"http_status": status, "outcome": outcome, "fault_code": fault}, first or ""))
     return cases
 
 
-def _compare_outbound(rt: Runtime, entries: list[Entry]) -> list[Case]:
+def _fate(outcome: Any, fault: Any) -> str:
+    return f"{outcome} {fault}" if fault else str(outcome)
+
+
+def _first_of(pairs: list[tuple[str, Any, Any]]) -> str | None:
+    for what, recorded, replayed in pairs:
+        if recorded != replayed:
+            return f"{what}: recorded {recorded}, replayed {replayed}"
+    return None
+
+
+def _compare_feed(entries: list[Entry], taken: dict[int, tuple[str | None, str | None]]) -> list[Case]:
+    """Every recorded feed change was a new one when it was taken in; a repeat is a duplicated exchange."""
+    cases = []
+    previous: int | None = None
+    for e in sorted(entries, key=lambda x: x.seq):
+        if e.kind == "feed":
+            got = taken.get(e.seq, (None, None))[0]
+            first = None if got == "taken" else f"feed change: recorded taken in, replayed {got}"
+            # The feed is read from a cursor: every change, in CJIB's order, none twice. A gap means
+            # a change is missing from the archive, which may have had no effect of its own.
+            number = _volgnummer(e)
+            if first is None and previous is not None and number is not None and number != previous + 1:
+                first = f"feed sequence: volgnummer {number} follows {previous}"
+            previous = number if number is not None else previous
+            name = f"seq {e.seq} feed {e.meta.get('message_key')}"
+            cases.append(Case(name, first is None, "" if first is None else first + "\n", e, e.payload,
+                              {}, first or ""))
+    return cases
+
+
+def _volgnummer(e: Entry) -> int | None:
+    try:
+        return int(json.loads(e.payload or b"{}")["volgnummer"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+#: Final states that replay cannot reach by itself: an operator resolves a dead letter by hand.
+_OPERATOR_STATES = {"resolved": "dead"}
+
+
+def recorded_stories(entries: list[Entry]) -> dict[tuple[str, str], list[str]]:
+    """Per delivery (partner, key), the recorded events in order: queued, then each attempt."""
+    stories: dict[tuple[str, str], list[str]] = {}
+    for e in sorted(entries, key=lambda x: x.seq):
+        m = e.meta
+        if e.kind == "outbound":
+            stories.setdefault((m["partner"], m["message_key"]), []).append("queued")
+        elif e.kind == "answer" and not str(m.get("outcome", "")).endswith("-lease-lost"):
+            stories.setdefault((m["partner"], m["message_key"]), []).append(
+                attempt_event(m.get("attempt"), m.get("outcome"), m.get("http_status")))
+    return stories
+
+
+def _last_receipts(entries: list[Entry]) -> dict[tuple[str, str], bytes | None]:
+    last: dict[tuple[str, str], bytes | None] = {}
+    for e in sorted(entries, key=lambda x: x.seq):
+        if e.kind == "answer":
+            last[(e.meta["partner"], e.meta["message_key"])] = e.payload
+    return last
+
+
+def _compare_outbound(rt: Runtime, entries: list[Entry], events: dict[tuple[str, str], list[str]]) -> list[Case]:
+    """One case per delivery: its content, the order of its events and each attempt's classified
+    outcome, its final state and the receipt kept; the first difference names the case."""
     expected = {(e.meta["partner"], e.meta["message_key"]): e for e in entries if e.kind == "outbound"}
     rows = rt.store.query("SELECT o.partner, o.operation, o.idempotency_key, o.order_key, o.payload, o.created_at, "
-                          "m.route FROM outbox o JOIN messages m ON m.id = o.message_id ORDER BY o.id")
+                          "m.route, o.state, o.receipt FROM outbox o JOIN messages m ON m.id = o.message_id ORDER BY o.id")
     produced = {(r[0], r[2]): r for r in rows}
+    stories, receipts = recorded_stories(entries), _last_receipts(entries)
     cases = []
-    for key in list(expected) + [k for k in produced if k not in expected]:
+    keys = list(expected) + [k for k in produced if k not in expected]
+    keys += [k for k in stories if k not in expected and k not in produced]  # answers to nothing
+    for key in keys:
         e, row = expected.get(key), produced.get(key)
-        operation = e.meta["operation"] if e else row[1]  # type: ignore[index]
+        operation = e.meta["operation"] if e else row[1] if row else "answer"
         name = f"{key[0]} {operation} {key[1]}"
         made = bytes(row[4]) if row else None
-        ok = e is not None and row is not None and same(e.payload, made)
         meta = {} if row is None else {"route": row[6], "partner": row[0], "operation": row[1],
-                                       "message_key": row[2], "order_key": row[3], "t": float(row[5])}
-        diff = "" if ok else _diff(name, canonical(e.payload) if e else "(not recorded)\n",
-                                   canonical(made) if row else "(not produced)\n")
-        cases.append(Case(name, ok, diff, e, made, meta))
+                                       "message_key": row[2], "order_key": row[3], "t": float(row[5]),
+                                       "state": row[7]}
+        first = _delivery_difference(e, row, made, stories.get(key, []), events.get(key, []),
+                                     receipts.get(key), None if row is None or row[8] is None else bytes(row[8]))
+        diff = "" if first is None else first + "\n" + _diff(
+            name, canonical(e.payload) if e else "(not recorded)\n", canonical(made) if row else "(not produced)\n")
+        cases.append(Case(name, first is None, diff, e, made, meta, first or ""))
     return cases
+
+
+def _delivery_difference(e: Entry | None, row: Any, made: bytes | None, recorded: list[str], replayed: list[str],
+                         receipt: bytes | None, kept: bytes | None) -> str | None:
+    if e is None and row is None:
+        return "answered, but neither recorded nor produced as a delivery"
+    if e is None:
+        return "produced, but not recorded"
+    if row is None:
+        return "recorded, but not produced"
+    if not same(e.payload, made):
+        return "the message's content differs"
+    for n, (was, now) in enumerate(zip(recorded, replayed, strict=False), 1):
+        if was != now:
+            return f"event {n}: recorded {was}, replayed {now}"
+    if len(recorded) != len(replayed):
+        n = min(len(recorded), len(replayed)) + 1
+        was = recorded[n - 1] if len(recorded) >= n else "nothing"
+        now = replayed[n - 1] if len(replayed) >= n else "nothing"
+        return f"event {n}: recorded {was}, replayed {now}"
+    state = _OPERATOR_STATES.get(str(e.meta.get("outcome")), e.meta.get("outcome"))
+    if state != row[7]:
+        return f"final state: recorded {e.meta.get('outcome')}, replayed {row[7]}"
+    if receipt is not None and not same(receipt, kept):
+        return "the receipt kept differs"
+    return None
 
 
 def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
-           workers: int | None = None, progress: Callable[[int, int], None] | None = None) -> Report:
+           workers: int | None = None, progress: Callable[[int, int], None] | None = None,
+           rules_from_build: bool = False) -> Report:
     """Replay the whole archive; the report holds one case per compared message.
 
-    ``workers``: processes for the signature checks (default: one per CPU).
+    ``workers``: processes for the signature checks (default: one per CPU). By default the
+    archive's rule-set history is followed (rule sets switched and roll-out corrections queued at
+    their recorded times); ``rules_from_build`` assesses everything with this build's active rule
+    set instead and reports whose indication would differ (``Report.impact``).
     """
     import os
 
@@ -437,16 +654,71 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
     entries = sorted(archive.entries, key=lambda e: e.seq)
     with tempfile.TemporaryDirectory(prefix="gateway-replay-") as tmp, ExitStack() as stack:
         rt = _runtime(archive, config, Path(tmp), verify)
+        if rules_from_build:
+            from gateway.runtime import load_ruleset
+
+            rt.ruleset = load_ruleset(config)
         verdicts: Iterator[tuple[int, bool]] = iter(())
         if rt.verify:
             verdicts = stack.enter_context(prechecks(archive, config, workers or os.cpu_count() or 1))
         try:
             replayer = _Replayer(rt, archive, verdicts)
-            replayer.run(entries, progress)
-            cases = _compare_answers(replayer.answers) + _compare_outbound(rt, entries)
+            replayer.run(entries, progress, follow_history=not rules_from_build)
+            outbound = _compare_outbound(rt, entries, replayer.events)
+            impact: list[dict[str, Any]] = []
+            if rules_from_build:
+                outbound, impact = _impact(outbound, rt.ruleset.version)
+            cases = (replayer.problems + _compare_answers(replayer.answers, replayer.taken)
+                     + _compare_feed(entries, replayer.taken) + outbound)
         finally:
             rt.store.close()
-    return Report(cases=cases, seconds=time.perf_counter() - started, exchanges=len(entries))
+    return Report(cases=cases, seconds=time.perf_counter() - started, exchanges=len(entries), impact=impact,
+                  ruleset=rt.ruleset.version if rules_from_build else None)
+
+
+def _assessment(data: bytes | None) -> dict[str, str] | None:
+    """plichtIndicatie, regel, regelsetVersie and meldingId of a DUO InburgeraarMelding, if it is one."""
+    if not data:
+        return None
+    try:
+        root = etree.fromstring(data, _PARSER)
+    except etree.XMLSyntaxError:
+        return None
+    found = {name: root.findtext(f".//{{*}}{name}") for name in ("plichtIndicatie", "regel", "regelsetVersie",
+                                                                 "meldingId")}
+    return {k: v for k, v in found.items() if v is not None} if found["plichtIndicatie"] else None
+
+
+def _impact(cases: list[Case], version: str) -> tuple[list[Case], list[dict[str, Any]]]:
+    """For --rules-from-build: the people whose indication this build's rule set changes.
+
+    The DUO messages of IND notifications are compared on their assessment only (their
+    ``regelsetVersie`` differs by design); the recorded roll-out's corrections are left out (this
+    mode does not replay the roll-out; the impact list is what a roll-out would correct).
+    """
+    kept, rows = [], []
+    for c in cases:
+        e = c.entry
+        if e is not None and e.meta.get("route") == "rules-duo":
+            continue
+        was, now = _assessment(e.payload if e else None), _assessment(c.produced)
+        if was is None or now is None:
+            kept.append(c)
+            continue
+        if (was["plichtIndicatie"], was.get("regel")) == (now["plichtIndicatie"], now.get("regel")):
+            kept.append(Case(c.name, True, "", e, c.produced, c.produced_meta))
+            continue
+        if was["plichtIndicatie"] == now["plichtIndicatie"]:
+            kept.append(Case(c.name, True, "", e, c.produced, c.produced_meta))  # another rule, same indication
+            continue
+        rows.append({"berichtId": c.name.split()[-1], "meldingId": was.get("meldingId"),
+                     "old": {k: was.get(k) for k in ("plichtIndicatie", "regel", "regelsetVersie")},
+                     "new": {"plichtIndicatie": now["plichtIndicatie"], "regel": now.get("regel"),
+                             "regelsetVersie": version}})
+        first = (f"indication: recorded {was['plichtIndicatie']} ({was.get('regel')}), this build "
+                 f"{now['plichtIndicatie']} ({now.get('regel')})")
+        kept.append(Case(c.name, False, first + "\n", e, c.produced, c.produced_meta, first))
+    return kept, rows
 
 
 # ---------------------------------------------------------------- --update, --junit
@@ -462,13 +734,20 @@ def update_archive(path: Path, archive: Archive, report: Report) -> int:
         e = case.entry
         if e is not None and e.kind == "inbound":
             e.response = case.produced
-            e.meta["http_status"] = case.produced_meta.get("http_status")
+            for k in ("http_status", "outcome", "fault_code"):
+                e.meta[k] = case.produced_meta.get(k)
+        elif e is not None and e.kind == "feed":
+            continue  # an input, not an expectation: nothing to rewrite
         elif e is not None and case.produced is None:
             dropped.add(e.seq)
         elif e is not None:
             e.payload = case.produced
+            e.meta["outcome"] = case.produced_meta.get("state", e.meta.get("outcome"))
+        elif case.produced is None:
+            continue  # answers to a delivery neither recorded nor produced: inputs, kept
         else:
-            meta = {**case.produced_meta, "kind": "outbound", "outcome": "replayed",
+            made = {k: v for k, v in case.produced_meta.items() if k != "state"}
+            meta = {**made, "kind": "outbound", "outcome": case.produced_meta.get("state"),
                     "at": _when(case.produced_meta["t"]).isoformat(), "seq": 10**9}
             entries.append(Entry(meta, case.produced))
         changed += 1
@@ -479,7 +758,7 @@ def update_archive(path: Path, archive: Archive, report: Report) -> int:
     keep = ("counts", "exchanges", "index_sha256", "certificates", "format")
     manifest = {k: v for k, v in archive.manifest.items() if k not in keep}
     manifest["updated"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    write_archive(path, ordered, manifest, archive.certs)
+    write_archive(path, ordered, manifest, archive.certs, replace=True)
     return changed
 
 
@@ -489,7 +768,8 @@ def junit_xml(report: Report) -> str:
     for c in report.cases:
         out.append(f"  <testcase classname=\"replay\" name={quoteattr(c.name)}>")
         if not c.ok:
-            out.append(f"    <failure message=\"differs from the recording\">{escape(c.diff)}</failure>")
+            out.append(f"    <failure message={quoteattr(c.first or 'differs from the recording')}>"
+                       f"{escape(c.diff)}</failure>")
         out.append("  </testcase>")
     out.append("</testsuite>\n")
     return "\n".join(out)

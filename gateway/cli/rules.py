@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.text import Text
 
 from gateway.cli import common as cli
-from gateway.cli.common import ConfigOpt, JsonOpt, fail, out, say
+from gateway.cli.common import ConfigOpt, JsonOpt, err, fail, out, say
 from gateway.core.config import sqlite_file
 from gateway.core.errors import ConfigError, GatewayError
 from gateway.rules import engine as rules
@@ -157,6 +157,9 @@ def check(
             print(json.dumps({"ok": False, "file": exc.file, "line": exc.line, "error": str(exc)}, indent=2))
             raise typer.Exit(1) from None
         fail(str(exc), 1)
+    never = rules.shadowed(rs)
+    if never:
+        _never_match(file, never, as_json)
     cases = file.with_name(f"{rs.name}.cases.yaml")
     if as_json:
         print(json.dumps({"ok": True, "name": rs.name, "version": rs.version, "rules": len(rs.rules),
@@ -169,6 +172,18 @@ def check(
         say(f"next: gateway rules test {cases}")
     else:
         out.print(Text.assemble(("no case file", "yellow"), f" {cases}: write one before this rule set goes live"))
+
+
+def _never_match(file: Path, never: list[rules.Shadowed], as_json: bool) -> NoReturn:
+    """Rules that can never decide (each with its file:line and those of the rules before it that do): exit 1."""
+    if as_json:
+        print(json.dumps({"ok": False, "file": str(file), "never_match": [
+            {"rule": n.rule.code, "line": n.rule.line, "error": n.message(file),
+             "decided_by": [{"rule": r.code, "line": r.line} for r in n.by]} for n in never]}, indent=2))
+        raise typer.Exit(1)
+    for n in never:
+        err.print(Text.assemble(("error:", "bold red"), " ", n.message(file)), soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def _ruleset_for_cases(cases: Path, name: str | None, config: Path | None) -> rules.RuleSet:

@@ -274,3 +274,11 @@ def queue_correction(rt: Any, c: Any, ruleset: Any, operator: str) -> bool:
         events=[("processing", "rules_correction", {"regelsetVersie": ruleset.version, "operator": operator,
                                                     "vervangtBerichtId": c.earlier_bericht_id})])
     return result.kind == "accepted"
+
+
+def duo_outcome(status: int | None, headers: Mapping[str, str], body: bytes | None) -> Any:
+    """DUO's answer to a delivery (a notification, a correction, a claim status), classified as the
+    DUO sender does once the answer's signature has been checked (for replay)."""
+    from adapters.duo import errors as duo_errors
+
+    return duo_errors.classify(status, headers, body)

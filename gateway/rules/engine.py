@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import product
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -33,6 +34,8 @@ from gateway.core.errors import ConfigError
 from gateway.wire.xmlsafe import DUO_XSD, IND_XSD, XSD_DIR
 
 __all__ = [
+    "Shadowed",
+    "shadowed",
     "ACTIVE_KEY",
     "Age",
     "CaseResult",
@@ -573,6 +576,102 @@ class _Loader:
         if op == "nationaliteit_any_in":
             return lambda n: self.r.text(n, NATIONALITY_RE, "nationality code (3 capital letters)")
         return lambda n: self.r.code(n, self.regime_codes, "regime")
+
+
+# ---------------------------------------------------------------- rules that never decide
+
+@dataclass(frozen=True)
+class Shadowed:
+    """A rule that never decides: every input it matches is decided by an earlier rule."""
+
+    rule: Rule
+    by: tuple[Rule, ...]  # the earlier rules that decide its inputs; empty: it matches no input at all
+
+    def message(self, path: Path | str) -> str:
+        if not self.by:
+            return f"{path}:{self.rule.line}: rule {self.rule.code} can never match: its condition holds for no input"
+        who = ", ".join(f"{r.code} ({path}:{r.line})" for r in self.by)
+        return (f"{path}:{self.rule.line}: rule {self.rule.code} can never match: every case it covers is "
+                f"decided earlier by {who}")
+
+
+def shadowed(ruleset: RuleSet) -> list[Shadowed]:
+    """The rules that can never decide, found by trying every distinguishable input.
+
+    Conditions only test membership of codes they name, dates against the dates they name, and
+    three-valued age tests, so one representative per class of inputs decides for the class: each
+    named grondslag and verblijfsdoel and one unnamed; each achievable pattern of the nationality
+    tests; a date in every interval between named dates and regime boundaries; every pair of age
+    answers. A rule is shadowed when no representative it matches reaches it (an earlier rule
+    matches first), which also catches covers made of several earlier rules.
+    """
+    rules = ruleset.rules
+    firsts: dict[int, set[int]] = {i: set() for i in range(len(rules))}  # rule -> rules deciding its inputs
+    for facts in _representatives(ruleset):
+        first: int | None = None
+        for i, rule in enumerate(rules):
+            if _matches(rule.when, facts):
+                if first is None:
+                    first = i
+                firsts[i].add(first)
+    found = []
+    for i, rule in enumerate(rules):
+        if i not in firsts[i]:
+            by = tuple(rules[j] for j in sorted(firsts[i]))
+            found.append(Shadowed(rule, by))
+    return found
+
+
+def _conditions(c: Condition) -> Iterable[Condition]:
+    yield c
+    for part in c.parts:
+        yield from _conditions(part)
+
+
+def _representatives(ruleset: RuleSet) -> Iterable[_Facts]:
+    leaves = [leaf for rule in ruleset.rules for leaf in _conditions(rule.when)]
+    grondslagen = _with_other({v for c in leaves if c.op == "grondslag_in" for v in c.values}, grondslag_codes())
+    doelen = _with_other({v for c in leaves if c.op == "verblijfsdoel_in" for v in c.values}, verblijfsdoel_codes())
+    nationality_sets = sorted({c.values for c in leaves if c.op == "nationaliteit_any_in"}, key=sorted)
+    days = _dates(ruleset, leaves)
+    ages = [(lo, hi) for lo in (True, False, None) for hi in (True, False, None) if not (lo is False and hi is True)]
+    for nationalities in _nationality_patterns(nationality_sets):
+        for day in days:
+            regime = ruleset.regime_for(day)
+            for grondslag in grondslagen:
+                for doel in doelen:
+                    inp = RuleInput(grondslag, doel, nationalities, "0000-00-00", day)
+                    for lo, hi in ages:
+                        yield _Facts(inp, regime, lo, hi)
+
+
+def _with_other(named: set[str], every: frozenset[str]) -> list[str]:
+    return (sorted(named) + sorted(every - named)[:1]) or ["ANDERS"]
+
+
+def _dates(ruleset: RuleSet, leaves: list[Condition]) -> list[dt.date]:
+    edges = {c.value for c in leaves if c.op.startswith("ingangsdatum_") and isinstance(c.value, dt.date)}
+    for g in ruleset.regimes:
+        edges |= {d for d in (g.vanaf, g.tot_en_met + dt.timedelta(days=1) if g.tot_en_met else None) if d}
+    ordered = sorted(edges) or [dt.date(2020, 1, 1)]
+    return [ordered[0] - dt.timedelta(days=1), *ordered]
+
+
+def _nationality_patterns(sets: list[frozenset[str]]) -> list[tuple[str, ...]]:
+    """One nationality list per achievable pattern of answers to the ``nationaliteit_any_in`` tests."""
+    patterns: dict[tuple[bool, ...], tuple[str, ...]] = {}
+    for wanted in product((True, False), repeat=len(sets)):
+        excluded = set().union(*(s for s, w in zip(sets, wanted, strict=True) if not w))
+        chosen = []
+        for s, w in zip(sets, wanted, strict=True):
+            if w:
+                options = sorted(s - excluded)
+                if not options:
+                    break
+                chosen.append(options[0])
+        else:
+            patterns.setdefault(wanted, tuple(sorted(set(chosen))))
+    return list(patterns.values())
 
 
 # ---------------------------------------------------------------- cases

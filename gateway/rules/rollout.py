@@ -45,6 +45,7 @@ __all__ = [
     "impact",
     "apply_corrections",
     "activate",
+    "note_started",
     "delays",
     "export_delay_metrics",
     "decode_raw",
@@ -216,17 +217,35 @@ def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str) -> int
     """
     report = impact(rt.store, new_ruleset)
     queued = sum(route.queue_correction(rt, c, new_ruleset, operator) for c in report.changes)
-    activate(rt.store, new_ruleset, operator, note=f"{queued} correction(s) queued")
+    activate(rt.store, new_ruleset, operator, note=f"{queued} correction(s) queued", corrections=queued)
     if queued:
         rt.notify("duo")
     return queued
 
 
-def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | None = None) -> None:
-    """Record ``ruleset`` as the active one, with who and when in the operator log."""
+def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | None = None,
+             corrections: int | None = None) -> None:
+    """Record ``ruleset`` as the active one, with who and when in the operator log and in the rule-set
+    history (``corrections``: how many were queued; None when none were asked for)."""
+    now = time.time()
     with store.tx() as t:
         t.set_kv(ACTIVE_KEY, ruleset.name)
-        t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, time.time())
+        t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, now)
+        _history_row(t, now, ruleset.version, "apply", operator, corrections)
+
+
+def note_started(store: Store, ruleset: rules.RuleSet, actor: str) -> None:
+    """A process starts assessing with ``ruleset``: add it to the history when it differs from the
+    version the last process started with (restarts with the same rule set add nothing)."""
+    with store.tx() as t:
+        last = t.one("SELECT version FROM rules_history WHERE source = 'start' ORDER BY at DESC, id DESC LIMIT 1")
+        if last is None or last[0] != ruleset.version:
+            _history_row(t, time.time(), ruleset.version, "start", actor, None)
+
+
+def _history_row(t: Any, at: float, version: str, source: str, actor: str | None, corrections: int | None) -> None:
+    t.execute("INSERT INTO rules_history (at, version, source, actor, corrections) "
+              "VALUES (:at, :v, :s, :a, :c)", {"at": at, "v": version, "s": source, "a": actor, "c": corrections})
 
 
 # ---------------------------------------------------------------- delays

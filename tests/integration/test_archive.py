@@ -77,8 +77,8 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, pki_paths: dict[str, Any]
         chain.stop()
     store = Store(chain.config.store.dsn)
     (base / "key").write_bytes(KEY)
-    export(chain.config, store, base / "plain")
-    export(chain.config, store, base / "plain.tar")
+    export(chain.config, store, base / "plain", personal_data=True)
+    export(chain.config, store, base / "plain.tar", personal_data=True)
     export(chain.config, store, base / "pseudo", key=KEY)
     store.close()
     return {"base": base, "config": chain.config, **sent}
@@ -210,3 +210,101 @@ def test_a_damaged_archive_is_refused_naming_the_entry(recorded: dict[str, Any],
     assert f"seq {seq}" in str(caught.value) and name in str(caught.value)
     result = CliRunner().invoke(app, ["replay", str(path)])
     assert result.exit_code == 2
+
+
+# ---------------------------------------------------------------- export never destroys
+
+def _cli_config(recorded: dict[str, Any], tmp_path: Path, allowed: str = "alice") -> Path:
+    source = recorded["base"] / "chain" / "gateway.toml"
+    target = tmp_path / "gateway.toml"
+    target.write_text(source.read_text() + f'\n[operators]\npersonal_data = ["{allowed}"]\n')
+    return target
+
+
+def _export(args: list[str], config: Path, operator: str = "bob") -> Any:
+    from gateway.cli import app
+
+    return CliRunner().invoke(app, ["export", *args, "--config", str(config)], env={"GATEWAY_OPERATOR": operator})
+
+
+def test_export_never_removes_what_it_did_not_write(recorded: dict[str, Any], tmp_path: Path) -> None:
+    from gateway.archive.format import TargetRefused
+
+    config = _cli_config(recorded, tmp_path)
+    # A directory that is not an archive: refused, untouched (also with --force).
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "notes.txt").write_text("mine")
+    for extra in ([], ["--force"]):
+        result = _export([str(docs), *extra], config)
+        assert result.exit_code == 2 and "not empty and not a gateway archive" in result.output
+        assert (docs / "notes.txt").read_text() == "mine" and sorted(p.name for p in docs.iterdir()) == ["notes.txt"]
+    # A new directory, then the same again: an archive is replaced only with --force.
+    fresh = tmp_path / "fresh"
+    assert _export([str(fresh)], config).exit_code == 0
+    first = json.loads((fresh / "manifest.json").read_text())
+    again = _export([str(fresh)], config)
+    assert again.exit_code == 2 and "--force" in again.output
+    assert json.loads((fresh / "manifest.json").read_text()) == first
+    assert _export([str(fresh), "--force"], config).exit_code == 0
+    assert read_archive(fresh).manifest["exchanges"] == first["exchanges"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # nothing left beside it
+    # An archive someone put a file into: that file is not the archive's, so it is never removed.
+    (fresh / "notes.txt").write_text("mine")
+    result = _export([str(fresh), "--force"], config)
+    assert result.exit_code == 2 and "notes.txt" in result.output and (fresh / "notes.txt").read_text() == "mine"
+    # A .tar name that is some other file: refused, untouched; an archive tar needs --force.
+    other = tmp_path / "other.tar"
+    other.write_bytes(b"not a tar")
+    assert _export([str(other), "--force"], config).exit_code == 2 and other.read_bytes() == b"not a tar"
+    tar = tmp_path / "a.tar"
+    assert _export([str(tar)], config).exit_code == 0
+    assert _export([str(tar)], config).exit_code == 2
+    assert _export([str(tar), "--force"], config).exit_code == 0 and read_archive(tar).entries
+    # The library refuses the same way, before collecting anything.
+    with pytest.raises(TargetRefused):
+        export(recorded["config"], None, docs, key=KEY)
+
+
+def test_export_is_pseudonymized_unless_personal_data_is_asked_for_and_allowed(recorded: dict[str, Any],
+                                                                                 tmp_path: Path) -> None:
+    from gateway.core import audit
+    from gateway.core.store import Store
+
+    config = _cli_config(recorded, tmp_path, allowed="alice")
+    default = tmp_path / "default"
+    assert _export([str(default)], config).exit_code == 0
+    assert read_archive(default).manifest["pseudonymized"] is True
+    originals = _originals(recorded)["digits"]
+    assert not any(d.encode() in p.read_bytes() for p in default.rglob("*") if p.is_file() for d in originals)
+
+    # The README's command. The same key gives the same pseudonyms in every export: CJIB's claim
+    # bodies (JSON, whose signature is not archived) come out byte for byte the same.
+    def claims(target: Path) -> list[bytes]:
+        return [e.payload or b"" for e in read_archive(target).entries
+                if e.kind == "outbound" and e.meta["partner"] == "cjib"]
+
+    keyed = [tmp_path / "keyed-1", tmp_path / "keyed-2"]
+    for target in keyed:
+        assert _export([str(target), "--since", "2020-01-01", "--pseudonymize", "--key-file",
+                        str(recorded["base"] / "key")], config).exit_code == 0
+    assert claims(keyed[0]) and claims(keyed[0]) == claims(keyed[1]) != claims(default)
+
+    clear = tmp_path / "clear"
+    refused = _export([str(clear), "--with-personal-data", "--reason", "ticket 7"], config, operator="bob")
+    assert refused.exit_code == 2 and "may not export personal data" in refused.output and not clear.exists()
+    no_reason = _export([str(clear), "--with-personal-data"], config, operator="alice")
+    assert no_reason.exit_code == 2 and "--reason" in no_reason.output and not clear.exists()
+    mixed = _export([str(clear), "--with-personal-data", "--pseudonymize", "--reason", "x"], config, operator="alice")
+    assert mixed.exit_code == 2 and not clear.exists()
+    allowed = _export([str(clear), "--with-personal-data", "--reason", "ticket 7"], config, operator="alice")
+    assert allowed.exit_code == 0 and "WITH PERSONAL DATA" in " ".join(allowed.output.split())
+    assert read_archive(clear).manifest["pseudonymized"] is False
+    store = Store(recorded["config"].store.dsn)
+    try:
+        seen = [(e.actor, e.outcome, e.reason, e.target) for e in audit.entries(store, action="export-personal-data")]
+    finally:
+        store.close()
+    assert seen == [("alice", "ok", "ticket 7", str(clear.resolve())), ("bob", "refused", "ticket 7", str(clear.resolve()))]
+    with pytest.raises(ValueError, match="personal data"):
+        export(recorded["config"], None, tmp_path / "lib")

@@ -9,6 +9,7 @@ valid values, with the config of a small sandbox run (so the garbage is met afte
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -32,7 +33,7 @@ RULESET = "inburgeringsplicht-2026.1"
 FREE = {("log", "id"), ("retry", "note"), ("resolve", "note"), ("rules apply", "operator"), ("sandbox", "seed"),
         ("rules test", "config"), ("audit", "actor"), ("hold", "reason"),
         # A reason is free text (recorded with --show-personal-data, otherwise unused).
-        ("log", "reason"), ("show", "reason"), ("rules impact", "reason"), ("report delays", "reason")}  # the last is read only for a --ruleset outside the case file's directory
+        ("log", "reason"), ("show", "reason"), ("export", "reason"), ("rules impact", "reason"), ("report delays", "reason")}  # the last is read only for a --ruleset outside the case file's directory
 TIME_NAMES = {"since", "until", "received_at"}
 # Paths that are read or written as a file: a directory there is garbage too.
 FILE_PATHS = {"config", "file", "key_file", "junit"}
@@ -92,6 +93,7 @@ def _is_option(param: Param) -> bool:
 
 
 COMMANDS = list(_commands(typer.main.get_command(app)))
+_FRESH = itertools.count()
 
 
 def _valid(command: str, param: Param, world: dict[str, Path]) -> list[str]:
@@ -101,7 +103,8 @@ def _valid(command: str, param: Param, world: dict[str, Path]) -> list[str]:
         ("translate", "file"): SAMPLES / "ind-ontvangmelding-request.xml",
         ("rules check", "file"): RULES / f"{RULESET}.yaml",
         ("rules test", "file"): RULES / f"{RULESET}.cases.yaml",
-        ("export", "archive"): world["work"] / "out",
+        # A new name every time: export never replaces an archive unasked.
+        ("export", "archive"): world["work"] / f"out-{next(_FRESH)}",
         ("replay", "archive"): world["archive"],
         ("pki init", "directory"): world["work"] / "pki",
         ("resolve", "note"): "a note",

@@ -457,3 +457,64 @@ def test_table_rows(ruleset):
     assert first == {"nr": "1", "code": "UNIERECHT_ART8E", "when": "grondslag_in: [VW2000_ART8_E]",
                      "plicht_indicatie": "NIET_PLICHTIG"}
     assert last["when"] == "altijd: true"
+
+
+# ---------------------------------------------------------------- rules that never decide
+
+CATCH_ALL = "  - code: GEEN_REGEL_VAN_TOEPASSING"
+
+
+def _before_catch_all(tmp_path, rule):
+    return variant(tmp_path, CATCH_ALL, rule + CATCH_ALL)
+
+
+def test_a_rule_covered_by_several_earlier_rules_never_matches(tmp_path):
+    # Not the same condition as any earlier rule: the three age rules and GEZINSMIGRANT together
+    # decide every input it covers.
+    path, text = _before_catch_all(tmp_path, (
+        "  - code: LEEFTIJD_OF_GEZIN\n"
+        "    when: {any: [{leeftijd: onbeslisbaar}, {leeftijd: onder_minimum}, {leeftijd: maximum_bereikt},\n"
+        "                 {verblijfsdoel_in: GEZINSDOELEN}]}\n"
+        "    plicht_indicatie: HANDMATIG_BEOORDELEN\n"))
+    ruleset = rules.load(path)  # loading is fine: no single earlier rule has its condition
+    [found] = rules.shadowed(ruleset)
+    assert found.rule.code == "LEEFTIJD_OF_GEZIN" and found.rule.line == line_of(text, "LEEFTIJD_OF_GEZIN")
+    by = {r.code for r in found.by}
+    assert {"GEBOORTEDATUM_ONVOLLEDIG", "ONDER_MINIMUMLEEFTIJD", "PENSIOENGERECHTIGDE_LEEFTIJD",
+            "GEZINSMIGRANT"} <= by and "ASIELSTATUSHOUDER" not in by
+    message = found.message(path)
+    assert message.startswith(f"{path}:{found.rule.line}: rule LEEFTIJD_OF_GEZIN can never match")
+    assert f"GEZINSMIGRANT ({path}:{line_of(text, 'code: GEZINSMIGRANT')})" in message
+
+
+def test_a_rule_that_some_input_reaches_is_not_reported(tmp_path):
+    path, _ = _before_catch_all(tmp_path, (
+        "  - code: OVERIG_DOEL\n    when: {verblijfsdoel_in: [OVERIG]}\n    plicht_indicatie: HANDMATIG_BEOORDELEN\n"))
+    assert rules.shadowed(rules.load(path)) == []
+    assert rules.shadowed(rules.load(RULESET_FILE)) == []
+
+
+def test_a_rule_that_matches_no_input_is_reported(tmp_path):
+    path, _ = _before_catch_all(tmp_path, (
+        "  - code: TEGENSTRIJDIG\n"
+        "    when: {all: [{grondslag_in: [VW2000_ART8_A]}, {grondslag_in: [VW2000_ART8_C]}]}\n"
+        "    plicht_indicatie: PLICHTIG\n"))
+    [found] = rules.shadowed(rules.load(path))
+    assert found.by == () and "holds for no input" in found.message(path)
+
+
+def test_rules_check_names_both_files_and_lines(tmp_path):
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    path, text = _before_catch_all(tmp_path, (
+        "  - code: NOG_EENS_ASIEL\n    when: {all: [{verblijfsdoel_in: ASIELDOELEN}, {regime_in: [WI2021]}]}\n"
+        "    plicht_indicatie: PLICHTIG\n"))
+    result = CliRunner().invoke(app, ["rules", "check", str(path)])
+    assert result.exit_code == 1
+    line = " ".join(result.output.split())
+    assert f"{path}:{line_of(text, 'NOG_EENS_ASIEL')}: rule NOG_EENS_ASIEL can never match" in line
+    assert f"ASIELSTATUSHOUDER ({path}:{line_of(text, 'code: ASIELSTATUSHOUDER')})" in line
+    as_json = CliRunner().invoke(app, ["rules", "check", str(path), "--json"])
+    assert as_json.exit_code == 1 and '"never_match"' in as_json.stdout
