@@ -39,6 +39,7 @@ from gateway.wire.door import Door, check_door
 from gateway.wire.server import Answer
 
 __all__ = ["OPERATION", "SOAP_CT", "DOOR", "Inbound", "Verified", "handle_ontvang_melding", "verify_melding", "ack_envelope",
+           "repeat_ack", "request_message_id",
            "ontvangst_id_for", "fault_answer", "unavailable_answer"]
 
 OPERATION = "OntvangMelding"
@@ -65,6 +66,7 @@ class Inbound:
 class _Checked:
     payload: etree._Element
     message_id: str
+    signature_value: str | None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Verified:
     digest: str
     #: wsa:MessageID of the push; None for a notification fetched from the feed.
     message_id: str | None
+    #: The push's ds:SignatureValue, which the answer confirms (WB014); None unsigned or fetched.
+    signature_value: str | None = None
 
 
 #: accept(verified) -> the answer; it may raise InboundRefused (a duplicate with other content).
@@ -98,19 +102,30 @@ def handle_ontvang_melding(body: bytes, *, inbound: Inbound, now: dt.datetime, c
             check_door(DOOR, headers)
         checked = _check_envelope(inbound, body, client_cert_der, now)
         message_key = checked.message_id
-        return accept(verify_melding(checked.payload, message_id=checked.message_id))
+        return accept(verify_melding(checked.payload, message_id=checked.message_id,
+                                     signature_value=checked.signature_value))
     except InboundRefused as exc:
-        return refused(exc, message_key, fault_answer(exc))
+        relates_to = message_key or request_message_id(body, inbound.max_message_bytes)
+        return refused(exc, message_key, fault_answer(exc, relates_to))
 
 
-def fault_answer(exc: InboundRefused) -> Answer:
-    return Answer(500, SOAP_CT, soap.fault(exc))
+def fault_answer(exc: InboundRefused, relates_to: str | None = None) -> Answer:
+    return Answer(500, SOAP_CT, soap.fault(exc, relates_to=relates_to))
 
 
-def unavailable_answer() -> Answer:
+def unavailable_answer(relates_to: str | None = None) -> Answer:
     return Answer(503, SOAP_CT, soap.fault(None, faultcode="soap:Server", code="UNAVAILABLE",
-                                           message="temporarily unable to store; try again later"),
+                                           message="temporarily unable to store; try again later",
+                                           relates_to=relates_to),
                   (("Retry-After", "5"),))
+
+
+def request_message_id(body: bytes, max_bytes: int) -> str | None:
+    """The request's wsa:MessageID as it stands (unverified), for a fault's RelatesTo; None when unreadable."""
+    try:
+        return soap.split(xmlsafe.parse(body, max_bytes=max_bytes)).message_id
+    except InboundRefused:
+        return None
 
 
 def _check_envelope(inbound: Inbound, body: bytes, client_cert_der: bytes | None, now: dt.datetime) -> _Checked:
@@ -118,6 +133,7 @@ def _check_envelope(inbound: Inbound, body: bytes, client_cert_der: bytes | None
     env = soap.split(root)
     to: str | None
     action: str | None
+    signature_value: str | None = None
     if inbound.trust is not None:
         from gateway.security import wsse
 
@@ -126,11 +142,12 @@ def _check_envelope(inbound: Inbound, body: bytes, client_cert_der: bytes | None
                                         max_skew_seconds=inbound.clock_skew_seconds)
         _check_tls_matches_signer(trust, client_cert_der, verified.signer)
         payload, to, action, message_id = verified.payload, verified.to, verified.action, verified.message_id
+        signature_value = verified.signature_value
     else:
         payload, to, action, msg_id = env.payload, env.to, env.action, env.message_id
         message_id = msg_id or ""
     _check_addressing(inbound, to, action, message_id)
-    return _Checked(payload=payload, message_id=message_id)
+    return _Checked(payload=payload, message_id=message_id, signature_value=signature_value)
 
 
 def _check_tls_matches_signer(trust: object, client_cert_der: bytes | None, signer: object) -> None:
@@ -158,7 +175,8 @@ def _check_addressing(inbound: Inbound, to: str | None, action: str | None, mess
         raise MalformedInput("wsa:MessageID must be urn:uuid: and a UUID", partner="ind")
 
 
-def verify_melding(payload: etree._Element, *, message_id: str | None = None) -> Verified:
+def verify_melding(payload: etree._Element, *, message_id: str | None = None,
+                   signature_value: str | None = None) -> Verified:
     """Check (6): the Body against the XSD and the business rules; the notification, typed."""
     if payload.tag != f"{{{codec.IND_NS}}}VergunningMelding":
         raise SchemaInvalid("the Body does not hold an ind:VergunningMelding", partner="ind", stage="processing")
@@ -169,22 +187,46 @@ def verify_melding(payload: etree._Element, *, message_id: str | None = None) ->
     if message_id is not None and message_id != f"urn:uuid:{melding.melding_id}":
         raise BusinessRuleViolated("wsa:MessageID does not equal meldingId", rule="MESSAGEID_MELDINGID",
                                    partner="ind", message_id=melding.melding_id)
-    return Verified(melding=melding, digest=xmlsafe.sha256_b64(xmlsafe.exc_c14n(payload)), message_id=message_id)
+    return Verified(melding=melding, digest=xmlsafe.sha256_b64(xmlsafe.exc_c14n(payload)), message_id=message_id,
+                    signature_value=signature_value)
 
 
 def ontvangst_id_for(melding_id: str) -> str:
     return str(uuid.uuid5(_ACK_NS, "ontvangst:" + melding_id))
 
 
-def ack_envelope(own: Any | None, m: IndMelding, received: dt.datetime, digest: str) -> bytes:
-    """The (signed) SOAP response holding our Ontvangstbevestiging; stored, then sent."""
+def ack_envelope(own: Any | None, m: IndMelding, received: dt.datetime, digest: str, *,
+                 confirm: str | None = None) -> bytes:
+    """The (signed) SOAP response holding our Ontvangstbevestiging; stored, then sent.
+
+    ``confirm`` is the request's SignatureValue: the answer's signed SignatureConfirmation (WB014).
+    """
     body = codec.encode_ontvangstbevestiging(ontvangst_id_for(m.melding_id), m.melding_id,
                                              m.volgnummer, iso(received), digest)
     env = soap.build_envelope(body, to=ANONYMOUS, action=codec.ACTION_ONTVANG_RESPONSE,
                               message_id=f"urn:uuid:{uuid.uuid5(_ACK_NS, 'response:' + m.melding_id)}",
                               relates_to=f"urn:uuid:{m.melding_id}")
+    return _signed(own, env, received, confirm)
+
+
+def repeat_ack(own: Any | None, stored: bytes, verified: Verified, now: dt.datetime) -> bytes:
+    """The answer to a repeated push (contracts revision 2): the stored Body, signed afresh.
+
+    New Timestamp and MessageID, RelatesTo = this request's MessageID, and the SignatureConfirmation
+    of this request. Unsigned (security off): the stored bytes, as before revision 2.
+    """
+    if own is None or verified.message_id is None:
+        return stored
+    payload = soap.split(xmlsafe.parse(stored)).payload
+    env = soap.build_envelope(payload, to=ANONYMOUS, action=codec.ACTION_ONTVANG_RESPONSE,
+                              message_id=f"urn:uuid:{uuid.uuid4()}", relates_to=verified.message_id)
+    return _signed(own, env, now, verified.signature_value)
+
+
+def _signed(own: Any | None, env: etree._Element, now: dt.datetime, confirm: str | None) -> bytes:
     if own is None:
         return etree.tostring(env, xml_declaration=True, encoding="utf-8")
     from gateway.security import wsse
 
-    return wsse.sign_envelope(env, own, parts=wsse.RESPONSE_PARTS, now=received)
+    parts = wsse.CONFIRMED_RESPONSE_PARTS if confirm is not None else wsse.RESPONSE_PARTS
+    return wsse.sign_envelope(env, own, parts=parts, now=now, confirm=confirm)
