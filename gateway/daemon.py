@@ -41,6 +41,7 @@ class Daemon:
     _servers: list[Any] = field(default_factory=list)
     _jobs: jobs.JobRunner | None = None
     _heartbeat: jobs.Heartbeat | None = None
+    _revocation: Any = None
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -73,6 +74,7 @@ class Daemon:
         self._servers = [partners, operator]
         self._heartbeat = jobs.Heartbeat(self.rt)
         self._heartbeat.start()
+        self._start_revocation()
         self.pool.start()
         self._jobs = jobs.JobRunner(self.rt, _jobs(self.rt))
         self._jobs.start()
@@ -82,8 +84,21 @@ class Daemon:
                              operator.serve(sockets=[self._sockets["operator"]]))
         await asyncio.to_thread(self._drain)
 
+    def _start_revocation(self) -> None:
+        """CRLs from the store's cache, then one fetch of what is due before the first request."""
+        if self.rt.revocation is None:
+            return
+        from gateway.delivery.revocation import RevocationRefresher
+
+        self._revocation = RevocationRefresher(self.rt)
+        self._revocation.load_cached()
+        self._revocation.refresh_due()
+        self._revocation.start()
+
     def _drain(self) -> None:
         t0 = time.monotonic()
+        if self._revocation is not None:
+            self._revocation.stop()
         if self._jobs is not None:
             self._jobs.stop()
         self.pool.drain(self.drain_seconds)

@@ -72,10 +72,12 @@ class IndFeedClient:
             raise TransientDelivery(f"IND answered with a SOAP fault ({fault.code})", partner="ind",
                                     http_status=self._status(), stage="sending") from fault
         except (requests.RequestException, zeep.exceptions.Error) as exc:
-            problem = self._pin.problem if self._pin is not None else None
-            if problem is not None:
-                raise CertificateRefused(f"IND's feed at {self.feed_url}: {problem}", partner="ind",
-                                         stage="sending") from exc
+            refusal = self._pin.problem if self._pin is not None else None
+            if refusal is not None:
+                # The refusal's own class and code (CERT_REVOKED, OIN_TLS_CERTIFICATE, CERTIFICATE).
+                refusal.message = f"IND's feed at {self.feed_url}: {refusal.message}"
+                refusal.partner = "ind"
+                raise refusal from exc
             raise TransientDelivery(f"no usable answer from IND ({type(exc).__name__})", partner="ind",
                                     http_status=self._status(), stage="sending") from exc
         payload = self.wsse.last_payload
@@ -103,8 +105,9 @@ class PinnedAdapter(HTTPAdapter):
 
     The check runs in the connection's ``connect``, right after the TLS handshake (which has
     already checked the chain and host name), so nothing is sent to a server that is not the
-    partner. A refused connection raises ``ssl.SSLCertVerificationError`` (requests' ``SSLError``);
-    ``problem`` says why, for this thread's last call.
+    partner, nor to one whose certificate lacks IND's OIN or is revoked. A refused connection
+    raises ``ssl.SSLCertVerificationError`` (requests' ``SSLError``); ``problem`` is the refusal
+    (``CertificateRefused`` or a subclass), for this thread's last call.
     """
 
     def __init__(self, trust: PartnerTrust, **kwargs: Any) -> None:
@@ -113,11 +116,11 @@ class PinnedAdapter(HTTPAdapter):
         super().__init__(**kwargs)
 
     @property
-    def problem(self) -> str | None:
+    def problem(self) -> CertificateRefused | None:
         return getattr(self._local, "problem", None)
 
     @problem.setter
-    def problem(self, value: str | None) -> None:
+    def problem(self, value: CertificateRefused | None) -> None:
         self._local.problem = value
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -129,11 +132,11 @@ class PinnedAdapter(HTTPAdapter):
                 super().connect()
                 sock = self.sock
                 der = sock.getpeercert(True) if isinstance(sock, ssl.SSLSocket) else None
-                problem = tls.unpinned_certificate(der, adapter.trust)
+                problem = tls.server_refusal(der, adapter.trust)
                 if problem is not None:
                     adapter.problem = problem
                     self.close()
-                    raise ssl.SSLCertVerificationError(problem)
+                    raise ssl.SSLCertVerificationError(f"{problem.code}: {problem.message}")
 
         class PinnedPool(urllib3.HTTPSConnectionPool):
             ConnectionCls = PinnedConnection

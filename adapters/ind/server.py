@@ -98,6 +98,9 @@ def handle_ontvang_melding(body: bytes, *, inbound: Inbound, now: dt.datetime, c
     """
     message_key: str | None = None
     try:
+        if inbound.trust is not None:
+            # The TLS client certificate first (pin, IND's OIN, revocation), before any byte is parsed.
+            inbound.trust.check_peer(client_cert_der, now)
         if headers is not None:
             check_door(DOOR, headers)
         checked = _check_envelope(inbound, body, client_cert_der, now)

@@ -7,14 +7,16 @@ The client context presents our certificate and checks the server's chain and ho
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from collections.abc import Sequence
 
+from gateway.core.errors import CertificateRefused
 from gateway.security.keys import KeyPair
 from gateway.wire.server import PeerCertProtocol
 
 __all__ = ["server_context", "client_context", "PeerCertH11Protocol", "server_certificate", "unpinned_server",
-           "unpinned_certificate"]
+           "unpinned_certificate", "server_refusal"]
 
 # The protocol that puts the client certificate into the ASGI scope lives in gateway.wire.server;
 # this is the name docs/DESIGN.md gives it.
@@ -69,15 +71,27 @@ def unpinned_server(response: object, trust: object | None) -> str | None:
 
 
 def unpinned_certificate(der: bytes | None, trust: object | None) -> str | None:
-    """Why this DER server certificate is not one pinned for the partner, or None when it is.
+    """Why this DER server certificate is not acceptable for the partner, or None when it is.
 
     The one test behind every outbound call's pin: httpx answers (``unpinned_server``) and the
-    requests session of IND's feed client (checked as the connection is made).
+    requests session of IND's feed client (checked as the connection is made). Besides the pin:
+    the partner's OIN in the certificate and its revocation status (``PartnerTrust.check_peer``);
+    the reason starts with the refusal's code (``CERT_REVOKED: ...``).
     """
+    refusal = server_refusal(der, trust)
+    return None if refusal is None else f"{refusal.code}: {refusal.message}"
+
+
+def server_refusal(der: bytes | None, trust: object | None) -> CertificateRefused | None:
+    """The refusal of this DER server certificate for the partner, or None when it is acceptable."""
     if trust is None:
         return None
     if der is None:
-        return "no TLS server certificate"
+        return CertificateRefused("no TLS server certificate", stage="sending")
     if not trust.matches(der):  # type: ignore[attr-defined]
-        return "the TLS server certificate is not one pinned for this partner"
+        return CertificateRefused("the TLS server certificate is not one pinned for this partner", stage="sending")
+    try:
+        trust.check_peer(der, dt.datetime.now(dt.UTC))  # type: ignore[attr-defined]
+    except CertificateRefused as exc:
+        return exc
     return None
