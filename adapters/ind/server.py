@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from lxml import etree
 
@@ -31,6 +32,7 @@ from gateway.core.errors import (
     CertificateRefused,
     InboundRefused,
     MalformedInput,
+    OinMismatch,
     SchemaInvalid,
 )
 from gateway.core.models import IndMelding
@@ -60,6 +62,8 @@ class Inbound:
     public_url: str | None
     #: IND's PartnerTrust; None when security is off (no signature, no TLS client certificate).
     trust: Any | None
+    #: Our OIN ("" = not configured): a ?OIN= in wsa:To must name it (Digikoppeling WA001).
+    own_oin: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,7 @@ def _check_envelope(inbound: Inbound, body: bytes, client_cert_der: bytes | None
         payload, to, action, msg_id = env.payload, env.to, env.action, env.message_id
         message_id = msg_id or ""
     _check_addressing(inbound, to, action, message_id)
+    _check_oins(inbound, to, _from_address(env))
     return _Checked(payload=payload, message_id=message_id, signature_value=signature_value)
 
 
@@ -172,10 +177,42 @@ def _check_addressing(inbound: Inbound, to: str | None, action: str | None, mess
     if not to:
         raise MalformedInput("wsa:To is missing", partner="ind")
     public = inbound.public_url
-    if public and to != public:
+    if public and _without_oin(to) != _without_oin(public):
         raise MalformedInput("wsa:To is not this endpoint", partner="ind")
     if not message_id or not _UUID_URN.match(message_id):
         raise MalformedInput("wsa:MessageID must be urn:uuid: and a UUID", partner="ind")
+
+
+def _check_oins(inbound: Inbound, to: str | None, sender: str | None) -> None:
+    """WA001: an OIN in an address (the ``?OIN=`` convention) names the receiver in To, the sender in From."""
+    their_oin = getattr(inbound.trust, "oin", None) if inbound.trust is not None else None
+    to_oin = _oin_in(to)
+    if to_oin is not None and inbound.own_oin and to_oin != inbound.own_oin:
+        raise OinMismatch("the OIN in wsa:To is not this gateway's", code="OIN_TO", partner="ind")
+    from_oin = _oin_in(sender)
+    if from_oin is not None and their_oin and from_oin != their_oin:
+        raise OinMismatch("the OIN in wsa:From is not IND's", code="OIN_FROM", partner="ind")
+
+
+def _oin_in(address: str | None) -> str | None:
+    if not address:
+        return None
+    values = parse_qs(urlsplit(address).query).get("OIN")
+    return values[0] if values else None
+
+
+def _without_oin(address: str | None) -> str | None:
+    if not address:
+        return address
+    parts = urlsplit(address)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "OIN"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _from_address(env: soap.Envelope) -> str | None:
+    if env.header is None:
+        return None
+    return env.header.findtext(f"{{{soap.WSA_NS}}}From/{{{soap.WSA_NS}}}Address")
 
 
 def verify_melding(payload: etree._Element, *, message_id: str | None = None,

@@ -52,7 +52,7 @@ def _inbound(rt: Runtime) -> ind_server.Inbound:
     return ind_server.Inbound(max_message_bytes=rt.config.ind.max_message_bytes,
                               clock_skew_seconds=rt.config.ind.clock_skew_seconds,
                               public_url=rt.config.listen.public_url,
-                              trust=rt.trust.get("ind") if rt.secure else None)
+                              trust=rt.trust.get("ind") if rt.secure else None, own_oin=rt.config.tls.oin)
 
 
 def handle_request(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | None) -> Answer:

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
-__all__ = ["NAMES", "OINS", "init", "issue", "make_ca", "subject", "crl_url", "ocsp_url"]
+__all__ = ["NAMES", "OINS", "init", "issue", "make_ca", "subject", "ca_key", "crl_url", "ocsp_url"]
 
 NAMES = ("gateway", "ind", "duo", "cjib")
 ORG = "Sandbox civic-integration chain"
@@ -98,7 +98,7 @@ def make_ca(directory: Path, stem: str, *, common_name: str = CA_NAME, days: int
     signer: _Key = key
     issuer_name, chain = name, b""
     if issuer is not None:
-        signer = _ca_key(Path(issuer[0]))
+        signer = ca_key(Path(issuer[0]))
         issuer_cert = x509.load_pem_x509_certificate(Path(issuer[1]).read_bytes())
         issuer_name, chain = issuer_cert.subject, issuer_cert.public_bytes(serialization.Encoding.PEM)
     cert = (
@@ -144,7 +144,7 @@ def issue(
     """
     directory = Path(directory)
     ca_key_path, ca_cert_path = ca or (directory / "ca-key.pem", directory / "ca.pem")
-    ca_key = _ca_key(Path(ca_key_path))
+    issuer_key = ca_key(Path(ca_key_path))
     ca_cert = x509.load_pem_x509_certificate(Path(ca_cert_path).read_bytes())
     key = ec.generate_private_key(ec.SECP256R1()) if key_type == "ec" else rsa.generate_private_key(65537, 2048)
     start = not_before or _now() - dt.timedelta(minutes=5)
@@ -175,10 +175,11 @@ def issue(
             crl_issuer=None)]), critical=False)
         builder = builder.add_extension(x509.AuthorityInformationAccess([x509.AccessDescription(
             AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url(ca_url)))]), critical=False)
-    return _write(directory, name, key, builder.sign(ca_key, hashes.SHA256()))
+    return _write(directory, name, key, builder.sign(issuer_key, hashes.SHA256()))
 
 
-def _ca_key(path: Path) -> _Key:
+def ca_key(path: Path) -> _Key:
+    """The CA's private key (``ca-key.pem``), for issuing certificates, CRLs and OCSP answers."""
     # Only RSA and EC keys sign a certificate with SHA-256 as issue() does (make_ca writes RSA).
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):

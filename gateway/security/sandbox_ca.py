@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +59,33 @@ class SandboxCA:
     def __init__(self, directory: Path, *, next_update_seconds: float = 60.0) -> None:
         self.directory = Path(directory)
         self.next_update_seconds = next_update_seconds
-        self.ca_cert = x509.load_pem_x509_certificate((self.directory / "ca.pem").read_bytes())
-        self.ca_key = pki._ca_key(self.directory / "ca-key.pem")
         #: How many CRLs and OCSP answers were served (tests see the gateway's fetches).
         self.served = {"crl": 0, "ocsp": 0}
+        #: False plays a CA that is down: every request gets 503.
+        self.up = True
+
+    # The CA's files are read when first needed: the CA serves before `pki init` wrote them (the
+    # certificates name its URL, so it must listen first).
+    @property
+    def ca_cert(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate((self.directory / "ca.pem").read_bytes())
+
+    @property
+    def ca_key(self) -> Any:
+        return pki.ca_key(self.directory / "ca-key.pem")
 
     def crl(self, now: dt.datetime | None = None) -> bytes:
         now = now or dt.datetime.now(dt.UTC)
+        ca_cert, ca_key = self.ca_cert, self.ca_key
         builder = (x509.CertificateRevocationListBuilder()
-                   .issuer_name(self.ca_cert.subject)
+                   .issuer_name(ca_cert.subject)
                    .last_update(now - dt.timedelta(seconds=1))
                    .next_update(now + dt.timedelta(seconds=self.next_update_seconds)))
         for serial, at in revoked_serials(self.directory).items():
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder().serial_number(serial)
                 .revocation_date(dt.datetime.fromtimestamp(at, dt.UTC)).build())
-        return builder.sign(self.ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def ocsp(self, request_der: bytes, now: dt.datetime | None = None) -> bytes:
         now = now or dt.datetime.now(dt.UTC)
@@ -82,21 +94,22 @@ class SandboxCA:
         except ValueError:
             return ocsp.OCSPResponseBuilder.build_unsuccessful(
                 ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(serialization.Encoding.DER)
+        ca_cert, ca_key = self.ca_cert, self.ca_key
         revoked = revoked_serials(self.directory)
         at = revoked.get(request.serial_number)
         status = ocsp.OCSPCertStatus.REVOKED if at is not None else ocsp.OCSPCertStatus.GOOD
-        cert = self._issued(request.serial_number)
+        cert = self._issued(request.serial_number, ca_cert)
         if cert is None:
             return ocsp.OCSPResponseBuilder.build_unsuccessful(
                 ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(serialization.Encoding.DER)
         builder = ocsp.OCSPResponseBuilder().add_response(
-            cert=cert, issuer=self.ca_cert, algorithm=hashes.SHA256(), cert_status=status,
+            cert=cert, issuer=ca_cert, algorithm=hashes.SHA256(), cert_status=status,
             this_update=now - dt.timedelta(seconds=1), next_update=now + dt.timedelta(seconds=self.next_update_seconds),
             revocation_time=dt.datetime.fromtimestamp(at, dt.UTC) if at is not None else None,
-            revocation_reason=None).responder_id(ocsp.OCSPResponderEncoding.HASH, self.ca_cert)
-        return builder.sign(self.ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+            revocation_reason=None).responder_id(ocsp.OCSPResponderEncoding.HASH, ca_cert)
+        return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
-    def _issued(self, serial: int) -> x509.Certificate | None:
+    def _issued(self, serial: int, ca_cert: x509.Certificate) -> x509.Certificate | None:
         """The certificate with this serial that this CA issued (from the directory's files)."""
         for path in sorted(self.directory.glob("*.pem")):
             if path.name.endswith("-key.pem"):
@@ -105,11 +118,11 @@ class SandboxCA:
                 cert = x509.load_pem_x509_certificate(path.read_bytes())
             except ValueError:
                 continue
-            if cert.serial_number == serial and cert.issuer == self.ca_cert.subject:
+            if cert.serial_number == serial and cert.issuer == ca_cert.subject:
                 return cert
         return None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         body = b""
@@ -118,7 +131,9 @@ class SandboxCA:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        if scope["method"] == "GET" and scope["path"] == "/crl/ca.crl":
+        if not self.up:
+            await _answer(send, 503, "text/plain", b"the sandbox CA is down")
+        elif scope["method"] == "GET" and scope["path"] == "/crl/ca.crl":
             self.served["crl"] += 1
             await _answer(send, 200, "application/pkix-crl", self.crl())
         elif scope["method"] == "POST" and scope["path"] == "/ocsp":
