@@ -130,6 +130,15 @@ class PinnedAdapter(HTTPAdapter):
         class PinnedConnection(HTTPSConnection):
             def connect(self) -> None:
                 super().connect()
+                self._check()
+
+            def request(self, *args: Any, **kwargs: Any) -> None:
+                # Again before every request on a kept-alive connection (a revocation since).
+                if self.sock is not None:
+                    self._check()
+                super().request(*args, **kwargs)
+
+            def _check(self) -> None:
                 sock = self.sock
                 der = sock.getpeercert(True) if isinstance(sock, ssl.SSLSocket) else None
                 problem = tls.server_refusal(der, adapter.trust)

@@ -10,13 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 from collections.abc import Sequence
+from typing import Any
+
+import httpcore
+import httpx
 
 from gateway.core.errors import CertificateRefused
 from gateway.security.keys import KeyPair
 from gateway.wire.server import PeerCertProtocol
 
 __all__ = ["server_context", "client_context", "PeerCertH11Protocol", "server_certificate", "unpinned_server",
-           "unpinned_certificate", "server_refusal"]
+           "unpinned_certificate", "server_refusal", "pinned_client", "refusal_of", "ServerCertificateRefused"]
 
 # The protocol that puts the client certificate into the ASGI scope lives in gateway.wire.server;
 # this is the name docs/DESIGN.md gives it.
@@ -95,3 +99,98 @@ def server_refusal(der: bytes | None, trust: object | None) -> CertificateRefuse
     except CertificateRefused as exc:
         return exc
     return None
+
+
+# ------------------------------------------------------------------ outbound: checked before sending
+
+class ServerCertificateRefused(httpcore.ConnectError):
+    """The server's TLS certificate was refused right after the handshake; nothing was sent."""
+
+    def __init__(self, refusal: CertificateRefused) -> None:
+        super().__init__(f"{refusal.code}: {refusal.message}")
+        self.refusal = refusal
+
+
+def pinned_client(ssl_context: ssl.SSLContext | None, trust: object | None, *, timeout_seconds: float,
+                  follow_redirects: bool = False) -> httpx.Client:
+    """An httpx client whose every new connection must present an acceptable server certificate
+    (``server_refusal``: the pin, the partner's OIN, not revoked) before a byte of the request is sent,
+    and again before every later request on a kept-alive connection.
+
+    httpx has no hook between the TLS handshake and the request, so its connection pool gets a
+    network backend that checks there (``_CheckingBackend``; the pool's backend is private to
+    httpx 0.28/0.29: tests/conformance/test_outbound.py fails if that ever stops working). A
+    refused connection raises ``httpx.ConnectError`` caused by ``ServerCertificateRefused``
+    (``refusal_of`` finds it).
+    """
+    transport = httpx.HTTPTransport(verify=ssl_context if ssl_context is not None else True)
+    if trust is not None:
+        pool = transport._pool
+        pool._network_backend = _CheckingBackend(pool._network_backend, trust)
+    return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout_seconds), follow_redirects=follow_redirects)
+
+
+def refusal_of(exc: BaseException) -> CertificateRefused | None:
+    """The server-certificate refusal behind an httpx error, if that is what it was."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ServerCertificateRefused):
+            return seen.refusal
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+class _CheckingBackend(httpcore.NetworkBackend):
+    def __init__(self, inner: httpcore.NetworkBackend, trust: object) -> None:
+        self._inner = inner
+        self._trust = trust
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
+                                         socket_options=socket_options)
+        return _CheckingStream(stream, self._trust)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        return self._inner.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _CheckingStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, trust: object, der: bytes | None = None) -> None:
+        self._inner = inner
+        self._trust = trust
+        self._der = der
+
+    def _refuse_if_bad(self, der: bytes | None) -> None:
+        refusal = server_refusal(der, self._trust)
+        if refusal is not None:
+            self._inner.close()
+            raise ServerCertificateRefused(refusal)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # Again before every write: a kept-alive connection whose certificate was revoked since
+        # it was made sends nothing more (the check is in memory, microseconds).
+        if self._der is not None:
+            self._refuse_if_bad(self._der)
+        self._inner.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        stream = self._inner.start_tls(ssl_context, server_hostname, timeout)
+        ssl_object = stream.get_extra_info("ssl_object")
+        checked = _CheckingStream(stream, self._trust, ssl_object.getpeercert(True) if ssl_object is not None else None)
+        checked._refuse_if_bad(checked._der)
+        return checked
