@@ -12,7 +12,7 @@ import base64
 import subprocess
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from lxml import etree
 
@@ -133,8 +133,7 @@ def test_WB009_the_signing_certificate_travels_as_a_binarysecuritytoken_referenc
     assert reference is not None and reference.get("ValueType", "").endswith("#X509v3")
     (token,) = root.xpath("//*[@*[local-name()='Id'] = $id]", id=reference.get("URI")[1:])
     assert etree.QName(token).localname == "BinarySecurityToken"
-    assert base64.b64decode(token.text) == _gateway_trust(wus).certificates[0].public_bytes(
-        __import__("cryptography.hazmat.primitives.serialization", fromlist=["Encoding"]).Encoding.DER)
+    assert base64.b64decode(token.text) == _gateway_trust(wus).certificates[0].public_bytes(serialization.Encoding.DER)
 
 
 def test_WB010_a_signing_certificate_from_another_root_is_refused(wus: Wus, tmp_path, now) -> None:  # type: ignore[no-untyped-def]
