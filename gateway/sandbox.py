@@ -116,9 +116,12 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
     if pki_paths is None:
         # The CA listens first: the certificates name its URL.
         sandbox_ca = SandboxCA(directory / "pki", next_update_seconds=crl_next_update_seconds)
-        servers["ca"] = serve_in_thread(sandbox_ca)
+        servers["ca"] = _serve_ca(sandbox_ca, directory / "pki")
         extra["ca"] = sandbox_ca
-        paths = pki.init(directory / "pki", ca_url=servers["ca"].url)
+        # A PKI kept from an earlier run whose CA had another address is made afresh.
+        recorded = directory / "pki" / "ca-url.txt"
+        stale = recorded.exists() and recorded.read_text().strip() != servers["ca"].url
+        paths = pki.init(directory / "pki", ca_url=servers["ca"].url, force=stale)
     else:
         paths = pki_paths
     ca = str(paths["ca"])
@@ -177,6 +180,18 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
     if start:
         chain.start_daemon(clock=clock, drain_seconds=5.0)
     return chain
+
+
+def _serve_ca(app: Any, pki_dir: Path) -> RunningServer:
+    """The sandbox CA on the port an existing PKI names (its certificates point there), else a free one."""
+    recorded = pki_dir / "ca-url.txt"
+    url = recorded.read_text().strip() if recorded.exists() else ""
+    if url.startswith("http://127.0.0.1:"):
+        try:
+            return serve_in_thread(app, port=int(url.rsplit(":", 1)[1]))
+        except (OSError, ValueError):
+            pass  # taken or unreadable: a free port, and the PKI is made afresh
+    return serve_in_thread(app)
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
