@@ -64,6 +64,28 @@ def test_WT004_outbound_a_revoked_duo_server_certificate_gets_nothing(fresh) -> 
     time.sleep(0.5)
     assert len(chain.duo.received) == received  # refused after the handshake, before a byte was sent
     assert chain.duo.count(bericht_id_for(second.melding_id)) == 0
+    # DUO's own door: its revoked client certificate is refused too, and nothing goes on to CJIB.
+    _duo_door_refuses_the_revoked_certificate(chain)
+
+
+def _duo_door_refuses_the_revoked_certificate(chain: Chain) -> None:
+    import datetime as dt
+
+    import httpx
+
+    from adapters.duo.simulator import generate_vorderingen, post_vorderingoverdracht
+    from gateway.core.clock import AMS
+    from gateway.security import keys, tls
+
+    pki_dir = chain.directory / "pki"
+    duo = keys.load_keypair(pki_dir / "duo-key.pem", pki_dir / "duo.pem")
+    (claim,) = generate_vorderingen(1, 5003, dt.datetime.now(AMS).date())
+    with httpx.Client(verify=tls.client_context(duo, [str(pki_dir / "ca.pem")]), timeout=10) as client:
+        response = post_vorderingoverdracht(client, chain.duo_endpoint, claim, duo)
+    assert response.status_code == 400 and b"CERT_REVOKED" in response.content
+    store = chain.daemon.rt.store  # type: ignore[union-attr]
+    assert store.query("SELECT fault_code FROM inbound WHERE partner = 'duo' ORDER BY id DESC")[0][0] == "CERT_REVOKED"
+    assert store.query("SELECT COUNT(*) FROM outbox WHERE partner = 'cjib'")[0][0] == 0
 
 
 def test_WT004_outbound_the_ind_feed_with_a_revoked_server_certificate_is_refused(fresh) -> None:  # type: ignore[no-untyped-def]
