@@ -69,7 +69,7 @@ class Daemon:
         self._loop = asyncio.get_running_loop()
         graceful = min(self.drain_seconds, 10.0)
         partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=_server_ssl(self.rt),
-                               graceful_seconds=graceful)
+                               graceful_seconds=graceful, max_session_seconds=self.config.tls.max_session_seconds)
         operator = make_server(operator_app(self.rt), graceful_seconds=graceful)
         self._servers = [partners, operator]
         self._heartbeat = jobs.Heartbeat(self.rt)
@@ -173,7 +173,8 @@ def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
 
         pc = rt.config.partner("duo")
         out.append((DuoSender(pc.url, rt.own, rt.trust.get("duo"), client_ssl(rt, "duo"),
-                              pc.policy.timeout_seconds, rt.clock), None))
+                              pc.policy.timeout_seconds, rt.clock,
+                              max_session_seconds=rt.config.tls.max_session_seconds), None))
     if "cjib" in rt.config.partners and not rt.secure:
         # cjib-rest has no unsigned mode: every request carries a JWS made with our key.
         rt.log.warning("route_off", partner="cjib", stage="lifecycle", reason="tls.enabled is false")
@@ -184,7 +185,8 @@ def _senders(rt: Runtime) -> list[tuple[Any, Any]]:
         pc = rt.config.partner("cjib")
         assert rt.own is not None
         out.append((CjibSender(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
-                               pc.policy.timeout_seconds, rt.clock), duo_to_cjib.follow_up(rt)))
+                               pc.policy.timeout_seconds, rt.clock, max_session_seconds=rt.config.tls.max_session_seconds),
+                    duo_to_cjib.follow_up(rt)))
     return out
 
 
@@ -228,7 +230,7 @@ def _cjib_feed(rt: Runtime) -> Any:
         pc = rt.config.partner("cjib")
         assert rt.own is not None, "the CJIB route needs security on"
         reader = CjibFeedReader(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
-                                pc.policy.timeout_seconds, rt.clock)
+                                pc.policy.timeout_seconds, rt.clock, max_session_seconds=rt.config.tls.max_session_seconds)
         rt.clients["cjib-feed"] = reader
     return reader
 

@@ -31,14 +31,15 @@ _SIGNED_STATUSES = (201, 400)
 
 class _CjibHttp:
     def __init__(self, base_url: str, key: KeyPair, trust: PartnerTrust, ssl_context: ssl.SSLContext | None,
-                 timeout_seconds: float, clock: Clock) -> None:
+                 timeout_seconds: float, clock: Clock, *, max_session_seconds: float | None = None) -> None:
         self._base = base_url.rstrip("/")
         self._key = key
         self._trust = trust
         self._clock = clock
         # httpx connects lazily, so building the client does no I/O.
         # CJIB's server certificate is checked (pin, OIN, revocation) before a byte is sent.
-        self._http = tls.pinned_client(ssl_context, trust, timeout_seconds=timeout_seconds)
+        self._http = tls.pinned_client(ssl_context, trust, timeout_seconds=timeout_seconds,
+                                       max_session_seconds=max_session_seconds)
 
     def _url(self, path: str) -> str:
         return self._base + path

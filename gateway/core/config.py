@@ -72,6 +72,9 @@ class TlsConfig(_Strict):
     expiry_warning_days: int = Field(30, ge=0)
     #: Our own OIN (20 digits): our certificate must carry it; IND's wsa:To ?OIN= must name it.
     oin: str = Field("", pattern=r"^(\d{20})?$")
+    #: The longest a TLS connection is used (Digikoppeling WT008), on our listener and our calls to
+    #: DUO and CJIB; after it, a new connection (new handshake, fresh certificate check).
+    max_session_seconds: float = Field(3600.0, gt=0)
 
 
 class RevocationConfig(_Strict):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -112,7 +113,7 @@ class ServerCertificateRefused(httpcore.ConnectError):
 
 
 def pinned_client(ssl_context: ssl.SSLContext | None, trust: object | None, *, timeout_seconds: float,
-                  follow_redirects: bool = False) -> httpx.Client:
+                  follow_redirects: bool = False, max_session_seconds: float | None = None) -> httpx.Client:
     """An httpx client whose every new connection must present an acceptable server certificate
     (``server_refusal``: the pin, the partner's OIN, not revoked) before a byte of the request is sent,
     and again before every later request on a kept-alive connection.
@@ -121,12 +122,13 @@ def pinned_client(ssl_context: ssl.SSLContext | None, trust: object | None, *, t
     network backend that checks there (``_CheckingBackend``; the pool's backend is private to
     httpx 0.28/0.29: tests/conformance/test_outbound.py fails if that ever stops working). A
     refused connection raises ``httpx.ConnectError`` caused by ``ServerCertificateRefused``
-    (``refusal_of`` finds it).
+    (``refusal_of`` finds it). ``max_session_seconds`` (WT008): a connection older than this is not
+    used again (the pool drops it as one the server closed, and the next request makes a new one).
     """
     transport = httpx.HTTPTransport(verify=ssl_context if ssl_context is not None else True)
-    if trust is not None:
+    if trust is not None or max_session_seconds is not None:
         pool = transport._pool
-        pool._network_backend = _CheckingBackend(pool._network_backend, trust)
+        pool._network_backend = _CheckingBackend(pool._network_backend, trust, max_session_seconds)
     return httpx.Client(transport=transport, timeout=httpx.Timeout(timeout_seconds), follow_redirects=follow_redirects)
 
 
@@ -141,15 +143,17 @@ def refusal_of(exc: BaseException) -> CertificateRefused | None:
 
 
 class _CheckingBackend(httpcore.NetworkBackend):
-    def __init__(self, inner: httpcore.NetworkBackend, trust: object) -> None:
+    def __init__(self, inner: httpcore.NetworkBackend, trust: object | None,
+                 max_session_seconds: float | None = None) -> None:
         self._inner = inner
         self._trust = trust
+        self._max_session_seconds = max_session_seconds
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Any = None) -> httpcore.NetworkStream:
         stream = self._inner.connect_tcp(host, port, timeout=timeout, local_address=local_address,
                                          socket_options=socket_options)
-        return _CheckingStream(stream, self._trust)
+        return _CheckingStream(stream, self._trust, max_session_seconds=self._max_session_seconds)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Any = None) -> httpcore.NetworkStream:
@@ -160,10 +164,13 @@ class _CheckingBackend(httpcore.NetworkBackend):
 
 
 class _CheckingStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream, trust: object, der: bytes | None = None) -> None:
+    def __init__(self, inner: httpcore.NetworkStream, trust: object | None, der: bytes | None = None, *,
+                 max_session_seconds: float | None = None, born: float | None = None) -> None:
         self._inner = inner
         self._trust = trust
         self._der = der
+        self._max_session_seconds = max_session_seconds
+        self._born = time.monotonic() if born is None else born
 
     def _refuse_if_bad(self, der: bytes | None) -> None:
         refusal = server_refusal(der, self._trust)
@@ -177,7 +184,7 @@ class _CheckingStream(httpcore.NetworkStream):
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         # Again before every write: a kept-alive connection whose certificate was revoked since
         # it was made sends nothing more (the check is in memory, microseconds).
-        if self._der is not None:
+        if self._der is not None and self._trust is not None:
             self._refuse_if_bad(self._der)
         self._inner.write(buffer, timeout)
 
@@ -185,12 +192,20 @@ class _CheckingStream(httpcore.NetworkStream):
         self._inner.close()
 
     def get_extra_info(self, info: str) -> Any:
+        # httpcore asks an idle pooled connection whether it is readable (the server closed it);
+        # an aged one says so, and the pool drops it instead of sending on it (WT008).
+        if info == "is_readable" and self._max_session_seconds is not None \
+                and time.monotonic() - self._born > self._max_session_seconds:
+            return True
         return self._inner.get_extra_info(info)
 
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
         stream = self._inner.start_tls(ssl_context, server_hostname, timeout)
         ssl_object = stream.get_extra_info("ssl_object")
-        checked = _CheckingStream(stream, self._trust, ssl_object.getpeercert(True) if ssl_object is not None else None)
-        checked._refuse_if_bad(checked._der)
+        der = ssl_object.getpeercert(True) if ssl_object is not None else None
+        checked = _CheckingStream(stream, self._trust, der, max_session_seconds=self._max_session_seconds,
+                                  born=self._born)
+        if self._trust is not None:
+            checked._refuse_if_bad(der)
         return checked

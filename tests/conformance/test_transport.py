@@ -200,3 +200,43 @@ def test_WT002_outbound_a_server_certificate_without_the_partners_oin_is_refused
     assert (tls.unpinned_certificate(der, trust) or "").startswith("OIN_TLS_CERTIFICATE")
     right = keys.load_trust("duo", [wus.pki_dir / "ca.pem"], [wus.pki_dir / "duo.pem"], oin=pki.OINS["duo"])
     assert tls.unpinned_certificate(der, right) is None
+
+
+async def _client_port(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    """An ASGI app that answers with the client's port: a new port is a new connection."""
+    if scope["type"] != "http":
+        return
+    body = str(scope["client"][1]).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_WT008_a_tls_session_has_a_maximum_lifetime_on_our_listener(wus: Wus) -> None:
+    from gateway.wire.server import serve_in_thread
+
+    gateway = wus.pair("gateway")
+    server_ctx = tls.server_context(gateway, [str(wus.pki_dir / "ca.pem")])
+    with serve_in_thread(_client_port, ssl_context=server_ctx, max_session_seconds=0.5) as server, \
+            httpx.Client(verify=_context(wus, "ind"), timeout=10) as client:
+        first, again = client.get(server.url).text, client.get(server.url).text
+        time.sleep(0.8)
+        assert client.get(server.url).headers["connection"] == "close"  # served, then closed
+        later = client.get(server.url).text
+    assert first == again  # one session while young
+    assert later != first  # a new connection (and handshake) after the lifetime
+    assert wus.chain.config.tls.max_session_seconds == 3600.0  # the default, as the daemon passes it
+
+
+def test_WT008_a_tls_session_has_a_maximum_lifetime_on_our_calls(wus: Wus) -> None:
+    from gateway.wire.server import serve_in_thread
+
+    duo = wus.pair("duo")
+    server_ctx = tls.server_context(duo, [str(wus.pki_dir / "ca.pem")])
+    trust = keys.load_trust("duo", [wus.pki_dir / "ca.pem"], [wus.pki_dir / "duo.pem"], oin=pki.OINS["duo"])
+    with serve_in_thread(_client_port, ssl_context=server_ctx) as server, \
+            tls.pinned_client(tls.client_context(wus.pair("gateway"), [str(wus.pki_dir / "ca.pem")]), trust,
+                              timeout_seconds=10, max_session_seconds=0.5) as client:
+        first, again = client.get(server.url).text, client.get(server.url).text
+        time.sleep(0.8)
+        later = client.get(server.url).text
+    assert first == again and later != first
