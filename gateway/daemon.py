@@ -216,7 +216,8 @@ def _ind_feed(rt: Runtime) -> Any:
         pc = rt.config.partner("ind")
         anchors = pc.trust_anchor_files
         client = IndFeedClient(pc.url, rt.own, rt.trust.get("ind"), ca_file=anchors[0] if anchors else None,
-                               timeout_seconds=pc.policy.timeout_seconds, clock=rt.clock)
+                               timeout_seconds=pc.policy.timeout_seconds, clock=rt.clock,
+                               max_session_seconds=rt.config.tls.max_session_seconds)
         rt.clients["ind-feed"] = client
     return client
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from typing import Any
 
 import requests
@@ -50,13 +51,14 @@ class IndFeedClient:
     partner = "ind"
 
     def __init__(self, feed_url: str, own: KeyPair | None, ind: PartnerTrust | None, *,
-                 ca_file: str | None = None, timeout_seconds: float = 30.0, clock: Clock | None = None) -> None:
+                 ca_file: str | None = None, timeout_seconds: float = 30.0, clock: Clock | None = None,
+                 max_session_seconds: float | None = None) -> None:
         self.feed_url = feed_url
         self.clock = clock or SystemClock()
         self.session = tls_session(own, ca_file)
         self._pin: PinnedAdapter | None = None
         if ind is not None:
-            self._pin = PinnedAdapter(ind)
+            self._pin = PinnedAdapter(ind, max_session_seconds=max_session_seconds)
             self.session.mount("https://", self._pin)
         self.wsse = IndWsse(own, ind, clock=self.clock)
         self.transport = RecordingTransport(self.session, timeout_seconds)
@@ -110,8 +112,10 @@ class PinnedAdapter(HTTPAdapter):
     (``CertificateRefused`` or a subclass), for this thread's last call.
     """
 
-    def __init__(self, trust: PartnerTrust, **kwargs: Any) -> None:
+    def __init__(self, trust: PartnerTrust, *, max_session_seconds: float | None = None, **kwargs: Any) -> None:
         self.trust = trust
+        #: WT008: a connection older than this is closed before a request and made afresh.
+        self.max_session_seconds = max_session_seconds
         self._local = threading.local()
         super().__init__(**kwargs)
 
@@ -130,9 +134,13 @@ class PinnedAdapter(HTTPAdapter):
         class PinnedConnection(HTTPSConnection):
             def connect(self) -> None:
                 super().connect()
+                self._born = time.monotonic()
                 self._check()
 
             def request(self, *args: Any, **kwargs: Any) -> None:
+                limit = adapter.max_session_seconds
+                if self.sock is not None and limit is not None and time.monotonic() - self._born > limit:
+                    self.close()  # aged (WT008): http.client connects again for this request
                 # Again before every request on a kept-alive connection (a revocation since).
                 if self.sock is not None:
                     self._check()

@@ -240,3 +240,22 @@ def test_WT008_a_tls_session_has_a_maximum_lifetime_on_our_calls(wus: Wus) -> No
         time.sleep(0.8)
         later = client.get(server.url).text
     assert first == again and later != first
+
+
+def test_WT008_a_tls_session_has_a_maximum_lifetime_on_the_ind_feed_client(wus: Wus) -> None:
+    from adapters.ind.client import PinnedAdapter
+    from adapters.ind.zeep_wsse import close_session, tls_session
+    from gateway.wire.server import serve_in_thread
+
+    server_ctx = tls.server_context(wus.pair("ind"), [str(wus.pki_dir / "ca.pem")])
+    trust = keys.load_trust("ind", [wus.pki_dir / "ca.pem"], [wus.pki_dir / "ind.pem"], oin=pki.OINS["ind"])
+    session = tls_session(wus.pair("gateway"), str(wus.pki_dir / "ca.pem"))
+    session.mount("https://", PinnedAdapter(trust, max_session_seconds=0.5))
+    try:
+        with serve_in_thread(_client_port, ssl_context=server_ctx) as server:
+            first, again = session.get(server.url, timeout=10).text, session.get(server.url, timeout=10).text
+            time.sleep(0.8)
+            later = session.get(server.url, timeout=10).text
+    finally:
+        close_session(session)
+    assert first == again and later != first
