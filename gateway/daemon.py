@@ -46,6 +46,7 @@ class Daemon:
     _servers: list[Any] = field(default_factory=list)
     _jobs: jobs.JobRunner | None = None
     _heartbeat: jobs.Heartbeat | None = None
+    _revocation: Any = None
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stopped: threading.Event = field(default_factory=threading.Event)
@@ -80,11 +81,12 @@ class Daemon:
         graceful = min(self.drain_seconds, 10.0)
         server_ssl = self.ring.context(_server_ssl(self.rt), sorted(_anchor_files(self.rt)))
         partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=server_ssl,
-                               graceful_seconds=graceful)
+                               graceful_seconds=graceful, max_session_seconds=self.config.tls.max_session_seconds)
         operator = make_server(operator_app(self.rt), graceful_seconds=graceful)
         self._servers = [partners, operator]
         self._heartbeat = jobs.Heartbeat(self.rt)
         self._heartbeat.start()
+        self._start_revocation()
         self.pool.start()
         watch = jobs.Job("watch", 1.0, lambda rt_: reloading.watch(rt_, self.ring), leased=False)
         self._jobs = jobs.JobRunner(self.rt, [watch, *_jobs(self.rt)])
@@ -95,8 +97,21 @@ class Daemon:
                              operator.serve(sockets=[self._sockets["operator"]]))
         await asyncio.to_thread(self._drain)
 
+    def _start_revocation(self) -> None:
+        """CRLs from the store's cache, then one fetch of what is due before the first request."""
+        if self.rt.revocation is None:
+            return
+        from gateway.delivery.revocation import RevocationRefresher
+
+        self._revocation = RevocationRefresher(self.rt)
+        self._revocation.load_cached()
+        self._revocation.refresh_due()
+        self._revocation.start()
+
     def _drain(self) -> None:
         t0 = time.monotonic()
+        if self._revocation is not None:
+            self._revocation.stop()
         if self._jobs is not None:
             self._jobs.stop()
         self.pool.drain(self.drain_seconds)
@@ -178,7 +193,8 @@ def _senders(rt: Runtime, ring: reloading.Keyring) -> list[tuple[Any, Any]]:
 
         pc = rt.config.partner("duo")
         ctx = ring.context(client_ssl(rt, "duo"), pc.trust_anchor_files)
-        out.append((DuoSender(pc.url, rt.own, rt.trust.get("duo"), ctx, pc.policy.timeout_seconds, rt.clock), None))
+        out.append((DuoSender(pc.url, rt.own, rt.trust.get("duo"), ctx, pc.policy.timeout_seconds, rt.clock,
+                              max_session_seconds=rt.config.tls.max_session_seconds), None))
     if "cjib" in rt.config.partners and not rt.secure:
         # cjib-rest has no unsigned mode: every request carries a JWS made with our key.
         rt.log.warning("route_off", partner="cjib", stage="lifecycle", reason="tls.enabled is false")
@@ -189,7 +205,8 @@ def _senders(rt: Runtime, ring: reloading.Keyring) -> list[tuple[Any, Any]]:
         pc = rt.config.partner("cjib")
         assert rt.own is not None
         ctx = ring.context(client_ssl(rt, "cjib"), pc.trust_anchor_files)
-        out.append((CjibSender(pc.url, rt.own, rt.trust["cjib"], ctx, pc.policy.timeout_seconds, rt.clock),
+        out.append((CjibSender(pc.url, rt.own, rt.trust["cjib"], ctx, pc.policy.timeout_seconds, rt.clock,
+                               max_session_seconds=rt.config.tls.max_session_seconds),
                     duo_to_cjib.follow_up(rt)))
     return out
 
@@ -224,7 +241,8 @@ def _ind_feed(rt: Runtime) -> Any:
         pc = rt.config.partner("ind")
         anchors = pc.trust_anchor_files
         client = IndFeedClient(pc.url, rt.own, rt.trust.get("ind"), ca_file=anchors[0] if anchors else None,
-                               timeout_seconds=pc.policy.timeout_seconds, clock=rt.clock)
+                               timeout_seconds=pc.policy.timeout_seconds, clock=rt.clock,
+                               max_session_seconds=rt.config.tls.max_session_seconds)
         rt.clients["ind-feed"] = client
     return client
 
@@ -238,7 +256,7 @@ def _cjib_feed(rt: Runtime) -> Any:
         pc = rt.config.partner("cjib")
         assert rt.own is not None, "the CJIB route needs security on"
         reader = CjibFeedReader(pc.url, rt.own, rt.trust["cjib"], client_ssl(rt, "cjib"),
-                                pc.policy.timeout_seconds, rt.clock)
+                                pc.policy.timeout_seconds, rt.clock, max_session_seconds=rt.config.tls.max_session_seconds)
         rt.clients["cjib-feed"] = reader
     return reader
 

@@ -71,6 +71,10 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
         changed.append("alerts.evaluate_seconds")
     if old.tls.enabled != new.tls.enabled:
         changed.append("tls.enabled")
+    if old.tls.max_session_seconds != new.tls.max_session_seconds:
+        changed.append("tls.max_session_seconds")
+    if old.revocation != new.revocation:
+        changed.append("revocation")
     return changed
 
 
@@ -87,6 +91,7 @@ def reload(rt: Runtime, ring: Keyring) -> dict[str, Any]:
                                   "nothing was reloaded")
             warnings = checks.startup_check(new, rt.clock.now())
             own, trust = load_security(new, rt.clock.now())
+            trust = _with_revocation(rt, new, trust)
             upcoming = next_keypair(new)
             ruleset = load_ruleset(new, rules_mod.active_name(rt.store))
         except (ConfigError, GatewayError, OSError) as exc:
@@ -117,6 +122,16 @@ def _rekey(rt: Runtime, ring: Keyring, own: Any, trust: dict[str, Any]) -> None:
     # (the old one is not closed here: a job may be using it this instant).
     for name in ("ind-feed", "cjib-feed"):
         rt.clients.pop(name, None)
+
+
+def _with_revocation(rt: Runtime, new: Config, trust: dict[str, Any]) -> dict[str, Any]:
+    """The new trusts ask the running revocation checker (the refresher keeps feeding it)."""
+    if rt.revocation is None:
+        return trust
+    import dataclasses
+
+    rt.revocation.retarget(trust.values(), {str(n): pc.revocation for n, pc in new.partners.items()})
+    return {name: dataclasses.replace(t, revocation=rt.revocation) for name, t in trust.items()}
 
 
 def _anchor_files(cfg: Config) -> set[str]:

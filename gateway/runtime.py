@@ -38,6 +38,8 @@ class Runtime:
     clients: dict[str, Any] = field(default_factory=dict)
     #: The outcome of the last reload in this process (gateway/reload.py), shown on health.
     reload_status: dict[str, Any] = field(default_factory=dict)
+    #: gateway.security.revocation.Revocation, shared by every partner's trust; None when off.
+    revocation: Any | None = None
 
     def close_clients(self) -> None:
         for client in self.clients.values():
@@ -71,9 +73,27 @@ def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | 
     ruleset = load_ruleset(config, rules_mod.active_name(store))
     rt = Runtime(config=config, store=store, clock=clock, ruleset=ruleset, own=own,
                  trust=trust, metrics=Metrics(), log=get_logger("gateway"))
+    if trust and config.revocation.enabled:
+        _with_revocation(rt)
     for partner in ("duo", "cjib", "ind"):
         rt.wake[partner] = threading.Event()
     return rt
+
+
+def _with_revocation(rt: Runtime) -> None:
+    """One Revocation for every partner's trust (each PartnerTrust asks it in ``check``)."""
+    import dataclasses
+
+    from gateway.security.revocation import Revocation
+
+    def soft_fail(partner: str, kid: str, reason: str) -> None:
+        rt.metrics.revocation_soft_fail.labels(partner).inc()
+        rt.log.warning("revocation_soft_fail", partner=partner, kid=kid, reason=reason, stage="security")
+
+    policies: dict[str, str] = {str(name): pc.revocation for name, pc in rt.config.partners.items()}
+    rt.revocation = Revocation(rt.trust.values(), policies=policies,
+                               grace_seconds=rt.config.revocation.grace_seconds, on_soft_fail=soft_fail)
+    rt.trust = {name: dataclasses.replace(t, revocation=rt.revocation) for name, t in rt.trust.items()}
 
 
 def load_ruleset(config: Config, name: str | None = None) -> Any:
@@ -94,6 +114,8 @@ def load_security(config: Config, now: dt.datetime | None = None) -> tuple[Any |
     if not config.tls.cert_file or not config.tls.key_file:
         raise ConfigError("tls is enabled but tls.cert_file or tls.key_file is empty", file=config.source or None)
     own = keys.load_keypair(config.tls.key_file, config.tls.cert_file)
+    if config.tls.oin and keys.oin_of(own.certificate) != config.tls.oin:
+        raise ConfigError("our certificate's subject serialNumber is not tls.oin", file=config.tls.cert_file)
     upcoming = next_keypair(config)
     if upcoming is not None and switched(config, now or dt.datetime.now(dt.UTC)):
         own = upcoming
@@ -102,7 +124,7 @@ def load_security(config: Config, now: dt.datetime | None = None) -> tuple[Any |
         if not pc.trust_anchor_files or not pc.certificate_files:
             raise ConfigError(f"partner {name}: trust_anchor_files and certificate_files are required with tls",
                               file=config.source or None)
-        trust[name] = keys.load_trust(name, pc.trust_anchor_files, pc.certificate_files)
+        trust[name] = keys.load_trust(name, pc.trust_anchor_files, pc.certificate_files, oin=pc.oin)
     return own, trust
 
 
@@ -112,7 +134,10 @@ def next_keypair(config: Config) -> Any | None:
         return None
     from gateway.security import keys
 
-    return keys.load_keypair(config.tls.next_key_file, config.tls.next_cert_file)
+    upcoming = keys.load_keypair(config.tls.next_key_file, config.tls.next_cert_file)
+    if config.tls.oin and keys.oin_of(upcoming.certificate) != config.tls.oin:
+        raise ConfigError("the next certificate's subject serialNumber is not tls.oin", file=config.tls.next_cert_file)
+    return upcoming
 
 
 def switched(config: Config, now: dt.datetime) -> bool:

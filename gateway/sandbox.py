@@ -95,22 +95,41 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True, clock: Clock | None = None,
                 overrides: dict[str, Any] | None = None, duo_faults: Any = None, cjib_faults: Any = None,
-                with_cjib: bool = True, start: bool = True, pki_paths: dict[str, Any] | None = None) -> Chain:
-    """Start the simulated partners (and, with ``start``, the gateway) in ``directory``."""
+                with_cjib: bool = True, start: bool = True, pki_paths: dict[str, Any] | None = None,
+                crl_next_update_seconds: float = 10.0) -> Chain:
+    """Start the simulated partners (and, with ``start``, the gateway) in ``directory``.
+
+    Without ``pki_paths`` a fresh sandbox PKI is made in ``directory/pki`` and its CA serves its
+    CRL and OCSP on loopback (``chain.servers["ca"]``, ``chain.extra["ca"]``: the SandboxCA, whose
+    CRL and OCSP answers are valid for ``crl_next_update_seconds``); ``gateway pki revoke NAME
+    --dir DIR/pki`` revokes a certificate there.
+    """
     from adapters.duo.simulator import DuoSimulator
     from adapters.ind.simulator import IndSimulator
     from gateway.security import keys, pki, tls
+    from gateway.security.sandbox_ca import SandboxCA
 
     directory.mkdir(parents=True, exist_ok=True)
     clock = clock or SystemClock()
-    paths = pki_paths or pki.init(directory / "pki")
+    servers: dict[str, RunningServer] = {}
+    extra: dict[str, Any] = {}
+    if pki_paths is None:
+        # The CA listens first: the certificates name its URL.
+        sandbox_ca = SandboxCA(directory / "pki", next_update_seconds=crl_next_update_seconds)
+        servers["ca"] = _serve_ca(sandbox_ca, directory / "pki")
+        extra["ca"] = sandbox_ca
+        # A PKI kept from an earlier run whose CA had another address is made afresh.
+        recorded = directory / "pki" / "ca-url.txt"
+        stale = recorded.exists() and recorded.read_text().strip() != servers["ca"].url
+        paths = pki.init(directory / "pki", ca_url=servers["ca"].url, force=stale)
+    else:
+        paths = pki_paths
     ca = str(paths["ca"])
 
     def pair(name: str) -> Any:
         return keys.load_keypair(paths[f"{name}-key"], paths[name]) if secure else None
 
     gw_trust = keys.load_trust("gateway", [ca], [paths["gateway"]]) if secure else None
-    servers: dict[str, RunningServer] = {}
 
     def serve(name: str, app: Any) -> RunningServer:
         ctx = tls.server_context(pair(name), [ca]) if secure else None
@@ -131,13 +150,17 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
 
     def partner(name: str, url: str) -> dict[str, Any]:
         return {"url": url, "trust_anchor_files": [ca], "certificate_files": [str(paths[name])],
-                "policy": {"backoff_initial_seconds": 0.2, "backoff_max_seconds": 5.0, "breaker_open_seconds": 2.0}}
+                "oin": pki.OINS[name], "policy": {"backoff_initial_seconds": 0.2, "backoff_max_seconds": 5.0, "breaker_open_seconds": 2.0}}
 
     data: dict[str, Any] = {
         "instance": "sandbox",
         "store": {"dsn": dsn or f"sqlite:///{directory / 'gateway.db'}"},
         "listen": {"host": "127.0.0.1", "port": 0, "metrics_port": 0},
-        "tls": {"enabled": secure, "cert_file": str(paths["gateway"]), "key_file": str(paths["gateway-key"])},
+        "tls": {"enabled": secure, "cert_file": str(paths["gateway"]), "key_file": str(paths["gateway-key"]),
+                "oin": pki.OINS["gateway"]},
+        # The sandbox CA's answers are short-lived, so a revocation shows within seconds.
+        "revocation": {"refresh_seconds": 60.0, "grace_seconds": 30.0, "ocsp_interval_seconds": 2.0,
+                       "retry_seconds": 2.0, "timeout_seconds": 2.0},
         "ind": {"gap_grace_seconds": 2.0, "reconcile_interval_seconds": 30.0},
         "cjib": {"poll_interval_seconds": 1.0},
         "log": {"file": str(directory / "gateway.log")},
@@ -153,10 +176,22 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
     write_toml(data, config_file)
     cfg = config_mod.load(config_file)
     chain = Chain(directory=directory, config=cfg, config_file=config_file, pki=dict(paths), duo=duo, ind=ind,
-                  cjib=cjib, servers=servers)
+                  cjib=cjib, servers=servers, extra=extra)
     if start:
         chain.start_daemon(clock=clock, drain_seconds=5.0)
     return chain
+
+
+def _serve_ca(app: Any, pki_dir: Path) -> RunningServer:
+    """The sandbox CA on the port an existing PKI names (its certificates point there), else a free one."""
+    recorded = pki_dir / "ca-url.txt"
+    url = recorded.read_text().strip() if recorded.exists() else ""
+    if url.startswith("http://127.0.0.1:"):
+        try:
+            return serve_in_thread(app, port=int(url.rsplit(":", 1)[1]))
+        except (OSError, ValueError):
+            pass  # taken or unreadable: a free port, and the PKI is made afresh
+    return serve_in_thread(app)
 
 
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:

@@ -177,3 +177,14 @@ def with_prefix_lists(data: bytes, key, lists: dict[str, str] | None = None) -> 
         raw = private.sign(signed_info, padding.PKCS1v15(), hashes.SHA256())
     signature.find(f"{{{ds}}}SignatureValue").text = base64.b64encode(raw).decode()
     return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
+def ack_body(data: bytes) -> bytes:
+    """The exclusive canonical form of an ind-wus answer's Body payload.
+
+    Contracts revision 2: a repeated push gets the first answer's Body signed afresh (new
+    Timestamp, MessageID, RelatesTo and SignatureConfirmation), so repeats compare by this.
+    """
+    from gateway.wire import soap, xmlsafe
+
+    return xmlsafe.exc_c14n(soap.split(xmlsafe.parse(data)).payload)

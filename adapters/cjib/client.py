@@ -31,14 +31,15 @@ _SIGNED_STATUSES = (201, 400)
 
 class _CjibHttp:
     def __init__(self, base_url: str, key: KeyPair, trust: PartnerTrust, ssl_context: ssl.SSLContext | None,
-                 timeout_seconds: float, clock: Clock) -> None:
+                 timeout_seconds: float, clock: Clock, *, max_session_seconds: float | None = None) -> None:
         self._base = base_url.rstrip("/")
         self._key = key
         self._trust = trust
         self._clock = clock
         # httpx connects lazily, so building the client does no I/O.
-        self._http = httpx.Client(verify=ssl_context if ssl_context is not None else True,
-                                  timeout=httpx.Timeout(timeout_seconds), follow_redirects=False)
+        # CJIB's server certificate is checked (pin, OIN, revocation) before a byte is sent.
+        self._http = tls.pinned_client(ssl_context, trust, timeout_seconds=timeout_seconds,
+                                       max_session_seconds=max_session_seconds)
 
     def _url(self, path: str) -> str:
         return self._base + path
@@ -77,6 +78,10 @@ class CjibSender(_CjibHttp):
         try:
             response = self._http.post(url, content=delivery.payload, headers=headers)
         except httpx.HTTPError as exc:
+            refusal = tls.refusal_of(exc)
+            if refusal is not None:  # nothing was sent
+                return Outcome("retry", detail=f"CJIB's server certificate refused: {refusal.code}: {refusal.message}",
+                               extra={"alarm": "SERVER_CERTIFICATE"})
             return classify_exception(exc)
         impostor = tls.unpinned_server(response, self._trust)
         if impostor is not None:
@@ -107,6 +112,9 @@ class CjibFeedReader(_CjibHttp):
         try:
             response = self._http.get(self._url(FEED_PATH), params=params)
         except httpx.HTTPError as exc:
+            refusal = tls.refusal_of(exc)
+            if refusal is not None:
+                raise feed_transient(f"CJIB feed: server certificate refused: {refusal.code}") from exc
             raise feed_transient(f"no answer from CJIB ({type(exc).__name__})") from exc
         impostor = tls.unpinned_server(response, self._trust)
         if impostor is not None:

@@ -38,14 +38,15 @@ class DuoSender:
 
     def __init__(self, base_url: str, own: KeyPair | None, trust: PartnerTrust | None,
                  ssl_context: ssl.SSLContext | None = None, timeout_seconds: float = 10.0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, *, max_session_seconds: float | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         # The payload arrives signed by the core; ``own`` is kept for the TLS identity only.
         self.own = own
         self.trust = trust
         self.clock = clock or SystemClock()
-        self._client = httpx.Client(verify=ssl_context if ssl_context is not None else True,
-                                    timeout=httpx.Timeout(timeout_seconds))
+        # DUO's server certificate is checked (pin, OIN, revocation) before a byte is sent.
+        self._client = tls.pinned_client(ssl_context, trust, timeout_seconds=timeout_seconds,
+                                         max_session_seconds=max_session_seconds)
 
     def send(self, delivery: Delivery) -> Outcome:
         path = PATHS.get(delivery.operation)
@@ -58,6 +59,10 @@ class DuoSender:
         except httpx.TimeoutException:
             return Outcome("retry", detail="DUO did not answer in time")
         except httpx.HTTPError as exc:
+            refusal = tls.refusal_of(exc)
+            if refusal is not None:  # nothing was sent
+                return Outcome("retry", detail=f"DUO's server certificate refused: {refusal.code}: {refusal.message}",
+                               extra={"alarm": "SERVER_CERTIFICATE"})
             return Outcome("retry", detail=f"no answer from DUO ({type(exc).__name__})")
         impostor = tls.unpinned_server(response, self.trust)
         if impostor is not None:

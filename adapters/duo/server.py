@@ -27,7 +27,6 @@ from adapters.duo import codec
 from gateway.core.clock import AMS, iso
 from gateway.core.errors import (
     BusinessRuleViolated,
-    CertificateRefused,
     InboundRefused,
     SchemaInvalid,
 )
@@ -92,6 +91,9 @@ def handle_vorderingoverdracht(body: bytes, headers: Mapping[str, str], cert: by
     """
     root: etree._Element | None = None
     try:
+        if inbound.secure and inbound.trust is not None:
+            # The TLS client certificate first (pin, DUO's OIN, revocation), before any byte is parsed.
+            inbound.trust.check_peer(cert, now)
         if door:
             check_door(DOOR, headers)
         root = xmlsafe.parse(body, max_bytes=inbound.max_message_bytes)
@@ -117,8 +119,6 @@ def _check(inbound: Inbound, root: etree._Element, headers: Mapping[str, str], c
         from gateway.security import xmldsig
 
         trust: Any = inbound.trust
-        if cert is None or not trust.matches(cert):
-            raise CertificateRefused("the TLS client certificate is not DUO's", partner="duo", stage="receiving")
         xmldsig.verify_enveloped(root, trust, now=now)
     xmlsafe.validate(root, xmlsafe.DUO_XSD, partner="duo")
     v = codec.decode_vorderingoverdracht(root)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import time
 from typing import Any
 
 import requests
@@ -50,13 +51,14 @@ class IndFeedClient:
     partner = "ind"
 
     def __init__(self, feed_url: str, own: KeyPair | None, ind: PartnerTrust | None, *,
-                 ca_file: str | None = None, timeout_seconds: float = 30.0, clock: Clock | None = None) -> None:
+                 ca_file: str | None = None, timeout_seconds: float = 30.0, clock: Clock | None = None,
+                 max_session_seconds: float | None = None) -> None:
         self.feed_url = feed_url
         self.clock = clock or SystemClock()
         self.session = tls_session(own, ca_file)
         self._pin: PinnedAdapter | None = None
         if ind is not None:
-            self._pin = PinnedAdapter(ind)
+            self._pin = PinnedAdapter(ind, max_session_seconds=max_session_seconds)
             self.session.mount("https://", self._pin)
         self.wsse = IndWsse(own, ind, clock=self.clock)
         self.transport = RecordingTransport(self.session, timeout_seconds)
@@ -72,10 +74,12 @@ class IndFeedClient:
             raise TransientDelivery(f"IND answered with a SOAP fault ({fault.code})", partner="ind",
                                     http_status=self._status(), stage="sending") from fault
         except (requests.RequestException, zeep.exceptions.Error) as exc:
-            problem = self._pin.problem if self._pin is not None else None
-            if problem is not None:
-                raise CertificateRefused(f"IND's feed at {self.feed_url}: {problem}", partner="ind",
-                                         stage="sending") from exc
+            refusal = self._pin.problem if self._pin is not None else None
+            if refusal is not None:
+                # The refusal's own class and code (CERT_REVOKED, OIN_TLS_CERTIFICATE, CERTIFICATE).
+                refusal.message = f"IND's feed at {self.feed_url}: {refusal.message}"
+                refusal.partner = "ind"
+                raise refusal from exc
             raise TransientDelivery(f"no usable answer from IND ({type(exc).__name__})", partner="ind",
                                     http_status=self._status(), stage="sending") from exc
         payload = self.wsse.last_payload
@@ -103,21 +107,24 @@ class PinnedAdapter(HTTPAdapter):
 
     The check runs in the connection's ``connect``, right after the TLS handshake (which has
     already checked the chain and host name), so nothing is sent to a server that is not the
-    partner. A refused connection raises ``ssl.SSLCertVerificationError`` (requests' ``SSLError``);
-    ``problem`` says why, for this thread's last call.
+    partner, nor to one whose certificate lacks IND's OIN or is revoked. A refused connection
+    raises ``ssl.SSLCertVerificationError`` (requests' ``SSLError``); ``problem`` is the refusal
+    (``CertificateRefused`` or a subclass), for this thread's last call.
     """
 
-    def __init__(self, trust: PartnerTrust, **kwargs: Any) -> None:
+    def __init__(self, trust: PartnerTrust, *, max_session_seconds: float | None = None, **kwargs: Any) -> None:
         self.trust = trust
+        #: WT008: a connection older than this is closed before a request and made afresh.
+        self.max_session_seconds = max_session_seconds
         self._local = threading.local()
         super().__init__(**kwargs)
 
     @property
-    def problem(self) -> str | None:
+    def problem(self) -> CertificateRefused | None:
         return getattr(self._local, "problem", None)
 
     @problem.setter
-    def problem(self, value: str | None) -> None:
+    def problem(self, value: CertificateRefused | None) -> None:
         self._local.problem = value
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
@@ -127,13 +134,26 @@ class PinnedAdapter(HTTPAdapter):
         class PinnedConnection(HTTPSConnection):
             def connect(self) -> None:
                 super().connect()
+                self._born = time.monotonic()
+                self._check()
+
+            def request(self, *args: Any, **kwargs: Any) -> None:
+                limit = adapter.max_session_seconds
+                if self.sock is not None and limit is not None and time.monotonic() - self._born > limit:
+                    self.close()  # aged (WT008): http.client connects again for this request
+                # Again before every request on a kept-alive connection (a revocation since).
+                if self.sock is not None:
+                    self._check()
+                super().request(*args, **kwargs)
+
+            def _check(self) -> None:
                 sock = self.sock
                 der = sock.getpeercert(True) if isinstance(sock, ssl.SSLSocket) else None
-                problem = tls.unpinned_certificate(der, adapter.trust)
+                problem = tls.server_refusal(der, adapter.trust)
                 if problem is not None:
                     adapter.problem = problem
                     self.close()
-                    raise ssl.SSLCertVerificationError(problem)
+                    raise ssl.SSLCertVerificationError(f"{problem.code}: {problem.message}")
 
         class PinnedPool(urllib3.HTTPSConnectionPool):
             ConnectionCls = PinnedConnection

@@ -274,6 +274,8 @@ class IndSimulator:
         self._issued: dict[int, IndMelding] = {}
         self.dropped: list[int] = []
         self._lock = threading.Lock()
+        #: The feed's SignatureConfirmation: "right", or "missing"/"wrong" to play a faulty IND.
+        self.confirmation = "right"
         self.app = Starlette(routes=[Route(feed_path, self._feed, methods=["POST"])])
 
     # -- issuing
@@ -386,9 +388,20 @@ class IndSimulator:
             raise SchemaInvalid("the Body is not a HaalMeldingenVerzoek", stage="processing")
         xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="gateway")
         vanaf, maximaal = codec.decode_haal_verzoek(payload)
-        return self._feed_answer(vanaf, maximaal, message_id or f"urn:uuid:{uuid.uuid4()}")
+        confirm = self._confirmation(root)
+        return self._feed_answer(vanaf, maximaal, message_id or f"urn:uuid:{uuid.uuid4()}", confirm)
 
-    def _feed_answer(self, vanaf: int, maximaal: int, relates_to: str) -> bytes:
+    def _confirmation(self, request: etree._Element) -> str | None:
+        """What the answer's SignatureConfirmation carries (``confirmation`` plays a faulty IND)."""
+        if self.key is None or self.confirmation == "missing":
+            return None
+        try:
+            value = wsse.signature_value(request)
+        except InboundRefused:  # an unsigned request has nothing to confirm
+            return None
+        return value[::-1] if self.confirmation == "wrong" else value
+
+    def _feed_answer(self, vanaf: int, maximaal: int, relates_to: str, confirm: str | None = None) -> bytes:
         with self._lock:
             numbers = sorted(k for k in self._issued if k >= vanaf)[:maximaal]
             page = [self._issued[k] for k in numbers]
@@ -398,7 +411,8 @@ class IndSimulator:
                                   message_id=f"urn:uuid:{uuid.uuid4()}", relates_to=relates_to)
         if self.key is None:
             return etree.tostring(env, xml_declaration=True, encoding="utf-8")
-        return wsse.sign_envelope(env, self.key, parts=wsse.RESPONSE_PARTS, now=self.clock.now())
+        parts = wsse.CONFIRMED_RESPONSE_PARTS if confirm is not None else wsse.RESPONSE_PARTS
+        return wsse.sign_envelope(env, self.key, parts=parts, now=self.clock.now(), confirm=confirm)
 
 
 def zeep_kwargs(m: IndMelding) -> dict[str, object]:

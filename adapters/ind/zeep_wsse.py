@@ -9,7 +9,8 @@ On the way out we keep only zeep's serialized payload and rebuild the envelope w
 ``gateway.wire.soap.build_envelope`` (zeep's own WS-Addressing plugin also runs, because the WSDL
 names ``wsam:Action``; its random MessageID must not be what we send), then sign it with
 ``gateway.security.wsse.sign_envelope``. On the way in we verify with ``verify_envelope`` and
-check ``RelatesTo`` against the MessageID we sent. The verified result (what signxml returned
+check ``RelatesTo`` against the MessageID we sent and the signed ``wsse11:SignatureConfirmation``
+against the ``SignatureValue`` we sent (contracts revision 2, Digikoppeling WB014). The verified result (what signxml returned
 as signed) is kept per thread in ``last_verified`` so that callers read the payload from it,
 not from zeep's own look-up in the document.
 
@@ -48,7 +49,7 @@ class IndWsse:
 
     def __init__(self, key: KeyPair | None, trust: PartnerTrust | None, *, clock: Clock | None = None,
                  request_parts: Sequence[str] = wsse.REQUEST_PARTS,
-                 response_parts: Sequence[str] = wsse.RESPONSE_PARTS) -> None:
+                 response_parts: Sequence[str] = wsse.CONFIRMED_RESPONSE_PARTS) -> None:
         self.key = key
         self.trust = trust
         self.clock = clock or SystemClock()
@@ -77,11 +78,13 @@ class IndWsse:
         message_id = _message_id(payload)
         own = soap.build_envelope(payload, to=_zeep_to(envelope), action=action, message_id=message_id)
         self._local.sent_message_id = message_id
+        self._local.sent_signature_value = None
         self._local.verified = None
         self._local.payload = None
         if self.key is not None:
             own = etree.fromstring(wsse.sign_envelope(own, self.key, parts=self.request_parts,
                                                       now=self.clock.now()))
+            self._local.sent_signature_value = wsse.signature_value(own)
         self._local.sent_payload = _zeep_payload(own)
         return own, headers
 
@@ -95,6 +98,11 @@ class IndWsse:
         verified = wsse.verify_envelope(envelope, self.trust, parts=self.response_parts, now=self.clock.now())
         if verified.relates_to != getattr(self._local, "sent_message_id", None):
             raise SignatureInvalid("wsa:RelatesTo does not name the request's MessageID", stage="security")
+        sent_value = getattr(self._local, "sent_signature_value", None)
+        # WB014: the answer confirms the signature of this very request (the parts make it signed).
+        if "SignatureConfirmation" in self.response_parts and verified.confirmation != sent_value:
+            raise SignatureInvalid("the SignatureConfirmation does not carry the request's SignatureValue",
+                                   stage="security")
         self._local.verified = verified
         self._local.payload = verified.payload
 

@@ -40,7 +40,7 @@ from gateway.archive.format import Archive, Entry, write_archive
 from gateway.core.adapter import Delivery, Outcome
 from gateway.core.clock import FixedClock
 from gateway.runtime import Runtime
-from gateway.wire.soap import DS_NS, WSSE_NS, WSU_NS
+from gateway.wire.soap import DS_NS, WSA_NS, WSSE_NS, WSU_NS
 
 __all__ = ["Case", "Report", "replay", "canonical", "update_archive", "junit_xml"]
 
@@ -80,7 +80,9 @@ def same(recorded: bytes | None, produced: bytes | None) -> bool:
 
 
 def _strip_signing(root: etree._Element) -> None:
-    for tag in (f"{{{DS_NS}}}Signature", f"{{{WSSE_NS}}}Security"):
+    # wsa:MessageID is volatile too: every ind-wus answer (a repeat's, a fault's) gets a fresh one
+    # (contracts revision 2), as the gateway's own requests do.
+    for tag in (f"{{{DS_NS}}}Signature", f"{{{WSSE_NS}}}Security", f"{{{WSA_NS}}}MessageID"):
         for el in list(root.iter(tag)):
             el.getparent().remove(el)
     wsu_id = f"{{{WSU_NS}}}Id"

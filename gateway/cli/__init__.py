@@ -345,7 +345,8 @@ def health(config: Path = ConfigOpt, as_json: bool = JsonOpt) -> None:
             for reason in r["reasons"]:
                 say(f"{name}: {reason}")
         out.print(table(("check", "status", "detail"),
-                        [(name, c["status"], ", ".join(f"{k}={v}" for k, v in c.items() if k != "status"))
+                        [(name, c["status"], ", ".join(f"{k}={v}" for k, v in c.items()
+                                                       if k not in ("status", "cache")))
                          for name, c in report["checks"].items()], shrink={"detail": 10}))
         for name, c in report["checks"].items():
             if c["status"] != "ok" and c.get("reason"):
@@ -416,14 +417,19 @@ def _known_deliveries(store: Any, ids: Sequence[int]) -> None:
 def pki_init(
     directory: Path = typer.Argument(Path("sandbox/pki"), help="Where to write the throwaway CA and certificates."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    ca_url: str = typer.Option("", "--ca-url", help="Base URL of the sandbox CA (CRL and OCSP) that the "
+                               "certificates name, e.g. http://127.0.0.1:8099; none by default."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Create a throwaway CA and certificates for the gateway and the simulated IND, DUO, CJIB."""
+    """Create a throwaway PKIoverheid-shaped PKI (root, intermediate, leaves with sandbox OINs) for the
+    gateway and the simulated IND, DUO, CJIB."""
     from gateway.security import pki
 
     output_path(directory, "DIRECTORY", directory=True)
+    if ca_url and not ca_url.startswith(("http://", "https://")):
+        fail(f"--ca-url: not an http(s) URL: {ca_url}")
     try:
-        paths = pki.init(directory, force=force)
+        paths = pki.init(directory, force=force, ca_url=ca_url or None)
     except OSError as exc:
         fail(f"{directory}: {exc.strerror or exc}")
     if as_json:
@@ -431,6 +437,32 @@ def pki_init(
     else:
         for name, path in paths.items():
             say(f"{name:16} {path}")
+
+
+@pki_app.command("revoke")
+def pki_revoke(
+    name: str = typer.Argument(..., help="The sandbox certificate to revoke: DIR/NAME.pem (e.g. ind)."),
+    directory: Path = typer.Option(Path("sandbox/pki"), "--dir", help="The sandbox PKI directory."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Revoke a sandbox certificate: the sandbox CA lists it in its CRL and answers OCSP "revoked" from now on.
+
+    A running gateway refuses it (CERT_REVOKED) after its next CRL fetch or OCSP question, without a restart.
+    """
+    from gateway.security import sandbox_ca
+
+    if not name or "/" in name or name.endswith("-key"):
+        fail(f"NAME: not a certificate name: {name}")
+    try:
+        serial = sandbox_ca.revoke(directory, name)
+    except FileNotFoundError as exc:
+        fail(str(exc))
+    except ValueError as exc:
+        fail(f"{directory / (name + '.pem')}: not a certificate ({exc})")
+    if as_json:
+        print(json.dumps({"name": name, "serial": str(serial), "directory": str(directory)}))
+    else:
+        say(f"revoked {name} (serial {serial:x}); the sandbox CA's next CRL and OCSP answers list it")
 
 
 @db_app.command("upgrade")

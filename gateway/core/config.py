@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.core.errors import ConfigError
 
-__all__ = ["Config", "PartnerConfig", "RetryPolicy", "load", "ENV_PREFIX", "shipped_rules_directory", "sqlite_file"]
+__all__ = ["Config", "PartnerConfig", "RetryPolicy", "RevocationConfig", "load", "ENV_PREFIX", "shipped_rules_directory", "sqlite_file"]
 
 ENV_PREFIX = "GATEWAY__"
 
@@ -54,6 +54,12 @@ class PartnerConfig(_Strict):
     trust_anchor_files: list[str] = []
     #: The partner's pinned certificates; several at once during a rollover.
     certificate_files: list[str] = []
+    #: The partner's OIN (20 digits): its TLS and signing certificates must carry it in subject
+    #: serialNumber, and an address's ?OIN= must name it. "" = not checked.
+    oin: str = Field("", pattern=r"^(\d{20})?$")
+    #: Revocation policy: "hard-fail" refuses a certificate whose status is unknown past its
+    #: CRL's nextUpdate plus revocation.grace_seconds; "soft-fail" accepts it and says so.
+    revocation: Literal["hard-fail", "soft-fail"] = "hard-fail"
     policy: RetryPolicy = RetryPolicy()
 
 
@@ -65,6 +71,11 @@ class TlsConfig(_Strict):
     key_file: str = ""
     #: Warn in `gateway check-config` when a certificate expires within this many days.
     expiry_warning_days: int = Field(30, ge=0)
+    #: Our own OIN (20 digits): our certificate must carry it; IND's wsa:To ?OIN= must name it.
+    oin: str = Field("", pattern=r"^(\d{20})?$")
+    #: The longest a TLS connection is used (Digikoppeling WT008), on our listener and our calls to
+    #: DUO and CJIB; after it, a new connection (new handshake, fresh certificate check).
+    max_session_seconds: float = Field(3600.0, gt=0)
     #: The next key and certificate (`gateway pki rotate`): they take over signing and TLS at
     #: ``switch_at`` (an ISO 8601 date-time with its zone), in every running process, without a stop.
     next_cert_file: str = ""
@@ -84,6 +95,21 @@ class TlsConfig(_Strict):
         if any(given) and not all(given):
             raise ValueError("next_cert_file, next_key_file and switch_at go together: set all three or none")
         return self
+
+
+class RevocationConfig(_Strict):
+    """Revocation checks of every certificate the gateway accepts (CRL, OCSP)."""
+
+    enabled: bool = True
+    #: A CRL is fetched again at its nextUpdate, and at the latest after this long.
+    refresh_seconds: float = Field(3600.0, gt=0)
+    #: How long past nextUpdate a CRL (or OCSP answer) still counts; after that the status is unknown.
+    grace_seconds: float = Field(3600.0, ge=0)
+    #: How often to ask the OCSP responder a certificate names (0: never).
+    ocsp_interval_seconds: float = Field(300.0, ge=0)
+    #: A failed fetch is tried again after this long.
+    retry_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(10.0, gt=0)
 
 
 class ListenConfig(_Strict):
@@ -275,6 +301,7 @@ class Config(_Strict):
     ind: IndRouteConfig = IndRouteConfig()
     cjib: CjibRouteConfig = CjibRouteConfig()
     health: HealthConfig = HealthConfig()
+    revocation: RevocationConfig = RevocationConfig()
     rules: RulesConfig = RulesConfig()
     log: LogConfig = LogConfig()
     operators: OperatorsConfig = OperatorsConfig()

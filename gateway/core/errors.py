@@ -12,6 +12,10 @@ Every error the gateway raises on purpose derives from one of two roots::
     │   └── SecurityRefused          -- signature, certificate or timestamp wrong
     │       ├── SignatureInvalid     -- (code SIGNATURE)
     │       ├── CertificateRefused   -- (code CERTIFICATE)
+    │       │   ├── CertificateRevoked      -- revoked by its CA, per CRL or OCSP (code CERT_REVOKED)
+    │       │   ├── CertificateStatusUnknown-- hard-fail: no fresh CRL/OCSP answer (code CERT_STATUS_UNKNOWN)
+    │       │   └── OinMismatch             -- another organisation's OIN (code OIN_TLS_CERTIFICATE,
+    │       │                                  OIN_SIGNING_CERTIFICATE, OIN_TO or OIN_FROM)
     │       └── MessageExpired       -- (code EXPIRED)
     ├── DeliveryError                -- an outbound call failed; ``retryable`` says what to do
     │   ├── TransientDelivery        -- retry later (``retry_after_seconds`` when the partner said)
@@ -42,6 +46,9 @@ __all__ = [
     "SignatureInvalid",
     "CertificateRefused",
     "MessageExpired",
+    "CertificateRevoked",
+    "CertificateStatusUnknown",
+    "OinMismatch",
     "DeliveryError",
     "TransientDelivery",
     "PermanentDelivery",
@@ -146,6 +153,36 @@ class CertificateRefused(SecurityRefused):
 
     faultcode = "wsse:InvalidSecurity"
     code = "CERTIFICATE"
+
+
+class CertificateRevoked(CertificateRefused):
+    """The certificate has been revoked by its CA."""
+
+    faultcode = "wsse:FailedCheck"
+    code = "CERT_REVOKED"
+
+
+class CertificateStatusUnknown(CertificateRefused):
+    """The certificate's revocation status is unknown (no fresh CRL or OCSP answer) and the policy is hard-fail."""
+
+    faultcode = "wsse:FailedCheck"
+    code = "CERT_STATUS_UNKNOWN"
+
+
+class OinMismatch(CertificateRefused):
+    """An OIN (certificate serialNumber or an address's ?OIN=) is not the configured organisation's."""
+
+    faultcode = "wsse:FailedCheck"
+    code = "OIN_MISMATCH"
+
+    #: The codes, one per place an OIN is checked (Digikoppeling WT/WA, contracts revision 2).
+    CODES = ("OIN_TLS_CERTIFICATE", "OIN_SIGNING_CERTIFICATE", "OIN_TO", "OIN_FROM")
+
+    def __init__(self, message: str | None = None, *, code: str, **kw: str | None) -> None:
+        if code not in self.CODES:
+            raise ValueError(f"unknown OIN code {code}")
+        super().__init__(message, **kw)
+        self.code = code
 
 
 class MessageExpired(SecurityRefused):

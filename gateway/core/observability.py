@@ -120,3 +120,13 @@ class Metrics:
                                    registry=r, buckets=(0, 1, 7, 30, 90, 365))
         self.alarms = Counter("gateway_alarms_total", "Alarms raised (e.g. idempotency conflicts)",
                               ["partner", "alarm"], registry=r)
+        self.crl_fetches = Counter("gateway_crl_fetches_total", "CRL and OCSP fetches by source and outcome",
+                                   ["kind", "url", "outcome"], registry=r)
+        self.crl_ok = Gauge("gateway_crl_fetch_ok", "1 when the last fetch of this CRL succeeded, 0 when it failed",
+                            ["url"], registry=r)
+        self.crl_stale_in = Gauge("gateway_crl_seconds_until_stale",
+                                  "Seconds until this CRL is past nextUpdate + grace (negative: stale)",
+                                  ["url"], registry=r)
+        self.revocation_soft_fail = Counter("gateway_revocation_soft_fail_total",
+                                            "Certificates accepted with unknown revocation status (soft-fail)",
+                                            ["partner"], registry=r)

@@ -639,6 +639,30 @@ class Store:
                         {"n": name, "o": owner, "e": now + seconds, "now": now})
         return row is not None
 
+    # ------------------------------------------------------------ revocation (the CRL cache)
+
+    def crl_put(self, url: str, der: bytes, *, fetched_at: float, next_update: float | None) -> None:
+        """A CRL fetched and checked: it replaces the one cached for ``url``; the error is cleared."""
+        with self.tx() as t:
+            t.execute("INSERT INTO crl_cache (url, crl, fetched_at, next_update, attempted_at) "
+                      "VALUES (:u, :c, :f, :n, :f) ON CONFLICT (url) DO UPDATE SET crl = :c, fetched_at = :f, "
+                      "next_update = :n, last_error = NULL, attempted_at = :f",
+                      {"u": url, "c": der, "f": fetched_at, "n": next_update})
+
+    def crl_failed(self, url: str, error: str, *, at: float) -> None:
+        """A fetch of ``url`` failed (the cached CRL, if any, is kept)."""
+        with self.tx() as t:
+            t.execute("INSERT INTO crl_cache (url, last_error, attempted_at) VALUES (:u, :e, :a) "
+                      "ON CONFLICT (url) DO UPDATE SET last_error = :e, attempted_at = :a",
+                      {"u": url, "e": error, "a": at})
+
+    def crl_rows(self) -> list[dict[str, Any]]:
+        """Every cached distribution point: url, crl (bytes or None), fetched_at, next_update, last_error, attempted_at."""
+        cols = ("url", "crl", "fetched_at", "next_update", "last_error", "attempted_at")
+        with self.tx(write=False) as t:
+            rows = t.all(f"SELECT {', '.join(cols)} FROM crl_cache ORDER BY url")
+        return [dict(zip(cols, (r[0], _bytes(r[1]), *r[2:]), strict=True)) for r in rows]
+
     # ------------------------------------------------------------ process heartbeats
 
     def beat(self, process: str, *, instance: str, pid: int, host: str, started_at: float,

@@ -100,6 +100,10 @@ def conditions(report: Mapping[str, Any], *, certificates: Sequence[Any] = (),
         add("ind-sequence-gap", "critical" if gaps.get("status") == "failing" else "warning",
             f"IND sequence: {gaps['open_gaps']} volgnummer(s) missing (first: {first}), oldest gap "
             f"{gaps.get('oldest_gap_seconds', 0):.0f}s")
+    crl = checks.get("revocation", {})
+    if crl.get("status") in ("degraded", "failing"):
+        add("crl-unavailable", "critical" if crl["status"] == "failing" else "warning",
+            f"revocation lists: {crl.get('reason', crl['status'])}")
     feed = checks.get("cjib_feed", {})
     if feed.get("status") == "failing":
         add("cjib-feed-stale", "critical",

@@ -9,7 +9,10 @@ naming the file, and logs the warnings. The rules:
   is usable now (pinned, chains to an anchor, valid): error;
 - a pinned certificate that is not usable beside one that is (a rollover's left-over, or the
   next one not yet valid), or an expired trust anchor beside a usable pin: warning;
-- anything within ``tls.expiry_warning_days`` of its end: warning.
+- anything within ``tls.expiry_warning_days`` of its end: warning;
+- a pinned certificate without the partner's configured OIN (``oin``) in subject serialNumber
+  counts as not usable (so: an error, or a warning beside a usable one); our own certificate
+  without ``tls.oin``: error. (Revocation is not judged here: it needs the network.)
 """
 
 from __future__ import annotations
@@ -144,18 +147,21 @@ def certificate_findings(cfg: Config, now: dt.datetime | None = None, *,
     try:
         own = keys.load_keypair(cfg.tls.key_file, cfg.tls.cert_file)
         out.append(_expiry("gateway certificate", own.certificate, now, window, cfg.tls.cert_file))
+        if cfg.tls.oin and keys.oin_of(own.certificate) != cfg.tls.oin:
+            out.append(Finding("error", "gateway certificate", f"{cfg.tls.cert_file}: its subject serialNumber "
+                               "is not tls.oin", cfg.tls.cert_file))
     except ConfigError as exc:
         out.append(_error("gateway certificate", exc, cfg.tls.cert_file))
     if cfg.tls.next_cert_file:
         out.append(_next_certificate(cfg, now, window))
     for name, pc in cfg.partners.items():
         out.extend(_partner_certificates(name, pc.trust_anchor_files, pc.certificate_files, now, window,
-                                         cfg.source or None))
+                                         cfg.source or None, oin=pc.oin or None))
     return out
 
 
 def _partner_certificates(name: str, anchor_files: list[str], certificate_files: list[str], now: dt.datetime,
-                          window: dt.timedelta, source: str | None) -> list[Finding]:
+                          window: dt.timedelta, source: str | None, oin: str | None = None) -> list[Finding]:
     from gateway.security import keys
 
     if not anchor_files or not certificate_files:
@@ -177,7 +183,7 @@ def _partner_certificates(name: str, anchor_files: list[str], certificate_files:
     if not anchors or not pins:
         return out
     trust = keys.PartnerTrust(partner=name, anchors=tuple(c for c, _ in anchors),
-                              certificates=tuple(c for c, _ in pins), anchor_files=tuple(anchor_files))
+                              certificates=tuple(c for c, _ in pins), anchor_files=tuple(anchor_files), oin=oin)
     usable: list[tuple[Any, str]] = []
     unusable: list[tuple[Any, str, str]] = []
     for cert, file in pins:

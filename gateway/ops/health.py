@@ -108,10 +108,39 @@ def _evaluate(rt: Runtime) -> dict[str, Any]:
     processes = _processes(rt)
     checks = {"ind_sequence": _ind_gaps(rt, now), "cjib_feed": _cjib_feed(rt, now),
               "processes": _process_check(rt, processes), "alerts": _alerts_check(rt),
-              "config": _config_check(rt)}
+              "config": _config_check(rt), "revocation": _revocation(rt)}
     overall = _worst(*(str(r["status"]) for r in routes.values()), *(str(c["status"]) for c in checks.values()))
     return {"status": overall, "routes": routes, "checks": checks, "messages": by_state, "instance": cfg.instance,
             "processes": processes}
+
+
+def _revocation(rt: Runtime) -> dict[str, Any]:
+    """The CRL cache (the store's, so `gateway health` in another process sees it too).
+
+    Degraded when the last fetch of a CRL failed (the last good one still counts); failing when
+    a CRL is past nextUpdate + revocation.grace_seconds (its certificates' status is unknown:
+    hard-fail partners are refused). Wall-clock time, as the refresher writes it.
+    """
+    now = time.time()
+    grace = rt.config.revocation.grace_seconds
+    status, reasons, crls = "ok", [], []
+    for row in rt.store.crl_rows():
+        failed = bool(row["last_error"]) and (row["fetched_at"] is None or row["attempted_at"] > row["fetched_at"])
+        stale = row["fetched_at"] is None or (row["next_update"] is not None and now > row["next_update"] + grace)
+        if stale:
+            status = "failing"
+            reasons.append(f"no valid CRL from {row['url']}" + (f": {row['last_error']}" if failed else ""))
+        elif failed:
+            status = _worst(status, "degraded")
+            reasons.append(f"the CRL at {row['url']} cannot be fetched: {row['last_error']}")
+        crls.append({"url": row["url"], "fetched_at": _iso(row["fetched_at"]) if row["fetched_at"] else None,
+                     "next_update": _iso(row["next_update"]) if row["next_update"] else None,
+                     "last_error": row["last_error"] if failed else None})
+    check: dict[str, Any] = {"status": status, "crls": len(crls)}
+    if reasons:
+        check["reason"] = "; ".join(reasons)
+    check["cache"] = crls
+    return check
 
 
 def _processes(rt: Runtime) -> list[dict[str, Any]]:

@@ -52,7 +52,7 @@ def _inbound(rt: Runtime) -> ind_server.Inbound:
     return ind_server.Inbound(max_message_bytes=rt.config.ind.max_message_bytes,
                               clock_skew_seconds=rt.config.ind.clock_skew_seconds,
                               public_url=rt.config.listen.public_url,
-                              trust=rt.trust.get("ind") if rt.secure else None)
+                              trust=rt.trust.get("ind") if rt.secure else None, own_oin=rt.config.tls.oin)
 
 
 def handle_request(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | None) -> Answer:
@@ -86,7 +86,7 @@ def handle_ontvang_melding(rt: Runtime, body: bytes, *, client_cert_der: bytes |
                                                  accept=accept, refused=refused)
     except StoreError as exc:
         log_store_error(rt.log, exc, partner="ind", operation=OPERATION, stage="processing")
-        return ind_server.unavailable_answer()
+        return ind_server.unavailable_answer(ind_server.request_message_id(body, rt.config.ind.max_message_bytes))
 
 
 # ---------------------------------------------------------------- intake: one commit
@@ -111,7 +111,7 @@ def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundR
     known = rt.store.lookup(ROUTE, melding.melding_id)
     if known is None:
         duo, delivery = inburgeraarmelding_delivery(rt, melding, received)
-        ack = ind_server.ack_envelope(rt.own, melding, received, digest)
+        ack = ind_server.ack_envelope(rt.own, melding, received, digest, confirm=verified.signature_value)
         result = rt.store.accept(
             route=ROUTE, kind="VergunningMelding", message_key=melding.melding_id, content_digest=content,
             inbound=record, ack=ack, facts=melding_facts(melding, duo), person=melding_person(melding),
@@ -124,17 +124,20 @@ def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundR
             _after_accept(rt, melding, duo, record.channel)
     else:
         result = AcceptResult("repeat" if known[1] == content else "conflict", known[0], known[2])
-        if result.kind == "repeat":
-            rt.store.log_inbound(record, "repeat", response_status=200, response_body=known[2],
-                                 message_id=known[0])
     if result.kind == "conflict":
         raise DuplicateDifferentContent("meldingId was used before for different content",
                                         partner="ind", message_id=melding.melding_id)
+    answer = result.ack or b""
+    if result.kind == "repeat":
+        # Revision 2: a repeat gets the first answer's Body, signed afresh for this request.
+        answer = ind_server.repeat_ack(rt.own, answer, verified, received)
+    if known is not None:
+        rt.store.log_inbound(record, "repeat", response_status=200, response_body=answer, message_id=known[0])
     outcome = "accepted" if result.kind == "accepted" else "repeat"
     rt.metrics.inbound.labels("ind", OPERATION, outcome, "").inc()
     rt.log.info("inbound", partner="ind", operation=OPERATION, message_id=melding.melding_id,
                 outcome=outcome, stage="receiving", channel=record.channel)
-    return Answer(200, ind_server.SOAP_CT, result.ack or b"")
+    return Answer(200, ind_server.SOAP_CT, answer)
 
 
 def _after_accept(rt: Runtime, melding: IndMelding, duo: InburgeraarMelding, channel: str) -> None:

@@ -14,16 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.x509.oid import NameOID
 
-from gateway.core.errors import CertificateRefused, ConfigError
+from gateway.core.errors import CertificateRefused, ConfigError, OinMismatch
 
-__all__ = ["KeyPair", "PartnerTrust", "load_keypair", "load_trust", "read_certificates", "kid", "kid_of_der"]
+__all__ = ["KeyPair", "PartnerTrust", "load_keypair", "load_trust", "read_certificates", "kid", "kid_of_der",
+           "oin_of", "RevocationCheck"]
 
 
 def kid(cert: x509.Certificate) -> str:
@@ -94,14 +97,27 @@ def read_certificates(path: Path) -> list[x509.Certificate]:
     return certs
 
 
+class RevocationCheck(Protocol):
+    """What ``PartnerTrust`` asks about revocation (``gateway.security.revocation.Revocation``)."""
+
+    def check(self, cert: x509.Certificate, trust: PartnerTrust, now: datetime) -> None: ...
+
+
 @dataclass(frozen=True)
 class PartnerTrust:
-    """What we trust for one partner: its anchors and its pinned certificates."""
+    """What we trust for one partner: its anchors, its pinned certificates, its OIN, revocation.
+
+    ``oin`` (20 digits; None: not configured) must be in the subject serialNumber of every
+    certificate accepted for the partner. ``revocation`` is set once at start-up
+    (``dataclasses.replace``) when the gateway checks revocation; None: not checked.
+    """
 
     partner: str
     anchors: tuple[x509.Certificate, ...]
     certificates: tuple[x509.Certificate, ...]
     anchor_files: tuple[str, ...] = ()
+    oin: str | None = None
+    revocation: RevocationCheck | None = field(default=None, repr=False, compare=False)
     # Look-ups by DER and by kid, built once; not part of equality or repr.
     _by_der: dict[bytes, x509.Certificate] = field(init=False, repr=False, compare=False)
     _by_kid: dict[str, x509.Certificate] = field(init=False, repr=False, compare=False)
@@ -123,7 +139,33 @@ class PartnerTrust:
         return self._by_kid.get(kid)
 
     def check(self, cert: x509.Certificate, now: datetime) -> None:
-        """Refuse (CertificateRefused) unless ``cert`` is pinned, chains to an anchor and is valid at ``now``."""
+        """Refuse a signing certificate unless it is pinned, chains to an anchor, is valid at ``now``,
+        carries the partner's OIN and is not revoked (CertificateRefused and its subclasses)."""
+        self._check_pinned(cert, now)
+        self._check_oin(cert, "OIN_SIGNING_CERTIFICATE", "signing")
+        if self.revocation is not None:
+            self.revocation.check(cert, self, now)
+
+    def check_peer(self, der: bytes | None, now: datetime) -> x509.Certificate:
+        """The same checks for a TLS peer's DER certificate (client or server); returns it parsed."""
+        if der is None:
+            raise CertificateRefused("no TLS certificate was presented", partner=self.partner)
+        cert = self._by_der.get(der)
+        if cert is None:
+            raise CertificateRefused("the TLS certificate is not one configured for this partner",
+                                     partner=self.partner)
+        self._check_pinned(cert, now)
+        self._check_oin(cert, "OIN_TLS_CERTIFICATE", "TLS")
+        if self.revocation is not None:
+            self.revocation.check(cert, self, now)
+        return cert
+
+    def _check_oin(self, cert: x509.Certificate, code: str, role: str) -> None:
+        if self.oin is not None and oin_of(cert) != self.oin:
+            raise OinMismatch(f"the {role} certificate's subject serialNumber is not {self.partner}'s OIN",
+                              code=code, partner=self.partner)
+
+    def _check_pinned(self, cert: x509.Certificate, now: datetime) -> None:
         der = cert.public_bytes(serialization.Encoding.DER)
         if der not in self._by_der:
             raise CertificateRefused("the certificate is not one configured for this partner", partner=self.partner)
@@ -138,7 +180,13 @@ class PartnerTrust:
 
 
 def _issuers(cert: x509.Certificate, anchors: tuple[x509.Certificate, ...]) -> tuple[x509.Certificate, ...]:
-    """The anchors whose key signed ``cert`` (same issuer name is not enough)."""
+    """The anchors whose key signed ``cert`` (same issuer name is not enough) and that are rooted:
+    a self-signed anchor, or an intermediate that chains up to one among the anchors
+    (root -> intermediate -> leaf, as PKIoverheid's hierarchy)."""
+    return tuple(a for a in _signed_by(cert, anchors) if _rooted(a, anchors, depth=3))
+
+
+def _signed_by(cert: x509.Certificate, anchors: tuple[x509.Certificate, ...]) -> list[x509.Certificate]:
     found = []
     for anchor in anchors:
         try:
@@ -146,7 +194,21 @@ def _issuers(cert: x509.Certificate, anchors: tuple[x509.Certificate, ...]) -> t
         except (ValueError, TypeError, InvalidSignature):  # other issuer name, key type or signature
             continue
         found.append(anchor)
-    return tuple(found)
+    return found
+
+
+def _rooted(ca: x509.Certificate, anchors: tuple[x509.Certificate, ...], depth: int) -> bool:
+    if ca.issuer == ca.subject and ca in _signed_by(ca, (ca,)):
+        return True
+    if depth == 0:
+        return False
+    return any(_rooted(parent, anchors, depth - 1) for parent in _signed_by(ca, anchors) if parent != ca)
+
+
+def oin_of(cert: x509.Certificate) -> str | None:
+    """The OIN in the certificate's subject serialNumber (the PKIoverheid convention), if any."""
+    found = cert.subject.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    return str(found[0].value) if len(found) == 1 else None
 
 
 def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
@@ -154,11 +216,11 @@ def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
 
 
 def load_trust(partner: str, anchor_files: Sequence[str | Path],
-               certificate_files: Sequence[str | Path]) -> PartnerTrust:
+               certificate_files: Sequence[str | Path], oin: str | None = None) -> PartnerTrust:
     """Read a partner's anchors and pinned certificates (each file may hold several PEM certificates)."""
     anchors = tuple(c for f in anchor_files for c in read_certificates(Path(f)))
     certs = tuple(c for f in certificate_files for c in read_certificates(Path(f)))
     if not anchors or not certs:
         raise ConfigError(f"partner {partner} needs at least one trust anchor and one certificate")
     return PartnerTrust(partner=partner, anchors=anchors, certificates=certs,
-                        anchor_files=tuple(str(f) for f in anchor_files))
+                        anchor_files=tuple(str(f) for f in anchor_files), oin=oin or None)

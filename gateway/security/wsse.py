@@ -51,11 +51,15 @@ from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
 from gateway.wire.soap import DS_NS, SOAP_NS, WSA_NS, WSSE_NS, WSU_NS
 from gateway.wire.xmlsafe import exc_c14n
 
-__all__ = ["REQUEST_PARTS", "RESPONSE_PARTS", "VerifiedEnvelope", "sign_envelope", "verify_envelope"]
+__all__ = ["REQUEST_PARTS", "RESPONSE_PARTS", "CONFIRMED_RESPONSE_PARTS", "WSSE11_NS", "VerifiedEnvelope",
+           "sign_envelope", "verify_envelope", "signature_value"]
 
 REQUEST_PARTS = ("Body", "Timestamp", "To", "Action", "MessageID")
 RESPONSE_PARTS = REQUEST_PARTS + ("RelatesTo",)
+#: Contracts revision 2 (Digikoppeling WB014): an answer also signs its wsse11:SignatureConfirmation.
+CONFIRMED_RESPONSE_PARTS = RESPONSE_PARTS + ("SignatureConfirmation",)
 WSA_PARTS = ("To", "Action", "MessageID", "RelatesTo")
+WSSE11_NS = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd"
 
 EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 X509V3 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
@@ -67,6 +71,7 @@ _SECURITY = f"{{{WSSE_NS}}}Security"
 _SIGNATURE = f"{{{DS_NS}}}Signature"
 _TIMESTAMP = f"{{{WSU_NS}}}Timestamp"
 _BST = f"{{{WSSE_NS}}}BinarySecurityToken"
+_CONFIRMATION = f"{{{WSSE11_NS}}}SignatureConfirmation"
 _STAGE = "security"
 
 
@@ -74,16 +79,20 @@ _STAGE = "security"
 
 
 def sign_envelope(envelope: etree._Element, key: KeyPair, *, parts: Sequence[str], now: datetime,
-                  ttl_seconds: int = 300) -> bytes:
+                  ttl_seconds: int = 300, confirm: str | None = None) -> bytes:
     """Complete an envelope from ``gateway.wire.soap.build_envelope`` and return it serialized.
 
     Adds the Timestamp (Created=now, Expires=now+ttl), the BinarySecurityToken, wsu:Id where
     missing, and a ds:Signature with one Reference per part whose KeyInfo points at the token.
+    ``confirm`` (an answer's: the request's ds:SignatureValue) adds a wsse11:SignatureConfirmation
+    with that Value; sign it by naming "SignatureConfirmation" in ``parts``.
     """
     header, security, body = _own_layout(envelope)
     timestamp = _add_timestamp(security, now, ttl_seconds)
-    bst_id = _add_token(security, key)
     targets = {"Body": body, "Timestamp": timestamp}
+    if confirm is not None:
+        targets["SignatureConfirmation"] = _add_confirmation(security, confirm)
+    bst_id = _add_token(security, key)
     for name in WSA_PARTS:
         found = header.find(f"{{{WSA_NS}}}{name}")
         if found is not None:
@@ -137,6 +146,26 @@ def _add_timestamp(security: etree._Element, now: datetime, ttl_seconds: int) ->
     return timestamp
 
 
+def _add_confirmation(security: etree._Element, value: str) -> etree._Element:
+    confirmation = etree.SubElement(security, _CONFIRMATION, nsmap={"wsse11": WSSE11_NS})
+    confirmation.set(_WSU_ID, "id-sigconf")
+    confirmation.set("Value", value)
+    return confirmation
+
+
+def signature_value(envelope: etree._Element) -> str:
+    """The ds:SignatureValue of the envelope's one WS-Security signature, without whitespace.
+
+    What an answer's SignatureConfirmation must carry (WS-Security 1.1); call it on an envelope
+    that ``verify_envelope`` accepted, or on one this side signed.
+    """
+    layout = _Layout.of(envelope)
+    found = layout.signature.findall(f"{{{DS_NS}}}SignatureValue")
+    if len(found) != 1:
+        raise SignatureInvalid("ds:Signature needs exactly one SignatureValue", stage=_STAGE)
+    return "".join((found[0].text or "").split())
+
+
 def _utc(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -173,6 +202,10 @@ class VerifiedEnvelope:
     message_id: str
     relates_to: str | None
     signer: x509.Certificate
+    #: This envelope's own ds:SignatureValue (an answer confirms it), whitespace removed.
+    signature_value: str = ""
+    #: The signed wsse11:SignatureConfirmation's Value, when "SignatureConfirmation" was a part.
+    confirmation: str | None = None
 
 
 def verify_envelope(envelope: etree._Element, trust: PartnerTrust, *, parts: Sequence[str],
@@ -185,7 +218,7 @@ def verify_envelope(envelope: etree._Element, trust: PartnerTrust, *, parts: Seq
     cert = _signer(layout, trust, now)
     signed = _verify_crypto(envelope, layout.signature, cert, placed, now)
     _check_timestamp(signed["Timestamp"], now, max_skew_seconds)
-    return _result(signed, cert, parts)
+    return _result(signed, cert, parts, signature_value(envelope))
 
 
 @dataclass(frozen=True)
@@ -301,6 +334,8 @@ def _place_of(element: etree._Element, layout: _Layout) -> str | None:
         return "Body"
     if parent is layout.security and element.tag == _TIMESTAMP:
         return "Timestamp" if len(layout.security.findall(_TIMESTAMP)) == 1 else None
+    if parent is layout.security and element.tag == _CONFIRMATION:
+        return "SignatureConfirmation" if len(layout.security.findall(_CONFIRMATION)) == 1 else None
     if parent is layout.header and element.tag.startswith(f"{{{WSA_NS}}}"):
         name = element.tag.split("}", 1)[1]
         if name in WSA_PARTS and len(layout.header.findall(element.tag)) == 1:
@@ -397,7 +432,8 @@ def _instant(timestamp: etree._Element, name: str) -> datetime:
     return at
 
 
-def _result(signed: dict[str, etree._Element], cert: x509.Certificate, parts: Sequence[str]) -> VerifiedEnvelope:
+def _result(signed: dict[str, etree._Element], cert: x509.Certificate, parts: Sequence[str],
+            own_value: str) -> VerifiedEnvelope:
     body = signed["Body"]
     payload = [c for c in body if isinstance(c.tag, str)]
     if len(payload) != 1:
@@ -414,4 +450,13 @@ def _result(signed: dict[str, etree._Element], cert: x509.Certificate, parts: Se
         message_id=text("MessageID"),
         relates_to=text("RelatesTo") if "RelatesTo" in parts else None,
         signer=cert,
+        signature_value=own_value,
+        confirmation=_confirmation(signed.get("SignatureConfirmation")),
     )
+
+
+def _confirmation(element: etree._Element | None) -> str | None:
+    """The signed SignatureConfirmation's Value (whitespace removed); None when not signed."""
+    if element is None:
+        return None
+    return "".join((element.get("Value") or "").split())

@@ -12,6 +12,7 @@ import asyncio
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,20 +37,43 @@ class Answer:
 
 
 class PeerCertProtocol(H11Protocol):
-    """uvicorn's h11 protocol, with the TLS client certificate in every request's scope."""
+    """uvicorn's h11 protocol, with the TLS client certificate in every request's scope.
+
+    ``max_session_seconds`` (Digikoppeling WT008: TLS sessions have a maximum lifetime): the
+    response on a connection older than this says ``Connection: close``, and the connection is
+    closed after it (the client opens a new one, with a new handshake and a fresh certificate
+    check). None: no limit. ``make_server`` sets it per server.
+    """
+
+    max_session_seconds: float | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._peer_der: bytes | None = None
+        self._born = time.monotonic()
         inner = self.app
 
         async def app_with_cert(scope: Scope, receive: Any, send: Any) -> None:
             scope.setdefault("extensions", {})["tls"] = {"client_cert_der": self._peer_der}
-            await inner(scope, receive, send)
+            await inner(scope, receive, self._closing_when_aged(send))
 
         self.app = app_with_cert
 
+    def _closing_when_aged(self, send: Any) -> Any:
+        """``send`` that adds ``Connection: close`` to the response of an aged connection, so the
+        client does not send on it again (a close without it races the client's next request)."""
+        if self.max_session_seconds is None or time.monotonic() - self._born <= self.max_session_seconds:
+            return send
+
+        async def closing(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        return closing
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._born = time.monotonic()
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self._peer_der = ssl_object.getpeercert(binary_form=True)
@@ -83,10 +107,12 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 def make_server(app: ASGIApp, *, ssl_context: ssl.SSLContext | None = None,
-                limit_concurrency: int | None = None, graceful_seconds: float = 5.0) -> uvicorn.Server:
+                limit_concurrency: int | None = None, graceful_seconds: float = 5.0,
+                max_session_seconds: float | None = None) -> uvicorn.Server:
+    protocol = type("PeerCertProtocol", (PeerCertProtocol,), {"max_session_seconds": max_session_seconds})
     config = uvicorn.Config(
         app,
-        http=PeerCertProtocol,
+        http=protocol,
         lifespan="off",
         log_level="warning",
         access_log=False,
@@ -128,11 +154,12 @@ class RunningServer:
 
 
 def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0,
-                    ssl_context: ssl.SSLContext | None = None) -> RunningServer:
+                    ssl_context: ssl.SSLContext | None = None,
+                    max_session_seconds: float | None = None) -> RunningServer:
     """Start ``app`` under uvicorn in a daemon thread and wait until it accepts connections."""
     sock = bind(host, port)
     actual = sock.getsockname()[1]
-    server = make_server(app, ssl_context=ssl_context)
+    server = make_server(app, ssl_context=ssl_context, max_session_seconds=max_session_seconds)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
                               name=f"uvicorn:{actual}", daemon=True)
     thread.start()

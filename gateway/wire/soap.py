@@ -7,6 +7,7 @@ the envelope's shape without trusting it (the security module decides what was s
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from lxml import etree
@@ -24,6 +25,8 @@ __all__ = [
     "Envelope",
     "split",
     "fault",
+    "FAULT_ACTION",
+    "UNSPECIFIED",
 ]
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -117,13 +120,29 @@ def split(root: etree._Element) -> Envelope:
     )
 
 
+#: WS-Addressing's action for a SOAP fault, and the RelatesTo of a request whose MessageID is unknown.
+FAULT_ACTION = "http://www.w3.org/2005/08/addressing/soap/fault"
+UNSPECIFIED = "http://www.w3.org/2005/08/addressing/unspecified"
+
+
 def fault(error: InboundRefused | None, *, faultcode: str | None = None, code: str | None = None,
-          message: str | None = None) -> bytes:
-    """A SOAP 1.1 Fault with ``detail/code`` as the contract lists; no personal data."""
+          message: str | None = None, relates_to: str | None = None, addressed: bool = True) -> bytes:
+    """A SOAP 1.1 Fault with ``detail/code`` as the contract lists; no personal data.
+
+    Digikoppeling WA001: a fault carries wsa:Action (WS-Addressing's fault action), a fresh
+    wsa:MessageID and wsa:RelatesTo naming the request's MessageID (``relates_to``; WS-Addressing's
+    "unspecified" when the request's could not be read). ``addressed=False`` leaves them out.
+    """
     fc = faultcode or (error.faultcode if error is not None else "soap:Server")
     dc = code or (error.code if error is not None else "UNAVAILABLE")
     text = message or (error.message if error is not None else "temporarily unable")
-    env = etree.Element(f"{{{SOAP_NS}}}Envelope", nsmap={"soap": SOAP_NS, "wsse": WSSE_NS})
+    nsmap = {"soap": SOAP_NS, "wsse": WSSE_NS, **({"wsa": WSA_NS} if addressed else {})}
+    env = etree.Element(f"{{{SOAP_NS}}}Envelope", nsmap=nsmap)
+    if addressed:
+        header = etree.SubElement(env, f"{{{SOAP_NS}}}Header")
+        for name, value in (("Action", FAULT_ACTION), ("MessageID", f"urn:uuid:{uuid.uuid4()}"),
+                            ("RelatesTo", relates_to or UNSPECIFIED)):
+            etree.SubElement(header, f"{{{WSA_NS}}}{name}").text = value
     body = etree.SubElement(env, f"{{{SOAP_NS}}}Body")
     f = etree.SubElement(body, f"{{{SOAP_NS}}}Fault")
     etree.SubElement(f, "faultcode").text = fc

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,6 +26,7 @@ from gateway.security import pki, tls, wsse
 from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
 from gateway.wire import soap, xmlsafe
 from gateway.wire.server import serve_in_thread
+from tests.pki_fixtures import ack_body
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -79,13 +81,14 @@ class Receiver:
             if m.melding_id not in self.acks:
                 ack = codec.encode_ontvangstbevestiging(str(uuid.uuid4()), m.melding_id, m.volgnummer,
                                                         iso(dt.datetime.now(dt.UTC)), digest)
-                env = soap.build_envelope(ack, to="http://www.w3.org/2005/08/addressing/anonymous",
-                                          action=codec.ACTION_ONTVANG_RESPONSE,
-                                          message_id=f"urn:uuid:{uuid.uuid4()}", relates_to=v.message_id)
-                signed = wsse.sign_envelope(env, self.keys.gateway, parts=wsse.RESPONSE_PARTS,
-                                            now=dt.datetime.now(dt.UTC))
-                self.acks[m.melding_id] = (digest, signed)
-            return self.acks[m.melding_id][1]
+                self.acks[m.melding_id] = (digest, etree.tostring(ack))
+            body = self.acks[m.melding_id][1]
+        # Contracts revision 2: a repeat gets the same Body, signed afresh with this request's confirmation.
+        env = soap.build_envelope(etree.fromstring(body), to="http://www.w3.org/2005/08/addressing/anonymous",
+                                  action=codec.ACTION_ONTVANG_RESPONSE,
+                                  message_id=f"urn:uuid:{uuid.uuid4()}", relates_to=v.message_id)
+        return wsse.sign_envelope(env, self.keys.gateway, parts=wsse.CONFIRMED_RESPONSE_PARTS,
+                                  now=dt.datetime.now(dt.UTC), confirm=v.signature_value)
 
 
 @dataclass
@@ -131,7 +134,7 @@ def test_pushes_with_drops_and_duplicates_and_catch_up(rig: Rig) -> None:
     assert [r.volgnummer for r in results] == [1, 2, 4, 5, 5, 6, 8, 9, 10, 11, 12]
     assert all(r.accepted and r.http_status == 200 and r.digest_matches for r in results), [r.error for r in results]
     twice = [r.acknowledgement for r in results if r.volgnummer == 5]
-    assert twice[0] == twice[1]
+    assert ack_body(twice[0]) == ack_body(twice[1]) and twice[0] != twice[1]  # revision 2: signed afresh
     assert rig.sim.dropped == [3, 7]
     assert len(rig.receiver.acks) == 10
     # The dropped ones are in IND's feed, byte-identical in content to what was issued.

@@ -40,7 +40,8 @@ JAVA_LIB = Path("/usr/share/java")
 # WSS4J and what it needs at run time; slf4j-nop keeps xmlsec's logging quiet.
 JARS = ("wss4j.jar", "xmlsec.jar", "commons-logging.jar", "slf4j-api.jar", "slf4j-nop.jar")
 NS = {"soap": soap.SOAP_NS, "ec": "http://www.w3.org/2001/10/xml-exc-c14n#", "ds": soap.DS_NS}
-ACK_PARTS = ["Body", "Timestamp", "To", "Action", "MessageID", "RelatesTo"]
+# Contracts revision 2 (WB014): the acknowledgement also signs its wsse11:SignatureConfirmation.
+ACK_PARTS = ["Body", "Timestamp", "To", "Action", "MessageID", "RelatesTo", "SignatureConfirmation"]
 
 PER_SETTING = 4  # notifications signed with each WSS4J setting
 

@@ -16,9 +16,9 @@
 // (WSSConfig wsiBSPCompliant: ec:InclusiveNamespaces PrefixList in SignedInfo and every Reference);
 // "off" switches the prefix lists off.
 //
-// "verify" processes the Security header with WSSecurityEngine, trusting only CA_PEM, and reports
+// "verify" processes the Security header with WSSecurityEngine, trusting only CA_PEM's certificates, and reports
 // which parts the signature covered where they sit (Body as the Envelope's Body, WS-Addressing headers
-// as children of Header, Timestamp in the Security header).
+// as children of Header, Timestamp and a WS-Security 1.1 SignatureConfirmation in the Security header).
 //
 // Output: one JSON object per job, in order, on standard output:
 //   {"job":N,"ok":true|false,"error":"...","signed":["Body",...],"relatesTo":"...","messageId":"...",
@@ -67,6 +67,7 @@ public final class Wss4jTool {
     static final String SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/";
     static final String WSA_NS = "http://www.w3.org/2005/08/addressing";
     static final String EC_NS = "http://www.w3.org/2001/10/xml-exc-c14n#";
+    static final String WSSE11_NS = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd";
     static final String RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
     static final String ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
     static final String PASSWORD = "interop";
@@ -145,7 +146,12 @@ public final class Wss4jTool {
     static String verify(String caPem, String in) throws Exception {
         KeyStore trust = KeyStore.getInstance("PKCS12");
         trust.load(null, null);
-        trust.setCertificateEntry("ca", certificate(caPem));
+        // CA_PEM may hold a chain (the sandbox's intermediate followed by its root): trust each.
+        int n = 0;
+        for (Certificate c : CertificateFactory.getInstance("X.509").generateCertificates(
+                new ByteArrayInputStream(Files.readAllBytes(Paths.get(caPem))))) {
+            trust.setCertificateEntry("ca" + n++, c);
+        }
         Merlin crypto = new Merlin();
         crypto.setKeyStore(trust);
         crypto.setTrustStore(trust);
@@ -181,7 +187,8 @@ public final class Wss4jTool {
                     placed = el == body;
                 } else if (WSA_NS.equals(el.getNamespaceURI())) {
                     placed = parent == header;
-                } else if (WSConstants.WSU_NS.equals(el.getNamespaceURI()) && name.equals("Timestamp")) {
+                } else if ((WSConstants.WSU_NS.equals(el.getNamespaceURI()) && name.equals("Timestamp"))
+                        || (WSSE11_NS.equals(el.getNamespaceURI()) && name.equals("SignatureConfirmation"))) {
                     placed = parent != null && parent.getParentNode() == header
                             && WSConstants.WSSE_NS.equals(parent.getNamespaceURI());
                 } else {

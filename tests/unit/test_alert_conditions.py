@@ -42,6 +42,15 @@ def test_each_condition_gets_its_own_name() -> None:
     assert found["certificate:gateway certificate"].severity == "warning"
 
 
+def test_a_crl_that_cannot_be_fetched_is_an_alert() -> None:
+    report = _report()
+    report["checks"]["revocation"] = {"status": "degraded", "reason": "the CRL at http://ca/crl cannot be fetched: "
+                                      "ConnectError"}
+    found = conditions(report)
+    assert list(found) == ["crl-unavailable"] and found["crl-unavailable"].severity == "warning"
+    assert "http://ca/crl" in found["crl-unavailable"].summary
+
+
 def test_a_partner_down_stands_for_the_stalled_queues_to_it() -> None:
     report = _report(ind_duo=_route("failing", 3, reasons=("no success for 4000s while work waits",)),
                      duo_cjib=_route("failing", 5, reasons=("undelivered for 90000s (limit 86400s)",)))
