@@ -62,6 +62,8 @@ def test_ind_certificate_rollover_under_load_loses_and_repeats_nothing(make_chai
     assert wait_until(lambda: len(pusher.acked) >= 32, 60)
     _pin_ind(chain.config_file, new_cert)  # the old one removed
     assert chain.daemon.reload()["ok"]
+    rt = chain.daemon.rt  # the new pins still ask the running revocation checker
+    assert rt.revocation is not None and all(t.revocation is rt.revocation for t in rt.trust.values())
     pusher.join(120)
 
     assert not pusher.is_alive() and len(pusher.acked) == 45
