@@ -470,7 +470,8 @@ def _register_optional() -> None:
     """Command groups that live in their own modules."""
     import importlib
 
-    for module, attr, name in (("gateway.cli.rules", "rules_app", "rules"), ("gateway.cli.rules", "report_app", "report")):
+    for module, attr, name in (("gateway.cli.rules", "rules_app", "rules"), ("gateway.cli.rules", "report_app", "report"),
+                               ("gateway.cli.operator", "operator_app", "operator")):
         try:
             sub = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError):

@@ -152,6 +152,25 @@ class OperatorsConfig(_Strict):
     personal_data: list[str] = []
 
 
+class ConsoleConfig(_Strict):
+    """The operator console on the operator listener (docs/console.md)."""
+
+    #: Serve the console and its JSON API (/console, /api/v1) beside /health and /metrics.
+    enabled: bool = True
+    #: A session ends this long after sign-in, whatever happens.
+    session_seconds: float = Field(8 * 3600, gt=0)
+    #: ... and this long after its last request.
+    idle_seconds: float = Field(1800, gt=0)
+    #: Failed sign-ins in a row that lock an operator out, and for how long.
+    max_failed_signins: int = Field(5, ge=1)
+    lockout_seconds: float = Field(900, gt=0)
+    #: Secret key (at least 32 bytes) for the keyed hash that finds messages by BSN or V-number;
+    #: "" turns that search off. `gateway sandbox` generates one.
+    lookup_key_file: str = ""
+    #: Send the session cookie only over HTTPS (set when a TLS proxy fronts the listener).
+    secure_cookie: bool = False
+
+
 class Config(_Strict):
     instance: str = "gateway-1"
     store: StoreConfig = StoreConfig()
@@ -164,6 +183,7 @@ class Config(_Strict):
     rules: RulesConfig = RulesConfig()
     log: LogConfig = LogConfig()
     operators: OperatorsConfig = OperatorsConfig()
+    console: ConsoleConfig = ConsoleConfig()
     #: Where the config was read from (set by ``load``).
     source: str = ""
 
@@ -251,5 +271,6 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         dsn = "sqlite:///" + r(dsn[len("sqlite:///"):])
     rules = cfg.rules.model_copy(update={"directory": r(cfg.rules.directory)})
     log = cfg.log.model_copy(update={"file": r(cfg.log.file)})
+    console = cfg.console.model_copy(update={"lookup_key_file": r(cfg.console.lookup_key_file)})
     return cfg.model_copy(update={"tls": tls, "partners": partners, "store": StoreConfig(dsn=dsn),
-                                  "rules": rules, "log": log})
+                                  "rules": rules, "log": log, "console": console})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from gateway.core.clock import AMS
 from gateway.core.store import Store
 
-__all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time", "short_time", "compact"]
+__all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time", "short_time", "compact", "Search", "search",
+           "mask_raw", "find_message"]
 
 
 @dataclass(frozen=True)
@@ -203,3 +205,95 @@ def timeline(store: Store, message_id: int, *, unmask: bool = False) -> dict[str
     return {"id": int(m[0]), "route": m[1], "kind": m[2], "key": m[3], "state": m[4], "received": fmt_time(m[5]),
             "facts": json.loads(m[6]), "person": mask_person(json.loads(m[7]) if m[7] else None, unmask),
             "inbound": inbound, "events": events, "deliveries": deliveries}
+
+
+@dataclass(frozen=True)
+class Search:
+    """The console's search (``/api/v1/messages``): every field optional, newest first, paged by a
+    cursor (the last row's received time and id), so page 1,000 costs what page 1 costs."""
+
+    ref: str | None = None  # meldingId, berichtId, vorderingId, zaaknummer or message id
+    person_digest: str | None = None  # keyed hash of a BSN or V-number (gateway.core.store.person_digest)
+    state: str | None = None
+    route: str | None = None
+    partner: str | None = None
+    error: str | None = None  # an error code in a delivery's last error or dead-letter reason
+    since: float | None = None
+    until: float | None = None
+    after: tuple[float, int] | None = None  # the cursor: rows older than this one
+    limit: int = 50
+
+
+def search(store: Store, s: Search, *, unmask: bool = False) -> dict[str, Any]:
+    """One page of messages and the cursor of the next page (None on the last)."""
+    where, params = _search_where(s)
+    params["limit"] = s.limit + 1
+    sql = ("SELECT m.id, m.route, m.kind, m.message_key, m.state, m.received_at, m.updated_at, m.person "
+           f"FROM messages m WHERE {' AND '.join(where)} ORDER BY m.received_at DESC, m.id DESC LIMIT :limit")
+    rows = store.query(sql, params)
+    page = [{"id": int(r[0]), "route": r[1], "kind": r[2], "key": r[3], "state": r[4], "received": fmt_time(r[5]),
+             "updated": fmt_time(r[6]), "person": mask_person(json.loads(r[7]) if r[7] else None, unmask)}
+            for r in rows[: s.limit]]
+    last = rows[s.limit - 1] if len(rows) > s.limit else None
+    return {"messages": page, "next": f"{float(last[5])!r}:{int(last[0])}" if last else None}
+
+
+def _search_where(s: Search) -> tuple[list[str], dict[str, Any]]:
+    where: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {}
+    if s.ref:
+        # A UNION of three index look-ups (messages_key, outbox_idempotency, outbox_receipt).
+        where.append("m.id IN (SELECT id FROM messages WHERE message_key = :ref "
+                     "UNION SELECT message_id FROM outbox WHERE idempotency_key = :ref "
+                     "UNION SELECT message_id FROM outbox WHERE receipt_ref = :ref"
+                     + (" UNION SELECT :ref_id" if s.ref.isdigit() else "") + ")")
+        params["ref"] = s.ref
+        if s.ref.isdigit():
+            params["ref_id"] = int(s.ref)
+    if s.person_digest:
+        where.append("m.id IN (SELECT message_id FROM person_lookup WHERE digest = :digest)")
+        params["digest"] = s.person_digest
+    for name in ("state", "route"):
+        if getattr(s, name):
+            where.append(f"m.{name} = :{name}")
+            params[name] = getattr(s, name)
+    if s.partner:
+        where.append("(m.route LIKE :partner_prefix OR m.id IN (SELECT message_id FROM outbox "
+                     "WHERE partner = :partner))")
+        params.update(partner=s.partner, partner_prefix=s.partner + "-%")
+    if s.error:
+        where.append("EXISTS (SELECT 1 FROM outbox e WHERE e.message_id = m.id "
+                     "AND (e.dead_reason LIKE :error OR e.last_error LIKE :error))")
+        params["error"] = f"%{s.error}%"
+    if s.since is not None:
+        where.append("m.received_at >= :since")
+        params["since"] = s.since
+    if s.until is not None:
+        where.append("m.received_at < :until")
+        params["until"] = s.until
+    if s.after is not None:
+        where.append("(m.received_at < :after_at OR (m.received_at = :after_at AND m.id < :after_id))")
+        params.update(after_at=s.after[0], after_id=s.after[1])
+    return where, params
+
+
+def mask_raw(raw: bytes, person: dict[str, Any] | None) -> str:
+    """Raw message text (XML or JSON) with the person's values masked as ``mask_person`` masks them.
+
+    Only whole element texts and JSON strings are replaced (``>value<``, ``"value"``), so a short
+    name part never masks a piece of an element name or of another value.
+    """
+    text = raw.decode("utf-8", "replace")
+    if not person:
+        return text
+    masked = mask_person(person)
+    for key, value in person.items():
+        if not isinstance(value, str) or not value:
+            continue
+        if key == "naam":
+            words = "|".join(re.escape(w) for w in sorted(value.split(), key=len, reverse=True))
+            pattern = rf"(?<=[>\"])(?:{words})(?:\s+(?:{words}))*(?=[<\"])"
+            text = re.sub(pattern, lambda m: " ".join(w[:1] + "." for w in m.group(0).split()), text)
+        else:
+            text = re.sub(rf"(?<=[>\"]){re.escape(value)}(?=[<\"])", str(masked[key]), text)
+    return text
