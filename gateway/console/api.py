@@ -58,6 +58,16 @@ def _time(value: str | None, name: str) -> float | None:
     return (when if when.tzinfo else when.replace(tzinfo=AMS)).timestamp()
 
 
+def person_query(rt: Runtime, q: dict[str, str]) -> dict[str, str]:
+    """The search with the BSN or V-number replaced by its keyed hash (``pd``), so the console's
+    URLs and pages never carry it."""
+    out = {k: v for k, v in q.items() if v and k not in ("person", "csrf", "after")}
+    digest = _person(rt, q.get("person"))
+    if digest:
+        out["pd"] = digest
+    return out
+
+
 def _person(rt: Runtime, value: str | None) -> str | None:
     """The keyed hash of a BSN (9 digits, 11-test) or V-number (10 digits)."""
     if not value:
@@ -96,7 +106,10 @@ def search(rt: Runtime, s: Session, q: dict[str, str]) -> dict[str, Any]:
         raise Refused(400, f"limit: {q.get('limit')!r} is not a number") from None
     if not 1 <= limit <= 500:
         raise Refused(400, "limit: between 1 and 500")
-    f = views.Search(ref=ref, person_digest=_person(rt, q.get("person")),
+    digest = q.get("pd") or None
+    if digest and not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise Refused(400, "pd: not a person digest from an earlier search")
+    f = views.Search(ref=ref, person_digest=_person(rt, q.get("person")) or digest,
                      state=_one_of(q.get("state"), STATES, "state"), route=_one_of(q.get("route"), ROUTES, "route"),
                      partner=_one_of(q.get("partner"), PARTNERS, "partner"), error=error,
                      since=_time(q.get("since"), "since"), until=_time(q.get("until"), "until"),

@@ -117,9 +117,12 @@ def _field(name: str, label: str, value: str | None, hint: str = "") -> str:
 
 
 def search(q: dict[str, str], result: dict[str, Any] | None, s: Session, error: str = "") -> str:
-    form = ('<form method="get" action="/console/messages" class="card search">'
+    # Posted, never echoed: the BSN or V-number goes into no URL and no page (only its keyed hash).
+    form = ('<form method="post" action="/console/messages" class="card search">' + csrf_field(s)
             + _field("ref", "Id", q.get("ref"), "meldingId, berichtId, vorderingId, zaaknummer or number")
-            + _field("person", "BSN or V-number", q.get("person"), "found by keyed hash; shown masked")
+            + _field("person", "BSN or V-number", "", "searching by a person (kept hidden)" if q.get("pd")
+                     else "found by keyed hash; never shown")
+            + (f'<input type="hidden" name="pd" value="{e(q["pd"])}">' if q.get("pd") else "")
             + _select("state", "State", api.STATES, q.get("state"))
             + _select("route", "Route", api.ROUTES, q.get("route"))
             + _select("partner", "Partner", api.PARTNERS, q.get("partner"))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from gateway.console import api, auth, openapi, pages
 from gateway.console.auth import Session
@@ -156,8 +156,16 @@ def _page(rt: Runtime, req: Request, s: Session) -> Answer:
         return Answer(303, HTML, b"", (("location", "/console/sign-in"), ("set-cookie", _cookie(rt, COOKIE, "", 0))))
     if p in ("/console", "/console/") and req.method == "GET":
         return _html(pages.dashboard(api.dashboard(rt), s))
+    if p == "/console/messages" and (req.method == "POST" or q.get("person")):
+        f = req.form() if req.method == "POST" else q
+        try:
+            target = api.person_query(rt, f)
+        except api.Refused as exc:
+            return _html(pages.search({k: v for k, v in f.items() if k != "person"}, None, s, error=exc.message),
+                         exc.status)
+        return Answer(303, HTML, b"", (("location", "/console/messages?" + urlencode(target)),))
     if p == "/console/messages" and req.method == "GET":
-        has_filter = any(q.get(k) for k in ("ref", "person", "state", "route", "partner", "error", "since", "until"))
+        has_filter = any(q.get(k) for k in ("ref", "pd", "state", "route", "partner", "error", "since", "until"))
         try:
             result = api.search(rt, s, q) if has_filter else api.search(rt, s, {"limit": "50"})
         except api.Refused as exc:
@@ -167,7 +175,7 @@ def _page(rt: Runtime, req: Request, s: Session) -> Answer:
     if m and req.method == "GET" and not m.group(2):
         return _html(pages.message(api.message(rt, s, m.group(1)), s, _NOTICES.get(q.get("done", ""), "")))
     if m and req.method == "POST" and m.group(2) == "unmask":
-        return _html(pages.message(api.message(rt, s, m.group(1), reason=req.form().get("reason")), s))
+        return _html(pages.message(api.message(rt, s, m.group(1), reason=req.form().get("reason", "")), s))
     if m and req.method == "POST" and m.group(2) == "raw" and m.group(3):
         data = api.raw_download(rt, s, m.group(1), m.group(3), req.form().get("reason"))
         return _download(data, m.group(3))
@@ -208,7 +216,7 @@ def _api(rt: Runtime, req: Request, s: Session) -> Answer:
             return _json(got)
     m = _MESSAGE.match(p)
     if m and method == "POST" and m.group(2) == "unmask":
-        return _json(api.message(rt, s, m.group(1), reason=req.form().get("reason")))
+        return _json(api.message(rt, s, m.group(1), reason=req.form().get("reason", "")))
     if m and method == "POST" and m.group(2) == "raw" and m.group(3):
         return _download(api.raw_download(rt, s, m.group(1), m.group(3), req.form().get("reason")), m.group(3))
     d = _DELIVERY.match(p)

@@ -1,0 +1,206 @@
+"""The operator console and its JSON API against a real gateway (both store backends).
+
+Signed out nothing answers but the sign-in page, /health and /metrics; sign-in failures lock an
+operator out; sessions expire; a form without its CSRF token changes nothing; roles are enforced
+and refusals of attempts to act are audited; a dead letter is retried from the console and
+delivered; a viewer never receives personal data; search by BSN works through the keyed hash;
+the console and ``gateway show`` show the same timeline.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import httpx
+from typer.testing import CliRunner
+
+from adapters.duo.simulator import Faults
+from gateway.cli import app
+from gateway.console import auth, openapi
+from gateway.core import audit
+from tests.e2e.helpers import bericht_id, duo_policy, meldingen, wait_until
+
+PASSWORD = "correct horse battery"
+PEOPLE = {"vera": ["viewer"], "otto": ["operator"], "pia": ["personal-data"]}
+
+
+def _operators(chain: Any) -> None:
+    for name, roles in PEOPLE.items():
+        auth.add_operator(chain.daemon.rt.store, name, roles, PASSWORD)
+
+
+def _browser(chain: Any, name: str, password: str = PASSWORD) -> httpx.Client:
+    """A client that signs in with the form, as a browser does (cookie session)."""
+    c = httpx.Client(base_url=chain.daemon.operator_url, follow_redirects=False, timeout=20)
+    page = c.get("/console/sign-in")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    r = c.post("/console/sign-in", data={"name": name, "password": password, "csrf": token})
+    assert r.status_code == 303, r.text
+    return c
+
+
+def _csrf(c: httpx.Client, path: str = "/console/") -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', c.get(path).text).group(1)  # type: ignore[union-attr]
+
+
+def _api(chain: Any, name: str) -> httpx.Client:
+    r = httpx.post(chain.daemon.operator_url + "/api/v1/session", json={"name": name, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    return httpx.Client(base_url=chain.daemon.operator_url, timeout=20,
+                        headers={"authorization": "Bearer " + r.json()["token"]})
+
+
+def _audit(chain: Any, **kw: Any) -> list[audit.Entry]:
+    return audit.entries(chain.daemon.rt.store, **kw)
+
+
+def test_signed_out_only_health_metrics_and_sign_in_answer(make_chain: Any) -> None:
+    chain = make_chain(overrides={"console": {"max_failed_signins": 3, "idle_seconds": 1.5}})
+    _operators(chain)
+    c = httpx.Client(base_url=chain.daemon.operator_url, follow_redirects=False)
+    assert c.get("/health").status_code == 200 and c.get("/metrics").status_code == 200
+    assert c.get("/console/sign-in").status_code == 200
+    for path in ["/console/", "/console/messages", "/console/messages/1", "/console/audit", "/console/dead-letters",
+                 "/console/rules"]:
+        r = c.get(path)
+        assert r.status_code == 303 and r.headers["location"].startswith("/console/sign-in"), path
+    for path in [p.replace("{ref}", "1").replace("{delivery}", "1").replace("{part}", "inbound-1")
+                 for p in openapi.SPEC["paths"]]:
+        assert c.get(path).status_code == 401, path
+        if path != "/api/v1/session":
+            assert c.post(path, json={}).status_code in (401, 404), path
+    assert c.post("/console/deliveries/1/retry", data={"reason": "x"}).status_code == 401
+
+    # Wrong passwords, then a lock-out that holds for the right password too; all audited.
+    for _ in range(3):
+        assert c.post("/api/v1/session", json={"name": "otto", "password": "wrong password!"}).status_code == 401
+    locked = c.post("/api/v1/session", json={"name": "otto", "password": PASSWORD})
+    assert locked.status_code == 401 and "locked out" in locked.json()["title"]
+    failed = _audit(chain, actor="otto", action="sign-in-failed")
+    assert len(failed) == 4 and {e.outcome for e in failed} == {"refused"}
+    assert [e.reason for e in failed][0] == "locked out"
+    assert c.post("/api/v1/session", json={"name": "nobody", "password": PASSWORD}).status_code == 401
+    assert _audit(chain, actor="nobody")[0].reason == "unknown operator"
+
+    # The sign-in form needs its own token.
+    r = c.post("/console/sign-in", data={"name": "vera", "password": PASSWORD})
+    assert r.status_code == 403 and "expired" in r.text
+
+    # A session ends after idle_seconds without a request.
+    b = _browser(chain, "vera")
+    assert b.get("/console/").status_code == 200
+    assert _audit(chain, actor="vera", action="sign-in")[0].channel == "console"
+    time.sleep(2.0)
+    r = b.get("/console/")
+    assert r.status_code == 303 and "expired=1" in r.headers["location"]
+    assert "expired" in b.get(r.headers["location"]).text
+
+
+def test_dead_letter_retried_from_the_console_roles_csrf_masking_and_audit(make_chain: Any) -> None:
+    chain = make_chain(duo_faults=Faults(script=[400]),
+                       overrides=duo_policy(backoff_initial_seconds=0.1, backoff_max_seconds=0.5))
+    _operators(chain)
+    store = chain.daemon.rt.store
+    [m] = meldingen(1, seed=1313)
+    assert chain.ind.push(chain.ind_endpoint, m).accepted
+    key = bericht_id(m.melding_id)
+    assert wait_until(lambda: store.query("SELECT state FROM outbox WHERE idempotency_key = :k", {"k": key})[0][0]
+                      == "dead", 20)
+    delivery = int(store.query("SELECT id FROM outbox WHERE idempotency_key = :k", {"k": key})[0][0])
+    p = m.persoon
+    secrets_ = [p.bsn, p.v_nummer, p.geslachtsnaam, p.geboortedatum]
+    viewer, otto, pia = _api(chain, "vera"), _api(chain, "otto"), _api(chain, "pia")
+
+    # Search: by berichtId, by BSN and V-number (keyed hash), by state; bad and unknown input.
+    found = viewer.get("/api/v1/messages", params={"ref": key}).json()["messages"]
+    assert [x["key"] for x in found] == [m.melding_id]
+    mid = found[0]["id"]
+    assert [x["id"] for x in viewer.get("/api/v1/messages", params={"person": p.bsn}).json()["messages"]] == [mid]
+    assert [x["id"] for x in viewer.get("/api/v1/messages", params={"person": p.v_nummer}).json()["messages"]] == [mid]
+    assert [x["id"] for x in viewer.get("/api/v1/messages", params={"state": "dead"}).json()["messages"]] == [mid]
+    assert not store.query("SELECT 1 FROM person_lookup WHERE digest = :b", {"b": p.bsn})
+    for bad, word in [({"person": "123456789"}, "11-test"), ({"state": "gone"}, "state"),
+                      ({"since": "yesterday"}, "since"), ({"ref": "a b"}, "ref"), ({"after": "x"}, "after")]:
+        r = viewer.get("/api/v1/messages", params=bad)
+        assert r.status_code == 400 and word in r.json()["title"], (bad, r.text)
+    assert viewer.get("/api/v1/messages/no-such-id").status_code == 404
+    vera = _browser(chain, "vera")
+    page = vera.get("/console/messages", params={"since": "yesterday"})
+    assert page.status_code == 400 and "is not a date" in page.text
+    # The console's form posts the BSN and lands on a URL with its keyed hash only.
+    posted = vera.post("/console/messages", data={"person": p.bsn, "csrf": _csrf(vera)})
+    assert posted.status_code == 303 and p.bsn not in posted.headers["location"]
+    assert f'href="/console/messages/{mid}"' in vera.get(posted.headers["location"]).text
+
+    # A viewer sees the message masked everywhere and may not act or unmask (refusals audited).
+    vera_search = posted.headers["location"]
+    for path in ["/api/v1/messages/" + key, "/console/messages/" + key, "/console/messages?person=" + p.bsn, vera_search,
+                 "/api/v1/dashboard", "/console/", "/api/v1/audit", "/console/audit", "/api/v1/dead-letters"]:
+        body = viewer.get(path).text
+        assert not [s for s in secrets_ if s and s in body], path
+    assert viewer.post(f"/api/v1/deliveries/{delivery}/retry", json={}).status_code == 403
+    assert viewer.post(f"/api/v1/messages/{mid}/unmask", json={"reason": "curious"}).status_code == 403
+    assert [(e.action, e.outcome) for e in _audit(chain, actor="vera")][:2] == [
+        ("show-personal-data", "refused"), ("retry", "refused")]
+
+    # The CLI shows the same timeline as the console's API.
+    shown = CliRunner().invoke(app, ["show", key, "--json", "--config", str(chain.config_file)])
+    cli_view, api_view = json.loads(shown.stdout), otto.get(f"/api/v1/messages/{mid}").json()
+    for field in ("id", "route", "key", "state", "person", "events", "deliveries", "facts"):
+        assert cli_view[field] == api_view[field], field
+
+    # Without the CSRF token a cookie session changes nothing; the attempt is audited.
+    browser = _browser(chain, "otto")
+    r = browser.post(f"/console/deliveries/{delivery}/retry", data={"reason": "DUO fixed it"})
+    assert r.status_code == 403 and "security token" in r.text
+    assert browser.post(f"/api/v1/deliveries/{delivery}/retry", json={}).status_code == 403
+    assert store.query("SELECT state FROM outbox WHERE id = :i", {"i": delivery})[0][0] == "dead"
+    assert _audit(chain, actor="otto", action="csrf-refused")
+
+    # Resolve needs a reason; retry with the token delivers it; a second retry is the wrong state.
+    assert otto.post(f"/api/v1/deliveries/{delivery}/resolve", json={}).status_code == 400
+    r = browser.post(f"/console/deliveries/{delivery}/retry",
+                     data={"reason": "DUO fixed it", "csrf": _csrf(browser, f"/console/messages/{mid}")})
+    assert r.status_code == 303
+    assert "queued again" in browser.get(r.headers["location"]).text
+    assert wait_until(lambda: store.query("SELECT state FROM outbox WHERE id = :i", {"i": delivery})[0][0]
+                      == "delivered", 20)
+    again = otto.post(f"/api/v1/deliveries/{delivery}/retry", json={})
+    assert again.status_code == 409 and "is delivered" in again.json()["title"]
+    actions = [(e.action, e.outcome, e.channel) for e in _audit(chain, actor="otto", action="retry")]
+    assert actions == [("retry", "refused", "console"), ("retry", "ok", "console")]
+
+    # personal-data unmasks one message with a reason (audited), and downloads the exact bytes.
+    assert pia.post(f"/api/v1/messages/{mid}/unmask", json={}).status_code == 400
+    clear = pia.post(f"/api/v1/messages/{mid}/unmask", json={"reason": "ticket 42"}).json()
+    assert clear["person"]["bsn"] == p.bsn and p.bsn in json.dumps(clear["raw"])
+    assert p.bsn not in pia.get(f"/api/v1/messages/{mid}").text  # one message, one request at a time
+    entry = _audit(chain, actor="pia", action="show-personal-data")[0]
+    assert (entry.target, entry.reason, entry.outcome) == (f"message:{mid}", "ticket 42", "ok")
+    inbound = clear["raw"][0]["name"]
+    raw = pia.post(f"/api/v1/messages/{mid}/raw/{inbound}", json={"reason": "ticket 42"})
+    assert raw.status_code == 200 and p.bsn.encode() in raw.content
+    assert otto.post(f"/api/v1/messages/{mid}/raw/{inbound}", json={"reason": "x"}).status_code == 403
+
+
+def test_bulk_dead_letters_preview_then_confirmed_action(make_chain: Any) -> None:
+    chain = make_chain(duo_faults=Faults(script=[400, 400, 400]),
+                       overrides=duo_policy(backoff_initial_seconds=0.1, backoff_max_seconds=0.5))
+    _operators(chain)
+    store = chain.daemon.rt.store
+    for m in meldingen(3, seed=77):
+        assert chain.ind.push(chain.ind_endpoint, m).accepted
+    assert wait_until(lambda: store.query("SELECT COUNT(*) FROM outbox WHERE state = 'dead'")[0][0] == 3, 20)
+    otto = _api(chain, "otto")
+    preview = otto.get("/api/v1/dead-letters", params={"partner": "duo"}).json()
+    assert preview["count"] == 3
+    stale = otto.post("/api/v1/dead-letters/resolve", json={"partner": "duo", "expected": "2", "reason": "x"})
+    assert stale.status_code == 409
+    done = otto.post("/api/v1/dead-letters/resolve", json={"partner": "duo", "expected": "3", "reason": "by phone"})
+    assert done.json() == {"count": 3, "done": 3, "action": "resolve"}
+    assert store.query("SELECT COUNT(*) FROM outbox WHERE state = 'resolved'")[0][0] == 3
+    assert len(_audit(chain, actor="otto", action="resolve")) == 3  # the same as one by one
+    assert otto.get("/api/v1/dead-letters").json()["count"] == 0
