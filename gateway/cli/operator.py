@@ -14,12 +14,12 @@ from gateway.cli.common import ConfigOpt, JsonOpt, out, say
 
 operator_app = typer.Typer(no_args_is_help=True, help="Operators of the web console (password sign-in, roles).")
 
-_NAME = re.compile(r"^[a-z][a-z0-9._-]{1,63}$")
+_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 
 
 @operator_app.command("add")
 def add(
-    name: str = typer.Argument(..., help="Sign-in name: lower-case letters, digits, . _ - (2-64)."),
+    name: str = typer.Argument(..., help="Sign-in name: lower-case letters, digits, . _ - (up to 64)."),
     role: list[str] = typer.Option(..., "--role", help="viewer (read, masked), operator (viewer + retry, resolve, "
                                     "roll-out), personal-data (viewer + unmask one message with a reason); repeat "
                                     "for several."),
@@ -32,12 +32,12 @@ def add(
     from gateway.console import auth
 
     if not _NAME.match(name):
-        cli.fail(f"NAME: {name!r} is not a sign-in name (lower-case letters, digits, . _ -; 2-64, starting with a "
+        cli.fail(f"NAME: {name!r} is not a sign-in name (lower-case letters, digits, . _ -; 1-64, starting with a "
                  "letter)")
+    cfg = cli.load_config(config)
     for r in role:
         if r not in auth.ROLES:
             cli.fail(f"--role: {r!r} is not a role (one of {', '.join(auth.ROLES)})")
-    cfg = cli.load_config(config)
     store = cli.open_store(cfg)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")

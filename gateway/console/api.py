@@ -22,8 +22,8 @@ from gateway.core.store import person_digest
 from gateway.ops import views
 from gateway.runtime import Runtime
 
-__all__ = ["Refused", "search", "message", "act", "bulk", "audit_log", "dashboard", "rules", "STATES", "ROUTES",
-           "PARTNERS"]
+__all__ = ["Refused", "search", "message", "act", "bulk", "audit_log", "dashboard", "rules", "roll_out", "STATES",
+           "ROUTES", "PARTNERS"]
 
 STATES = ("queued", "retrying", "delivered", "accepted", "dead", "resolved", "refused_by_partner")
 ROUTES = ("ind-duo", "duo-cjib", "cjib-duo", "rules-duo")
@@ -335,7 +335,76 @@ def _series(rt: Runtime, start: float, step: int, n: int) -> list[dict[str, Any]
     return out
 
 
-def rules(rt: Runtime) -> dict[str, Any]:
-    """``GET /api/v1/rules``: the active rule set and every roll-out (from the audit log)."""
+def _rule_sets(rt: Runtime) -> list[str]:
+    from pathlib import Path
+
+    return sorted(p.stem for p in Path(rt.config.rules.directory).glob("*.yaml") if not p.stem.endswith(".cases"))
+
+
+def rules(rt: Runtime, q: dict[str, str] | None = None) -> dict[str, Any]:
+    """``GET /api/v1/rules``: the active rule set, its roll-outs, the corrections they queued, the
+    impact of another rule set (``impact=NAME``, nothing changes), the delay report and the claims
+    backlog with how fast it drains. Always masked."""
+    from gateway.rules import rollout
+
+    q = q or {}
     history = [e.to_dict() for e in audit.entries(rt.store, action="rules-apply", limit=100)]
-    return {"active": rt.ruleset.version, "history": history}
+    corrections = dict(rt.store.query("SELECT state, COUNT(*) FROM messages WHERE route = 'rules-duo' GROUP BY state"))
+    out: dict[str, Any] = {"active": rt.ruleset.version, "available": _rule_sets(rt), "history": history,
+                           "corrections": {str(k): int(v) for k, v in corrections.items()},
+                           "delays": rollout.delays(rt.store).to_dict(), "claims_backlog": _claims_backlog(rt)}
+    if q.get("impact"):
+        out["impact"] = rollout.impact(rt.store, _rule_set(rt, q["impact"])).to_dict()
+    return out
+
+
+def _rule_set(rt: Runtime, name: str) -> Any:
+    from gateway.core.errors import ConfigError
+    from gateway.runtime import load_ruleset
+
+    if name not in _rule_sets(rt):
+        raise Refused(404 if re.fullmatch(r"[\w.\-]{1,100}", name) else 400,
+                      f"no rule set {name!r} in the rules directory (one of {', '.join(_rule_sets(rt))})")
+    try:
+        return load_ruleset(rt.config, name)
+    except (ConfigError, ValueError) as exc:
+        raise Refused(400, f"rule set {name!r} does not load: {exc}") from None
+
+
+def roll_out(rt: Runtime, s: Session, name: str, expected: str | None, reason: str | None) -> dict[str, Any]:
+    """``POST /api/v1/rules/apply``: make ``name`` active and queue its corrections (operator role).
+
+    ``expected`` is the number of changed people the operator saw in the impact report; when it
+    differs now the roll-out is refused (preview again). Other processes pick the new rule set up
+    at their next start (as after ``gateway rules apply``).
+    """
+    from gateway.rules import rollout
+
+    try:
+        if not may(s, "act"):
+            raise Refused(403, "only an operator with the operator role may roll out a rule set")
+        reason = _reason(reason)
+        new = _rule_set(rt, name)
+        changed = len(rollout.impact(rt.store, new).changes)
+        if expected != str(changed):
+            raise Refused(409, f"the impact changed since the preview ({expected} then, {changed} now): preview again")
+    except Refused as exc:
+        audit.record(rt.store, actor=s.operator, action="rules-apply", target=f"ruleset:{name}", reason=exc.message,
+                     channel="console", outcome="refused")
+        raise
+    queued = rollout.apply_corrections(rt, new, s.operator, channel="console")
+    rt.ruleset = new  # this process evaluates new notifications with it from now on
+    return {"ruleset": new.version, "corrections_queued": queued, "reason": reason}
+
+
+def _claims_backlog(rt: Runtime) -> dict[str, Any]:
+    """Claims waiting for CJIB (the 1,200 scenario) and how fast they drain (last hour)."""
+    now = time.time()
+    waiting, oldest = rt.store.query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE partner = 'cjib' "
+                                     "AND state = 'pending'")[0]
+    hour = int(rt.store.query("SELECT COUNT(*) FROM outbox WHERE partner = 'cjib' AND state = 'delivered' "
+                              "AND delivered_at >= :t", {"t": now - 3600})[0][0])
+    dead = int(rt.store.query("SELECT COUNT(*) FROM outbox WHERE partner = 'cjib' AND state = 'dead'")[0][0])
+    return {"waiting": int(waiting), "dead": dead, "oldest_seconds": round(now - float(oldest), 1) if oldest else 0,
+            "delivered_last_hour": hour,
+            "hours_to_drain": round(int(waiting) / hour, 1) if hour else None}

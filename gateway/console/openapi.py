@@ -86,6 +86,13 @@ SPEC: dict[str, Any] = {
                                                      errors=(400, 401, 403, 409))},
         "/api/v1/audit": {"get": _op("The audit log, newest first", params=("actor", "action", "since"),
                                      errors=(400, 401))},
-        "/api/v1/rules": {"get": _op("The active rule set and its roll-outs", errors=(401,))},
+        "/api/v1/rules": {"get": _op("The active rule set, its roll-outs and the corrections they queued, the delay "
+                                     "report, the claims backlog and how fast it drains; with `impact=NAME` the "
+                                     "impact of rolling NAME out (changes nothing)", params=("impact",),
+                                     errors=(400, 401, 404))},
+        "/api/v1/rules/apply": {"post": _op("Roll a rule set out and queue its corrections (operator role; "
+                                            "`expected` = the changed count of the impact report; reason required)",
+                                            body=("ruleset", "expected", "reason"),
+                                            errors=(400, 401, 403, 404, 409))},
     },
 }

@@ -231,8 +231,47 @@ def bulk(d: dict[str, Any], q: dict[str, str], s: Session, *, done: dict[str, An
     return layout("Dead letters", body, s, notice=notice, error=error)
 
 
-def rules(d: dict[str, Any], s: Session) -> str:
-    rows = [[x["at"], x["actor"], x["target"] or "-", x["reason"] or "-"] for x in d["history"]]
+def _counts(caption: str, d: dict[str, Any]) -> str:
+    return _table(caption, ["what", "count"], [[k, str(v)] for k, v in d.items()])
+
+
+def rules(d: dict[str, Any], q: dict[str, str], s: Session, notice: str = "") -> str:
+    rows = [[x["at"], x["actor"], x["channel"], x["target"] or "-", x["outcome"], x["reason"] or "-"]
+            for x in d["history"]]
     body = (f'<p>Active rule set: <strong>{e(d["active"])}</strong></p>'
-            + _table("Roll-outs", ["at", "who", "rule set", "note"], rows))
-    return layout("Rule sets and reports", body, s)
+            + _table("Roll-outs", ["at", "who", "via", "rule set", "outcome", "note"], rows)
+            + _counts("Corrections queued by roll-outs, by state", d["corrections"])
+            + '<form method="get" action="/console/rules" class="card">'
+            + _select("impact", "Impact of rolling out", tuple(d["available"]), q.get("impact"))
+            + '<p><button type="submit">Show the impact</button></p></form>')
+    if "impact" in d:
+        body += _impact(d["impact"], q.get("impact", ""), s)
+    c = d["claims_backlog"]
+    body += ("<h2>Claims backlog (DUO to CJIB)</h2>"
+             f'<p>{c["waiting"]} claim(s) waiting for CJIB, {c["dead"]} dead; the oldest waits {c["oldest_seconds"]} s; '
+             f'{c["delivered_last_hour"]} delivered in the last hour'
+             + (f'; at that pace drained in about {c["hours_to_drain"]} h' if c["hours_to_drain"] else "") + ".</p>")
+    dl = d["delays"]
+    people = [[x["meldingId"], x["received"], str(x["vertragingDagen"]), _person(x["person"])] for x in dl["people"]]
+    body += ("<h2>Delay report</h2>" + f'<p>{dl["total"]} late notification(s), {dl["total_days"]} day(s) in all.</p>'
+             + _counts("Late notifications by delay", dl["distribution"])
+             + _table("Delay per person (masked)", ["meldingId", "received", "days late", "person"], people))
+    return layout("Rule sets and reports", body, s, notice=notice)
+
+
+def _impact(r: dict[str, Any], name: str, s: Session) -> str:
+    people = [[x["meldingId"], x["old"]["plichtIndicatie"] + " -> " + x["new"]["plichtIndicatie"], x["regime"],
+               _person(x["person"])] for x in r["people"][:200]]
+    out = (f'<h2>Impact of {e(r["ruleset"])}</h2><p>{r["evaluated"]} evaluated, {r["changed"]} would change, '
+           f'{r["unchanged"]} unchanged. Nothing has changed yet.</p>'
+           + _counts("Changes by indication", r["by_indication"]) + _counts("Changes by rule", r["by_rule"])
+           + _table("People whose indication would change (masked, first 200)",
+                    ["meldingId", "indication", "regime", "person"], people))
+    if may(s, "act"):
+        out += ('<form method="post" action="/console/rules/apply" class="card">' + csrf_field(s)
+                + f'<input type="hidden" name="ruleset" value="{e(name)}">'
+                f'<input type="hidden" name="expected" value="{r["changed"]}">'
+                '<p><label for="apply-reason">Reason for the roll-out</label><input id="apply-reason" name="reason" '
+                f'required></p><p><button type="submit">Roll out and queue {r["changed"]} correction(s)</button></p>'
+                "</form>")
+    return out

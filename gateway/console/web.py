@@ -190,7 +190,12 @@ def _page(rt: Runtime, req: Request, s: Session) -> Answer:
     if p == "/console/audit" and req.method == "GET":
         return _html(pages.audit_page(api.audit_log(rt, q), q, s))
     if p == "/console/rules" and req.method == "GET":
-        return _html(pages.rules(api.rules(rt), s))
+        return _html(pages.rules(api.rules(rt, q), q, s))
+    if p == "/console/rules/apply" and req.method == "POST":
+        f = req.form()
+        done = api.roll_out(rt, s, f.get("ruleset", ""), f.get("expected"), f.get("reason"))
+        return _html(pages.rules(api.rules(rt), {}, s, notice=f"Rule set {done['ruleset']} is active; "
+                                                             f"{done['corrections_queued']} correction(s) queued."))
     raise api.Refused(404, f"no such page: {p}")
 
 
@@ -222,6 +227,9 @@ def _api(rt: Runtime, req: Request, s: Session) -> Answer:
     d = _DELIVERY.match(p)
     if d and method == "POST":
         return _json(api.act(rt, s, d.group(2), d.group(1), req.form().get("reason")))
+    if p == "/api/v1/rules/apply" and method == "POST":
+        f = req.form()
+        return _json(api.roll_out(rt, s, f.get("ruleset", ""), f.get("expected"), f.get("reason")))
     b = re.match(r"^/api/v1/dead-letters/(retry|resolve)$", p)
     if b and method == "POST":
         f = req.form()
@@ -244,7 +252,7 @@ def _api_get(rt: Runtime, p: str, q: dict[str, str], s: Session) -> Any:
     if p == "/api/v1/audit":
         return api.audit_log(rt, q)
     if p == "/api/v1/rules":
-        return api.rules(rt)
+        return api.rules(rt, q)
     if p == "/api/v1/session":
         return {"operator": s.operator, "roles": list(s.roles), "expires_at": s.expires_at}
     return None

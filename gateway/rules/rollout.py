@@ -207,7 +207,7 @@ def _latest_corrections(store: Store) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------- roll-out
 
-def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str) -> int:
+def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str, *, channel: str = "cli") -> int:
     """Queue one DUO CORRECTIE per changed indication, then make ``new_ruleset`` active; return how many.
 
     ``rt`` is a :class:`gateway.runtime.Runtime` (its keys sign the corrections). Re-running
@@ -216,17 +216,18 @@ def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str) -> int
     """
     report = impact(rt.store, new_ruleset)
     queued = sum(route.queue_correction(rt, c, new_ruleset, operator) for c in report.changes)
-    activate(rt.store, new_ruleset, operator, note=f"{queued} correction(s) queued")
+    activate(rt.store, new_ruleset, operator, note=f"{queued} correction(s) queued", channel=channel)
     if queued:
         rt.notify("duo")
     return queued
 
 
-def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | None = None) -> None:
+def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | None = None, *,
+             channel: str = "cli") -> None:
     """Record ``ruleset`` as the active one, with who and when in the operator log."""
     with store.tx() as t:
         t.set_kv(ACTIVE_KEY, ruleset.name)
-        t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, time.time())
+        t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, time.time(), channel=channel)
 
 
 # ---------------------------------------------------------------- delays

@@ -204,3 +204,27 @@ def test_bulk_dead_letters_preview_then_confirmed_action(make_chain: Any) -> Non
     assert store.query("SELECT COUNT(*) FROM outbox WHERE state = 'resolved'")[0][0] == 3
     assert len(_audit(chain, actor="otto", action="resolve")) == 3  # the same as one by one
     assert otto.get("/api/v1/dead-letters").json()["count"] == 0
+
+
+def test_rules_page_impact_roll_out_and_reports(make_chain: Any) -> None:
+    chain = make_chain()
+    _operators(chain)
+    for m in meldingen(2, seed=5):
+        assert chain.ind.push(chain.ind_endpoint, m).accepted
+    name = chain.daemon.rt.ruleset.name
+    viewer, otto = _api(chain, "vera"), _api(chain, "otto")
+    report = otto.get("/api/v1/rules", params={"impact": name}).json()
+    assert report["active"] == chain.daemon.rt.ruleset.version and name in report["available"]
+    assert report["impact"]["evaluated"] == 2 and report["impact"]["changed"] == 0
+    assert {"waiting", "delivered_last_hour", "hours_to_drain"} <= set(report["claims_backlog"])
+    assert {"total", "distribution", "people"} <= set(report["delays"])
+    assert otto.get("/api/v1/rules", params={"impact": "no-such-set"}).status_code == 404
+    body = {"ruleset": name, "expected": "0", "reason": "yearly review"}
+    assert viewer.post("/api/v1/rules/apply", json=body).status_code == 403
+    assert otto.post("/api/v1/rules/apply", json=body | {"expected": "5"}).status_code == 409
+    done = otto.post("/api/v1/rules/apply", json=body)
+    assert done.status_code == 200 and done.json()["corrections_queued"] == 0
+    outcomes = [(e.actor, e.outcome, e.channel) for e in _audit(chain, action="rules-apply")]
+    assert outcomes == [("otto", "ok", "console"), ("otto", "refused", "console"), ("vera", "refused", "console")]
+    page = _browser(chain, "otto").get("/console/rules", params={"impact": name})
+    assert page.status_code == 200 and "Roll out and queue 0 correction(s)" in page.text
