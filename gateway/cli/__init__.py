@@ -471,7 +471,7 @@ def _register_optional() -> None:
     import importlib
 
     for module, attr, name in (("gateway.cli.rules", "rules_app", "rules"), ("gateway.cli.rules", "report_app", "report"),
-                               ("gateway.cli.operator", "operator_app", "operator")):
+                               ("gateway.cli.operators", "operator_app", "operator")):
         try:
             sub = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError):

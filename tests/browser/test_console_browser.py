@@ -183,6 +183,7 @@ def test_operator_finds_and_retries_a_dead_letter_viewer_sees_no_personal_data_a
     check_axe(d)
     d.get(url + "/console/rules")
     check_axe(d)
+    shot(d, "rules")
 
     # A viewer: no personal data in any page source or API answer, no actions, refused by the API.
     sign_in(d, url, "victor")

@@ -1,4 +1,5 @@
-"""``gateway operator``: the people who may sign in to the operator console."""
+"""``gateway operator``: the people who may sign in to the operator console (module named operators so
+it does not shadow ``gateway.cli.operator``, the OS user of a CLI action)."""
 
 from __future__ import annotations
 
