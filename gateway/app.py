@@ -107,7 +107,7 @@ async def _console(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) 
         return
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     query = dict(parse_qsl(scope.get("query_string", b"").decode("utf-8", "replace"), keep_blank_values=True))
-    req = web.Request(scope["method"], scope["path"], query, headers, body)
+    req = web.Request(scope["method"], scope["path"], query, headers, body, client_cert_der(scope))
     await _send(send, await _in_pool(rt, web.handle, rt, req))
 
 

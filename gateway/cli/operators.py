@@ -26,10 +26,14 @@ def add(
                                     "for several."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from the first line of "
                                         "standard input instead of asking twice."),
+    certificate_only: bool = typer.Option(False, "--certificate-only", help="No password: this operator signs in "
+                                          "only with a client certificate of the operators' CA whose CN is NAME "
+                                          "([console] client_ca_files)."),
     config: Path = ConfigOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Add an operator; the password (12 characters or more) is kept as an argon2id hash."""
+    """Add an operator; the password (12 characters or more) is kept as an argon2id hash. An operator
+    may also sign in with a client certificate whose CN is NAME (see docs/console.md)."""
     from gateway.console import auth
 
     if not _NAME.match(name):
@@ -40,7 +44,10 @@ def add(
         if r not in auth.ROLES:
             cli.fail(f"--role: {r!r} is not a role (one of {', '.join(auth.ROLES)})")
     store = cli.open_store(cfg)
-    if password_stdin:
+    password: str | None
+    if certificate_only:
+        password = None
+    elif password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)

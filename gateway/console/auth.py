@@ -23,8 +23,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from gateway.core import audit
 from gateway.core.config import ConsoleConfig
 
-__all__ = ["ROLES", "Session", "SignInRefused", "add_operator", "operators", "sign_in", "session", "sign_out",
-           "csrf_ok", "may"]
+__all__ = ["ROLES", "Session", "SignInRefused", "add_operator", "operators", "sign_in", "sign_in_certificate",
+           "certificate_name", "session", "sign_out", "csrf_ok", "may"]
 
 #: Each role and what it adds; an operator may hold several.
 ROLES = {
@@ -61,18 +61,23 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def add_operator(store: Any, name: str, roles: list[str], password: str) -> None:
-    """A new operator; raises ValueError (a sentence) for a taken name, a bad role or a weak password."""
+def add_operator(store: Any, name: str, roles: list[str], password: str | None) -> None:
+    """A new operator; raises ValueError (a sentence) for a taken name, a bad role or a weak password.
+
+    Without a password (None) the operator can only sign in with a client certificate.
+    """
     unknown = [r for r in roles if r not in ROLES]
     if unknown or not roles:
         raise ValueError(f"unknown role {unknown[0]!r}" if unknown else "give at least one --role")
-    if len(password) < MIN_PASSWORD:
+    if password is not None and len(password) < MIN_PASSWORD:
         raise ValueError(f"the password must have at least {MIN_PASSWORD} characters")
     with store.tx() as t:
         if t.one("SELECT 1 FROM operators WHERE name = :n", {"n": name}):
             raise ValueError(f"operator {name!r} exists already")
         t.execute("INSERT INTO operators (name, role, password_hash, created_at) VALUES (:n, :r, :h, :at)",
-                  {"n": name, "r": ",".join(sorted(set(roles))), "h": _hasher.hash(password), "at": time.time()})
+                  {"n": name, "r": ",".join(sorted(set(roles))), "at": time.time(),
+                   # "!" is no argon2 hash: no password verifies against it.
+                   "h": _hasher.hash(password) if password is not None else "!"})
 
 
 def operators(store: Any) -> list[dict[str, Any]]:
@@ -94,16 +99,51 @@ def sign_in(store: Any, cfg: ConsoleConfig, name: str, password: str, *, channel
     if not row or not _verify(row[0][1], password):
         _failed(store, cfg, name, bool(row), channel)
         raise SignInRefused("unknown operator or wrong password")
+    return _new_session(store, cfg, name, row[0][0], channel, "password")
+
+
+def _new_session(store: Any, cfg: ConsoleConfig, name: str, roles: str, channel: str, how: str) -> Session:
+    now = time.time()
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     expires = now + cfg.session_seconds
     with store.tx() as t:
         t.execute("UPDATE operators SET failed_signins = 0, locked_until = NULL WHERE name = :n", {"n": name})
         t.execute("INSERT INTO console_sessions (token_hash, operator, role, csrf, created_at, last_seen, expires_at) "
                   "VALUES (:h, :o, :r, :c, :at, :at, :exp)",
-                  {"h": _token_hash(token), "o": name, "r": row[0][0], "c": csrf, "at": now, "exp": expires})
+                  {"h": _token_hash(token), "o": name, "r": roles, "c": csrf, "at": now, "exp": expires})
         t.execute("DELETE FROM console_sessions WHERE expires_at < :at", {"at": now})
-    audit.record(store, actor=name, action="sign-in", channel=channel)
-    return Session(name, tuple(row[0][0].split(",")), csrf, token, expires)
+    audit.record(store, actor=name, action="sign-in", reason=how, channel=channel)
+    return Session(name, tuple(roles.split(",")), csrf, token, expires)
+
+
+def certificate_name(der: bytes | None) -> str | None:
+    """The subject CN of a (verified) client certificate: the operator it names."""
+    if not der:
+        return None
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        names = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    return str(names[0].value) if names else None
+
+
+def sign_in_certificate(store: Any, cfg: ConsoleConfig, der: bytes | None, *, channel: str = "console") -> Session:
+    """A session for the operator named by a client certificate that the TLS layer verified
+    against ``console.client_ca_files``; SignInRefused otherwise. Audited like a password sign-in."""
+    name = certificate_name(der)
+    if name is None:
+        audit.record(store, actor="-", action="sign-in-failed", reason="no client certificate", channel=channel,
+                     outcome="refused")
+        raise SignInRefused("no client certificate of the operators' CA was presented")
+    row = store.query("SELECT role, locked_until FROM operators WHERE name = :n", {"n": name})
+    if not row or (row[0][1] is not None and float(row[0][1]) > time.time()):
+        reason = "locked out" if row else "certificate of an unknown operator"
+        audit.record(store, actor=name, action="sign-in-failed", reason=reason, channel=channel, outcome="refused")
+        raise SignInRefused(f"the certificate of {name!r} does not sign anyone in ({reason})")
+    return _new_session(store, cfg, name, row[0][0], channel, "client certificate")
 
 
 def _verify(stored: str, password: str) -> bool:

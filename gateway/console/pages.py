@@ -50,8 +50,15 @@ def problem(status: int, message: str, s: Session | None) -> str:
     return layout(f"Refused ({status})", '<p><a href="/console/">Back to the dashboard</a></p>', s, error=message)
 
 
-def sign_in(pre_csrf: str, error: str = "", notice: str = "") -> str:
-    body = ('<form method="post" action="/console/sign-in" class="card">'
+def sign_in(pre_csrf: str, error: str = "", notice: str = "", certificate: str | None = None) -> str:
+    body = ""
+    if certificate:
+        body += ('<form method="post" action="/console/sign-in" class="card">'
+                 f'<input type="hidden" name="csrf" value="{e(pre_csrf)}"><input type="hidden" name="method" '
+                 f'value="certificate"><p>Your browser presented the certificate of <strong>{e(certificate)}</strong>.'
+                 '</p><p><button type="submit">Sign in with your certificate</button></p></form>'
+                 "<h2>Or with a password</h2>")
+    body += ('<form method="post" action="/console/sign-in" class="card">'
             f'<input type="hidden" name="csrf" value="{e(pre_csrf)}">'
             '<p><label for="name">Operator name</label><input id="name" name="name" autocomplete="username" required></p>'
             '<p><label for="password">Password</label><input id="password" name="password" type="password" '

@@ -47,6 +47,8 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    #: The verified TLS client certificate (DER), when the listener runs TLS and one was presented.
+    client_cert: bytes | None = None
 
     @property
     def cookies(self) -> dict[str, str]:
@@ -123,21 +125,25 @@ def _session(rt: Runtime, req: Request) -> tuple[Session | None, bool]:
 
 
 def _sign_in(rt: Runtime, req: Request) -> Answer:
+    holder = auth.certificate_name(req.client_cert)
     if req.method == "GET":
         token = secrets.token_urlsafe(24)
         notice = "Your session has expired or you signed out; please sign in." if req.query.get("expired") else ""
-        return _html(pages.sign_in(token, notice=notice), 200, cookie=(PRE_COOKIE, token, 600))
+        return _html(pages.sign_in(token, notice=notice, certificate=holder), 200, cookie=(PRE_COOKIE, token, 600))
     f = req.form()
     pre = req.cookies.get(PRE_COOKIE)
     if not pre or not secrets.compare_digest(pre, f.get("csrf", "")):
         token = secrets.token_urlsafe(24)
-        return _html(pages.sign_in(token, error="The sign-in form expired; please try again."), 403,
-                     cookie=(PRE_COOKIE, token, 600))
+        return _html(pages.sign_in(token, error="The sign-in form expired; please try again.", certificate=holder),
+                     403, cookie=(PRE_COOKIE, token, 600))
     try:
-        s = auth.sign_in(rt.store, rt.config.console, f.get("name", ""), f.get("password", ""))
+        if f.get("method") == "certificate":
+            s = auth.sign_in_certificate(rt.store, rt.config.console, req.client_cert)
+        else:
+            s = auth.sign_in(rt.store, rt.config.console, f.get("name", ""), f.get("password", ""))
     except auth.SignInRefused as exc:
         token = secrets.token_urlsafe(24)
-        return _html(pages.sign_in(token, error=str(exc)), 401, cookie=(PRE_COOKIE, token, 600))
+        return _html(pages.sign_in(token, error=str(exc), certificate=holder), 401, cookie=(PRE_COOKIE, token, 600))
     return Answer(303, HTML, b"", (("location", "/console/"),
                                    ("set-cookie", _cookie(rt, COOKIE, s.token, int(rt.config.console.session_seconds)))))
 

@@ -169,6 +169,11 @@ class ConsoleConfig(_Strict):
     lookup_key_file: str = ""
     #: Send the session cookie only over HTTPS (set when a TLS proxy fronts the listener).
     secure_cookie: bool = False
+    #: The operators' CA certificates. With them (and [tls] enabled) the operator listener runs
+    #: TLS with the gateway's certificate and asks for a client certificate (optional): an
+    #: operator whose certificate chains to one of these may sign in with it; its subject CN is
+    #: the operator's name (`gateway operator add NAME`). /health and /metrics are then HTTPS too.
+    client_ca_files: list[str] = []
 
 
 class Config(_Strict):
@@ -271,6 +276,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         dsn = "sqlite:///" + r(dsn[len("sqlite:///"):])
     rules = cfg.rules.model_copy(update={"directory": r(cfg.rules.directory)})
     log = cfg.log.model_copy(update={"file": r(cfg.log.file)})
-    console = cfg.console.model_copy(update={"lookup_key_file": r(cfg.console.lookup_key_file)})
+    console = cfg.console.model_copy(update={"lookup_key_file": r(cfg.console.lookup_key_file),
+                                             "client_ca_files": [r(f) for f in cfg.console.client_ca_files]})
     return cfg.model_copy(update={"tls": tls, "partners": partners, "store": StoreConfig(dsn=dsn),
                                   "rules": rules, "log": log, "console": console})

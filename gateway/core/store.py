@@ -700,6 +700,15 @@ class _Tx:
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return self.conn.raw.execute(self.store._sql(self.conn, sql), params or {})
 
+    def executemany(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        """One statement over many rows (bulk loads: bench/console_search.py)."""
+        statement = self.store._sql(self.conn, sql)
+        if self.store.dialect == "sqlite":
+            self.conn.raw.executemany(statement, rows)
+        else:
+            with self.conn.raw.cursor() as cur:
+                cur.executemany(statement, rows)
+
     def one(self, sql: str, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         return self.execute(sql, params).fetchone()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 from typing import Any
 
@@ -228,3 +229,44 @@ def test_rules_page_impact_roll_out_and_reports(make_chain: Any) -> None:
     assert outcomes == [("otto", "ok", "console"), ("otto", "refused", "console"), ("vera", "refused", "console")]
     page = _browser(chain, "otto").get("/console/rules", params={"impact": name})
     assert page.status_code == 200 and "Roll out and queue 0 correction(s)" in page.text
+
+
+def test_client_certificate_sign_in_on_a_tls_operator_listener(make_chain: Any, tmp_path: Any) -> None:
+    """With [console] client_ca_files the operator listener runs TLS; a certificate of the
+    operators' CA whose CN names an operator signs in (audited); other certificates do not."""
+    from gateway.security import pki
+
+    ca_key, ca_cert = pki.make_ca(tmp_path, "operators-ca", common_name="Operators CA")
+    pki.issue(tmp_path, "anna", ca=(ca_key, ca_cert))
+    pki.issue(tmp_path, "stranger", ca=(ca_key, ca_cert))
+    chain = make_chain(overrides={"console": {"client_ca_files": [str(ca_cert)]}})
+    auth.add_operator(chain.daemon.rt.store, "anna", ["operator"], None)
+    url = chain.daemon.operator_url
+    assert url.startswith("https://")
+    server_ca = str(chain.pki["ca"])
+
+    def client(name: str | None) -> httpx.Client:
+        context = ssl.create_default_context(cafile=server_ca)
+        if name:
+            context.load_cert_chain(str(tmp_path / f"{name}.pem"), str(tmp_path / f"{name}-key.pem"))
+        return httpx.Client(base_url=url, verify=context, follow_redirects=False, timeout=20)
+
+    def sign_in(c: httpx.Client, **form: str) -> httpx.Response:
+        page = c.get("/console/sign-in")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        return c.post("/console/sign-in", data={"csrf": token, **form})
+
+    anna = client("anna")
+    assert "certificate of <strong>anna</strong>" in anna.get("/console/sign-in").text
+    assert sign_in(anna, method="certificate").status_code == 303
+    assert "Signed in as <strong>anna</strong>" in anna.get("/console/").text
+    entry = _audit(chain, actor="anna", action="sign-in")[0]
+    assert entry.reason == "client certificate"
+    # Without a password anna cannot sign in with one; a stranger's certificate signs nobody in.
+    assert client(None).post("/api/v1/session", json={"name": "anna", "password": "!"}).status_code == 401
+    stranger = client("stranger")
+    r = sign_in(stranger, method="certificate")
+    assert r.status_code == 401 and "unknown operator" in r.text
+    assert _audit(chain, actor="stranger")[0].action == "sign-in-failed"
+    # Health and metrics still answer (over TLS, no client certificate needed).
+    assert client(None).get("/health").status_code == 200
