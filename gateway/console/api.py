@@ -22,7 +22,7 @@ from gateway.core.store import person_digest
 from gateway.ops import views
 from gateway.runtime import Runtime
 
-__all__ = ["Refused", "search", "message", "act", "bulk", "audit_log", "dashboard", "rules", "roll_out", "STATES",
+__all__ = ["Refused", "search", "message", "act", "bulk", "audit_log", "dashboard", "rules", "roll_out", "correct", "STATES",
            "ROUTES", "PARTNERS"]
 
 STATES = ("queued", "retrying", "delivered", "accepted", "dead", "resolved", "refused_by_partner")
@@ -181,10 +181,39 @@ def raw_download(rt: Runtime, s: Session, ref: str, name: str, reason: str | Non
     return bytes(rows[0][0])
 
 
+def correct(rt: Runtime, s: Session, ref: str, reason: str | None) -> dict[str, Any]:
+    """``POST /api/v1/messages/{ref}/correct``: queue DUO a CORRECTIE of this IND notification with
+    the active rule set (operator role; reason required; audited, refusals too)."""
+    from gateway.rules import rollout
+
+    message_id = views.find_message(rt.store, ref) if _REF.match(ref) else None
+    target = f"message:{message_id if message_id is not None else ref}"
+    try:
+        if not may(s, "act"):
+            raise Refused(403, "only an operator with the operator role may send a correction")
+        reason = _reason(reason)
+        if message_id is None:
+            raise Refused(404, f"no message with id {ref!r}")
+        done = rollout.correct_one(rt, message_id, s.operator)
+        if done is None or not done["queued"]:
+            raise Refused(409, f"nothing to correct: the active rule set {rt.ruleset.version} gives message "
+                               f"{message_id} the indication DUO holds or was sent (or it is not an IND "
+                               "notification)")
+    except Refused as exc:
+        audit.record(rt.store, actor=s.operator, action="send-correction", target=target, reason=exc.message,
+                     channel="console", outcome="refused")
+        raise
+    audit.record(rt.store, actor=s.operator, action="send-correction", target=target,
+                 reason=f"{reason} ({done['from']} -> {done['to']})", channel="console")
+    return done
+
+
 def _actions(s: Session, t: dict[str, Any]) -> list[dict[str, Any]]:
     if not may(s, "act"):
         return []
     out = []
+    if t["route"] == "ind-duo":
+        out.append({"action": "correct", "delivery": None, "label": "Send DUO a correction with the active rule set"})
     for d in t["deliveries"]:
         if d["state"] in ("dead", "resolved"):
             out.append({"action": "retry", "delivery": d["id"], "label": f"Retry delivery {d['id']} to {d['partner']}"})

@@ -69,6 +69,10 @@ SPEC: dict[str, Any] = {
                                                           body=("reason",), ok="application/octet-stream")
                                               | {"parameters": [_REF, {"name": "part", "in": "path", "required": True,
                                                                        "schema": {"type": "string"}}]}},
+        "/api/v1/messages/{ref}/correct": {"post": _op("Queue DUO a CORRECTIE of this IND notification with the "
+                                                       "active rule set (operator role; reason required; 409 when "
+                                                       "nothing changes)", body=("reason",),
+                                                       errors=(400, 401, 403, 404, 409)) | {"parameters": [_REF]}},
         "/api/v1/deliveries/{delivery}/retry": {"post": _op("Queue a dead or resolved delivery again (operator role)",
                                                             body=("reason",), errors=(400, 401, 403, 404, 409))
                                                 | {"parameters": [_DELIVERY]}},

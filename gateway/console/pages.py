@@ -184,10 +184,12 @@ def _compact(detail: dict[str, Any]) -> str:
 def _actions(t: dict[str, Any], s: Session, ref: str) -> str:
     out = ""
     for a in t["actions"]:
-        rid = f'reason-{a["action"]}-{a["delivery"]}'
-        out += (f'<form method="post" action="/console/deliveries/{a["delivery"]}/{a["action"]}" class="card">'
+        rid = f'reason-{a["action"]}-{a["delivery"] or t["id"]}'
+        action = (f'/console/messages/{ref}/correct' if a["action"] == "correct"
+                  else f'/console/deliveries/{a["delivery"]}/{a["action"]}')
+        out += (f'<form method="post" action="{action}" class="card">'
                 f'{csrf_field(s)}<p><label for="{rid}">Reason</label><input id="{rid}" name="reason"'
-                f'{" required" if a["action"] == "resolve" else ""}></p>'
+                f'{"" if a["action"] == "retry" else " required"}></p>'
                 f'<p><button type="submit">{e(a["label"])}</button></p></form>')
     if may(s, "unmask") and not t["unmasked"]:
         out += (f'<form method="post" action="/console/messages/{ref}/unmask" class="card">{csrf_field(s)}'

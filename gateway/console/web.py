@@ -148,9 +148,10 @@ def _sign_in(rt: Runtime, req: Request) -> Answer:
                                    ("set-cookie", _cookie(rt, COOKIE, s.token, int(rt.config.console.session_seconds)))))
 
 
-_MESSAGE = re.compile(r"^/(?:console|api/v1)/messages/([^/]+)(?:/(unmask|raw)(?:/([a-z]+-\d+))?)?$")
+_MESSAGE = re.compile(r"^/(?:console|api/v1)/messages/([^/]+)(?:/(unmask|raw|correct)(?:/([a-z]+-\d+))?)?$")
 _DELIVERY = re.compile(r"^/(?:console|api/v1)/deliveries/([^/]+)/(retry|resolve)$")
 _NOTICES = {"retry": "The delivery is queued again.", "resolve": "The delivery is resolved.",
+            "correct": "A correction to DUO is queued (see the rules-duo message it made).",
             "retry-0": "Nothing was retried.", "resolve-0": "Nothing was resolved."}
 
 
@@ -185,6 +186,9 @@ def _page(rt: Runtime, req: Request, s: Session) -> Answer:
     if m and req.method == "POST" and m.group(2) == "raw" and m.group(3):
         data = api.raw_download(rt, s, m.group(1), m.group(3), req.form().get("reason"))
         return _download(data, m.group(3))
+    if m and req.method == "POST" and m.group(2) == "correct":
+        api.correct(rt, s, m.group(1), req.form().get("reason"))
+        return Answer(303, HTML, b"", (("location", f"/console/messages/{quote(m.group(1))}?done=correct"),))
     d = _DELIVERY.match(p)
     if d and req.method == "POST":
         done = api.act(rt, s, d.group(2), d.group(1), req.form().get("reason"))
@@ -230,6 +234,8 @@ def _api(rt: Runtime, req: Request, s: Session) -> Answer:
         return _json(api.message(rt, s, m.group(1), reason=req.form().get("reason", "")))
     if m and method == "POST" and m.group(2) == "raw" and m.group(3):
         return _download(api.raw_download(rt, s, m.group(1), m.group(3), req.form().get("reason")), m.group(3))
+    if m and method == "POST" and m.group(2) == "correct":
+        return _json(api.correct(rt, s, m.group(1), req.form().get("reason")))
     d = _DELIVERY.match(p)
     if d and method == "POST":
         return _json(api.act(rt, s, d.group(2), d.group(1), req.form().get("reason")))

@@ -29,6 +29,7 @@ ACTIONS = {
     "retry": "a delivery was queued again",
     "resolve": "a delivery was resolved by hand",
     "rules-apply": "a rule set was rolled out",
+    "send-correction": "a DUO correction of one notification was queued with the active rule set",
 }
 
 

@@ -132,12 +132,14 @@ def _count(keys: Any) -> dict[str, int]:
     return dict(sorted(Counter(keys).items()))
 
 
-def impact(store: Store, new_ruleset: rules.RuleSet, since: float | None = None) -> ImpactReport:
-    """Who would get another indication under ``new_ruleset``; read-only."""
+def impact(store: Store, new_ruleset: rules.RuleSet, since: float | None = None, *,
+           only: int | None = None) -> ImpactReport:
+    """Who would get another indication under ``new_ruleset`` (or only the notification with
+    message id ``only``: the console's correction of one message); read-only."""
     report = ImpactReport(ruleset=new_ruleset.version, since=since)
     superseded = _superseded(store)
     latest = _latest_corrections(store)
-    for message_id, received_at, facts, person, raw in _notifications(store, since):
+    for message_id, received_at, facts, person, raw in _notifications(store, since, only):
         melding_id = facts.get("meldingId", "")
         if melding_id in superseded:
             report.superseded += 1
@@ -171,15 +173,16 @@ def _rule_input(m: IndMelding) -> rules.RuleInput:
         ingangsdatum=m.verblijf.ingangsdatum)
 
 
-def _notifications(store: Store, since: float | None) -> list[tuple[int, float, dict[str, Any], Any, bytes]]:
+def _notifications(store: Store, since: float | None,
+                   message_id: int | None = None) -> list[tuple[int, float, dict[str, Any], Any, bytes]]:
     """(message id, received at, facts, person, raw bytes) of each accepted IND notification."""
     sql = ("SELECT m.id, m.received_at, m.facts, m.person, i.raw FROM messages m "
            "JOIN inbound i ON i.message_id = m.id AND i.outcome = 'accepted' "
            "WHERE m.route = :route" + (" AND m.received_at >= :since" if since is not None else "")
-           + " ORDER BY m.id")
+           + (" AND m.id = :mid" if message_id is not None else "") + " ORDER BY m.id")
     seen: set[int] = set()
     out = []
-    for r in store.query(sql, {"route": _IND_ROUTE, "since": since}):
+    for r in store.query(sql, {"route": _IND_ROUTE, "since": since, "mid": message_id}):
         if int(r[0]) in seen:
             continue
         seen.add(int(r[0]))
@@ -220,6 +223,24 @@ def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str, *, cha
     if queued:
         rt.notify("duo")
     return queued
+
+
+def correct_one(rt: Any, message_id: int, operator: str) -> dict[str, Any] | None:
+    """Queue the CORRECTIE for one notification whose indication the active rule set changes.
+
+    None when there is nothing to correct (the same indication, superseded, or not an IND
+    notification); otherwise what changed and whether a correction was queued (False when this
+    rule set's correction was queued before: its berichtId is deterministic).
+    """
+    report = impact(rt.store, rt.ruleset, only=message_id)
+    if not report.changes:
+        return None
+    change = report.changes[0]
+    queued = route.queue_correction(rt, change, rt.ruleset, operator)
+    if queued:
+        rt.notify("duo")
+    return {"meldingId": change.melding_id, "from": change.old_indicatie, "to": change.new_indicatie,
+            "queued": queued}
 
 
 def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | None = None, *,

@@ -270,3 +270,39 @@ def test_client_certificate_sign_in_on_a_tls_operator_listener(make_chain: Any, 
     assert _audit(chain, actor="stranger")[0].action == "sign-in-failed"
     # Health and metrics still answer (over TLS, no client certificate needed).
     assert client(None).get("/health").status_code == 200
+
+
+def test_send_a_correction_of_one_notification(make_chain: Any, tmp_path: Any) -> None:
+    """Notifications assessed with the faulty 2025.9 rule set; the gateway now runs 2026.1 (as
+    after a restart with the new `[rules] active`): an operator corrects one parent from its page."""
+    from gateway.runtime import load_ruleset
+    from tests import rules_history as h
+
+    chain = make_chain(overrides={"rules": {"directory": str(h.rules_dir(tmp_path)), "active": h.FAULTY}})
+    _operators(chain)
+    ms = meldingen(40, seed=2025)
+    parents = h.zambrano_parents(ms)
+    assert parents
+    for m in ms:
+        assert chain.ind.push(chain.ind_endpoint, m).accepted
+    rt = chain.daemon.rt
+    rt.ruleset = load_ruleset(chain.config, h.CURRENT)
+    parent = sorted(parents)[0]
+    other = next(m.melding_id for m in ms if m.melding_id not in parents)
+    otto, vera = _api(chain, "otto"), _api(chain, "vera")
+    assert vera.post(f"/api/v1/messages/{parent}/correct", json={"reason": "x"}).status_code == 403
+    assert otto.post(f"/api/v1/messages/{parent}/correct", json={}).status_code == 400
+    nothing = otto.post(f"/api/v1/messages/{other}/correct", json={"reason": "check"})
+    assert nothing.status_code == 409 and "nothing to correct" in nothing.json()["title"]
+    done = otto.post(f"/api/v1/messages/{parent}/correct", json={"reason": "Zambrano parent, ticket 7"})
+    assert done.status_code == 200 and done.json() | {"queued": True} == {
+        "meldingId": parent, "from": "PLICHTIG", "to": "NIET_PLICHTIG", "queued": True}
+    rows = rt.store.query("SELECT facts FROM messages WHERE route = 'rules-duo'")
+    assert [json.loads(r[0])["meldingId"] for r in rows] == [parent]
+    again = otto.post(f"/api/v1/messages/{parent}/correct", json={"reason": "again"})
+    assert again.status_code == 409 and "nothing to correct" in again.json()["title"]  # DUO gets it once
+    outcomes = [(e.actor, e.outcome) for e in _audit(chain, action="send-correction")]
+    assert outcomes == [("otto", "refused"), ("otto", "ok"), ("otto", "refused"), ("otto", "refused"),
+                        ("vera", "refused")]
+    page = _browser(chain, "otto").get(f"/console/messages/{parent}")
+    assert "Send DUO a correction with the active rule set" in page.text
