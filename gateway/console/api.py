@@ -312,8 +312,8 @@ def dashboard(rt: Runtime) -> dict[str, Any]:
                                      "AND state IN ('pending', 'dead') GROUP BY state", p))
         in_flight = rt.store.query("SELECT COUNT(*) FROM outbox WHERE partner = :p AND operation = :o AND "
                                    "state = 'pending' AND lease_expires_at > :now", p | {"now": now})[0][0]
-        today = rt.store.query("SELECT COUNT(*) FROM outbox WHERE partner = :p AND operation = :o AND "
-                               "state = 'delivered' AND delivered_at >= :t", p | {"t": midnight})[0][0]
+        today = rt.store.query("SELECT COUNT(*) FROM outbox WHERE delivered_at >= :t AND partner = :p AND "
+                               "operation = :o", p | {"t": midnight})[0][0]
         refused = rt.store.query("SELECT COUNT(*) FROM messages WHERE route = :r AND state = 'refused_by_partner'",
                                  {"r": name})[0][0]
         r = report["routes"].get(name, {})
@@ -349,18 +349,24 @@ def _circuit(rt: Runtime, partner: str) -> str:
 
 
 def _series(rt: Runtime, start: float, step: int, n: int) -> list[dict[str, Any]]:
-    """Deliveries per bucket and the backlog (queued then, not yet delivered) at each bucket's end."""
-    delivered = [0] * n
-    for (at,) in rt.store.query("SELECT delivered_at FROM outbox WHERE delivered_at >= :s", {"s": start}):
-        i = int((float(at) - start) // step)
-        if 0 <= i < n:
-            delivered[i] += 1
+    """Deliveries per bucket and the backlog (queued, not yet delivered, not resolved) at each
+    bucket's end, from one pass over the window (indexes on created_at and delivered_at)."""
+    q = rt.store.query
+    # Waiting at the start: created before it, not delivered before it (resolved ones never count).
+    backlog = (int(q("SELECT COUNT(*) FROM outbox WHERE created_at < :s", {"s": start})[0][0])
+               - int(q("SELECT COUNT(*) FROM outbox WHERE delivered_at < :s", {"s": start})[0][0])
+               - int(q("SELECT COUNT(*) FROM outbox WHERE state = 'resolved' AND created_at < :s", {"s": start})[0][0]))
+    change, delivered = [0] * n, [0] * n
+    for (at,) in q("SELECT created_at FROM outbox WHERE created_at >= :s AND state <> 'resolved'", {"s": start}):
+        change[min(n - 1, int((float(at) - start) // step))] += 1
+    for (at,) in q("SELECT delivered_at FROM outbox WHERE delivered_at >= :s", {"s": start}):
+        i = min(n - 1, int((float(at) - start) // step))
+        delivered[i] += 1
+        change[i] -= 1
     out = []
     for i in range(n):
-        end = start + (i + 1) * step
-        backlog = rt.store.query("SELECT COUNT(*) FROM outbox WHERE created_at < :e AND state <> 'resolved' AND "
-                                 "(delivered_at IS NULL OR delivered_at >= :e)", {"e": end})[0][0]
-        out.append({"end": views.fmt_time(end), "delivered": delivered[i], "backlog": int(backlog)})
+        backlog += change[i]
+        out.append({"end": views.fmt_time(start + (i + 1) * step), "delivered": delivered[i], "backlog": backlog})
     return out
 
 

@@ -38,3 +38,6 @@ CREATE INDEX outbox_idempotency ON outbox (idempotency_key);
 CREATE INDEX outbox_receipt ON outbox (receipt_ref);
 CREATE INDEX outbox_partner_state ON outbox (partner, state, message_id);
 CREATE INDEX inbound_fault ON inbound (fault_code, received_at);
+-- The dashboard's "delivered today" and its 24 h / 30 day series of deliveries and backlog.
+CREATE INDEX outbox_delivered_at ON outbox (delivered_at);
+CREATE INDEX outbox_created_at ON outbox (created_at);
