@@ -272,16 +272,7 @@ def bulk(rt: Runtime, s: Session, q: dict[str, str], *, action: str | None = Non
     """
     partner = _one_of(q.get("partner"), PARTNERS, "partner")
     route = _one_of(q.get("route"), ROUTES, "route")
-    where, params = ["o.state = 'dead'"], {}
-    if partner:
-        where.append("o.partner = :p")
-        params["p"] = partner
-    if route:
-        where.append("m.route = :r")
-        params["r"] = route
-    ids = [int(r[0]) for r in rt.store.query(
-        f"SELECT o.id FROM outbox o JOIN messages m ON m.id = o.message_id WHERE {' AND '.join(where)} ORDER BY o.id",
-        params)]
+    ids = dead_letter_ids(rt, q)
     if action is None:
         return {"count": len(ids), "deliveries": ids[:200], "partner": partner, "route": route}
     if expected != str(len(ids)):
@@ -289,6 +280,22 @@ def bulk(rt: Runtime, s: Session, q: dict[str, str], *, action: str | None = Non
                            "preview again")
     done = [act(rt, s, action, str(i), q.get("reason"))["done"] for i in ids]
     return {"count": len(ids), "done": sum(done), "action": action}
+
+
+def dead_letter_ids(rt: Runtime, q: dict[str, str]) -> list[int]:
+    """The dead deliveries matching ``partner`` and ``route``, oldest first."""
+    partner = _one_of(q.get("partner"), PARTNERS, "partner")
+    route = _one_of(q.get("route"), ROUTES, "route")
+    where, params = ["o.state = 'dead'"], {}
+    if partner:
+        where.append("o.partner = :p")
+        params["p"] = partner
+    if route:
+        where.append("m.route = :r")
+        params["r"] = route
+    return [int(r[0]) for r in rt.store.query(
+        f"SELECT o.id FROM outbox o JOIN messages m ON m.id = o.message_id WHERE {' AND '.join(where)} ORDER BY o.id",
+        params)]
 
 
 def audit_log(rt: Runtime, q: dict[str, str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from gateway.console import api
 from gateway.console.auth import Session, may
 from gateway.core import audit
 
-__all__ = ["layout", "sign_in", "dashboard", "search", "message", "audit_page", "bulk", "rules", "problem"]
+__all__ = ["layout", "sign_in", "dashboard", "search", "message", "audit_page", "bulk", "bulk_job", "rules", "problem"]
 
 
 def e(value: Any) -> str:
@@ -223,7 +223,20 @@ def audit_page(d: dict[str, Any], q: dict[str, str], s: Session) -> str:
                   + _table(f"{len(rows)} entries", ["at", "who", "via", "action", "target", "outcome", "reason"], rows), s)
 
 
-def bulk(d: dict[str, Any], q: dict[str, str], s: Session, *, done: dict[str, Any] | None = None, error: str = "") -> str:
+def bulk_job(j: dict[str, Any], s: Session) -> str:
+    """The progress of a bulk action; the operator reloads it (no script, no timed refresh: WCAG 2.2.1)."""
+    handled = j["done"] + j["skipped"]
+    state = "finished" if j["finished"] else "running"
+    body = (f'<p><label for="progress">{e(j["action"])}: {handled} of {j["total"]} handled ({state})</label> '
+            f'<progress id="progress" max="{j["total"]}" value="{handled}">{handled} of {j["total"]}</progress></p>'
+            f'<p role="status">{j["done"]} done, {j["skipped"]} skipped (their state had changed; see the audit log).'
+            f'{" " + e(j["error"]) if j["error"] else ""}</p>'
+            + ("" if j["finished"] else f'<p><a href="/console/dead-letters/jobs/{e(j["id"])}">Show progress</a></p>')
+            + '<p><a href="/console/dead-letters">Back to the dead letters</a></p>')
+    return layout("Bulk action", body, s)
+
+
+def bulk(d: dict[str, Any], q: dict[str, str], s: Session, *, error: str = "") -> str:
     form = ('<form method="get" action="/console/dead-letters" class="card">'
             + _select("partner", "Partner", api.PARTNERS, q.get("partner"))
             + _select("route", "Route", api.ROUTES, q.get("route")) + '<p><button type="submit">Preview</button></p></form>')
@@ -236,8 +249,7 @@ def bulk(d: dict[str, Any], q: dict[str, str], s: Session, *, done: dict[str, An
                  f'<p><button type="submit" name="action" value="retry">Retry all {d["count"]}</button> '
                  f'<button type="submit" name="action" value="resolve">Resolve all {d["count"]}</button></p></form>')
     body += _table("Matching deliveries (first 200)", ["delivery"], [[str(i)] for i in d["deliveries"]])
-    notice = f'{done["action"]}: {done["done"]} of {done["count"]} done' if done else ""
-    return layout("Dead letters", body, s, notice=notice, error=error)
+    return layout("Dead letters", body, s, error=error)
 
 
 def _counts(caption: str, d: dict[str, Any]) -> str:

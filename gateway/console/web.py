@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
-from gateway.console import api, auth, openapi, pages
+from gateway.console import api, auth, bulk, openapi, pages
 from gateway.console.auth import Session
 from gateway.core import audit
 from gateway.runtime import Runtime
@@ -197,6 +197,8 @@ def _page(rt: Runtime, req: Request, s: Session) -> Answer:
         return Answer(303, HTML, b"", (("location", f"/console/messages/{int(mid)}?done={key}"),))
     if p == "/console/dead-letters":
         return _bulk(rt, req, s)
+    if p.startswith("/console/dead-letters/jobs/") and req.method == "GET":
+        return _html(pages.bulk_job(bulk.get(rt, s, p.rsplit("/", 1)[1]).to_dict(), s))
     if p == "/console/audit" and req.method == "GET":
         return _html(pages.audit_page(api.audit_log(rt, q), q, s))
     if p == "/console/rules" and req.method == "GET":
@@ -215,8 +217,8 @@ def _bulk(rt: Runtime, req: Request, s: Session) -> Answer:
     f = req.form()
     if f.get("action") not in ("retry", "resolve"):
         raise api.Refused(400, "action: retry or resolve")
-    done = api.bulk(rt, s, f, action=f["action"], expected=f.get("expected"))
-    return _html(pages.bulk(api.bulk(rt, s, f), f, s, done=done))
+    job = bulk.start(rt, s, f, f["action"], f.get("expected"))
+    return Answer(303, HTML, b"", (("location", f"/console/dead-letters/jobs/{job.id}"),))
 
 
 def _api(rt: Runtime, req: Request, s: Session) -> Answer:

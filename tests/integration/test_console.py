@@ -206,6 +206,24 @@ def test_bulk_dead_letters_preview_then_confirmed_action(make_chain: Any) -> Non
     assert len(_audit(chain, actor="otto", action="resolve")) == 3  # the same as one by one
     assert otto.get("/api/v1/dead-letters").json()["count"] == 0
 
+    # In the console the action runs in the background and its page shows the progress.
+    chain.duo.faults.script.extend([400, 400])
+    for m in meldingen(2, seed=78, start=4):
+        assert chain.ind.push(chain.ind_endpoint, m).accepted
+    assert wait_until(lambda: store.query("SELECT COUNT(*) FROM outbox WHERE state = 'dead'")[0][0] == 2, 20)
+    browser = _browser(chain, "otto")
+    preview = browser.get("/console/dead-letters", params={"route": "ind-duo"})
+    assert "2 dead letter(s) match" in preview.text
+    form = {"route": "ind-duo", "expected": "2", "action": "retry", "reason": "DUO is back",
+            "csrf": _csrf(browser, "/console/dead-letters")}
+    started = browser.post("/console/dead-letters", data=form)
+    assert started.status_code == 303 and "/console/dead-letters/jobs/" in started.headers["location"]
+    assert wait_until(lambda: "2 of 2 handled (finished)" in browser.get(started.headers["location"]).text, 20)
+    assert wait_until(lambda: store.query("SELECT COUNT(*) FROM outbox WHERE state = 'delivered'")[0][0] == 2, 20)
+    assert [(e.action, e.channel) for e in _audit(chain, actor="otto", action="retry")] == [("retry", "console")] * 2
+    again = browser.post("/console/dead-letters", data=form | {"csrf": _csrf(browser, "/console/dead-letters")})
+    assert again.status_code == 409 and "changed since the preview" in again.text
+
 
 def test_rules_page_impact_roll_out_and_reports(make_chain: Any) -> None:
     chain = make_chain()
