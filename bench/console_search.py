@@ -123,7 +123,24 @@ def run(store: Store, sample: dict[str, Any]) -> dict[str, Any]:
         at, _, ident = page["next"].partition(":")
         cursor = (float(at), int(ident))
     out["page 50 of state=delivered (cursor)"] = _time(store, views.Search(state="delivered", after=cursor))
+    out["dashboard (health, counts, 24 h + 30 d series)"] = _dashboard(store)
     return out
+
+
+def _dashboard(store: Store, runs: int = 5) -> dict[str, float]:
+    """The console's landing page: ``api.dashboard`` (includes ``gateway health``'s evaluation)."""
+    from gateway.console import api
+    from gateway.core.config import Config
+    from gateway.runtime import build_runtime
+
+    rt = build_runtime(Config.model_validate({"store": {"dsn": store.dsn}, "tls": {"enabled": False}}), store=store)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        api.dashboard(rt)
+        times.append((time.perf_counter() - t0) * 1000)
+    times.sort()
+    return {"median_ms": round(statistics.median(times), 2), "p95_ms": round(times[-1], 2), "rows": 0}
 
 
 def main() -> None:

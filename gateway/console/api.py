@@ -359,10 +359,9 @@ def _series(rt: Runtime, start: float, step: int, n: int) -> list[dict[str, Any]
     """Deliveries per bucket and the backlog (queued, not yet delivered, not resolved) at each
     bucket's end, from one pass over the window (indexes on created_at and delivered_at)."""
     q = rt.store.query
-    # Waiting at the start: created before it, not delivered before it (resolved ones never count).
-    backlog = (int(q("SELECT COUNT(*) FROM outbox WHERE created_at < :s", {"s": start})[0][0])
-               - int(q("SELECT COUNT(*) FROM outbox WHERE delivered_at < :s", {"s": start})[0][0])
-               - int(q("SELECT COUNT(*) FROM outbox WHERE state = 'resolved' AND created_at < :s", {"s": start})[0][0]))
+    # Counted back from now, so only the window's rows are read (never the whole history):
+    # waiting at the start = waiting now - queued since + delivered since (resolved ones never count).
+    backlog = int(q("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'dead')")[0][0])
     change, delivered = [0] * n, [0] * n
     for (at,) in q("SELECT created_at FROM outbox WHERE created_at >= :s AND state <> 'resolved'", {"s": start}):
         change[min(n - 1, int((float(at) - start) // step))] += 1
@@ -370,6 +369,7 @@ def _series(rt: Runtime, start: float, step: int, n: int) -> list[dict[str, Any]
         i = min(n - 1, int((float(at) - start) // step))
         delivered[i] += 1
         change[i] -= 1
+    backlog -= sum(change)
     out = []
     for i in range(n):
         backlog += change[i]
