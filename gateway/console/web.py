@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from gateway.console import api, auth, bulk, openapi, pages
 from gateway.console.auth import Session
 from gateway.core import audit
+from gateway.core.errors import StoreError
 from gateway.runtime import Runtime
 from gateway.wire.server import Answer
 
@@ -75,7 +76,12 @@ class Request:
 def handle(rt: Runtime, req: Request) -> Answer:
     is_api = req.path.startswith("/api/")
     try:
-        return _route(rt, req, is_api)
+        try:
+            return _route(rt, req, is_api)
+        except StoreError as exc:  # clearly "not now", like /health says it, never a bare 500
+            rt.log.error("console_store_error", error=type(exc).__name__, stage="console")
+            raise api.Refused(503, "the store is unreachable or failed; nothing was changed (try again, and see "
+                                   "/health)") from exc
     except api.Refused as exc:
         s = getattr(req, "_session", None)
         if is_api:

@@ -12,6 +12,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from html import escape, unescape
 from typing import Any
 
 from gateway.core.clock import AMS
@@ -285,13 +286,33 @@ def _search_where(s: Search) -> tuple[list[str], dict[str, Any]]:
     return where, params
 
 
-def mask_raw(raw: bytes, person: dict[str, Any] | None) -> str:
-    """Raw message text (XML or JSON) with the person's values masked as ``mask_person`` masks them.
+#: Element names (XML) and keys (JSON) of personal data in the partners' messages, masked in raw
+#: bytes whatever their value: BSN, V-number, names, birth date, address and document number.
+_RAW_PERSONAL = ("bsn", "vNummer", "geslachtsnaam", "voorvoegsel", "voornamen", "geboortedatum", "straat",
+                 "huisnummer", "huisnummertoevoeging", "postcode", "woonplaats", "documentnummer")
+_RAW_XML = re.compile(r"<((?:[\w.-]+:)?(" + "|".join(_RAW_PERSONAL) + r"))(\s[^>]*)?>([^<]*)</\1>")
+_RAW_JSON = re.compile(r'"(' + "|".join(_RAW_PERSONAL) + r')"(\s*:\s*)("(?:[^"\\]|\\.)*"|-?\d+)')
 
-    Only whole element texts and JSON strings are replaced (``>value<``, ``"value"``), so a short
-    name part never masks a piece of an element name or of another value.
+
+def _mask_field(name: str, value: str) -> str:
+    if name in ("voornamen", "geslachtsnaam", "voorvoegsel"):
+        return str(mask_person({"naam": value})["naam"])
+    key = name if name in ("bsn", "vNummer", "geboortedatum") else "other"
+    return str(mask_person({key: value})[key])
+
+
+def mask_raw(raw: bytes, person: dict[str, Any] | None) -> str:
+    """Raw message text (XML or JSON) with personal data masked as ``mask_person`` masks it.
+
+    By name: every element or key in ``_RAW_PERSONAL``. By value: the message's person wherever
+    it appears as a whole element text or JSON string (``>value<``, ``"value"``), so a short name
+    part never masks a piece of an element name or of another value.
     """
     text = raw.decode("utf-8", "replace")
+    text = _RAW_XML.sub(lambda m: f"<{m.group(1)}{m.group(3) or ''}>{escape(_mask_field(m.group(2), unescape(m.group(4))))}"
+                        f"</{m.group(1)}>", text)
+    text = _RAW_JSON.sub(lambda m: f'"{m.group(1)}"{m.group(2)}'
+                         + json.dumps(_mask_field(m.group(1), str(json.loads(m.group(3))))), text)
     if not person:
         return text
     masked = mask_person(person)

@@ -76,3 +76,13 @@ def test_raw_bytes_are_masked_by_whole_values() -> None:
                       "<code>decode</code></m>")
     as_json = views.mask_raw(json.dumps({"bsn": "123456782", "achternaam": "Vries"}).encode(), person)
     assert "123456782" not in as_json and "Vries" not in as_json
+    # By name, whatever the value: a claim's debtor with an address (XML to us, JSON to CJIB).
+    claim = (b'<d:debiteur xmlns:d="urn:x"><d:bsn>999999990</d:bsn><d:adres><d:straat>Lange Voorhout</d:straat>'
+             b'<d:postcode>2514EA</d:postcode></d:adres><d:voornamen>Anna Maria</d:voornamen></d:debiteur>')
+    assert views.mask_raw(claim, None) == (
+        '<d:debiteur xmlns:d="urn:x"><d:bsn>*******90</d:bsn><d:adres><d:straat>***</d:straat>'
+        '<d:postcode>***</d:postcode></d:adres><d:voornamen>A. M.</d:voornamen></d:debiteur>')
+    body = json.dumps({"adres": {"huisnummer": 9, "postcode": "2514EA"}, "geboortedatum": "1990-01-02",
+                       "naam": {"geslachtsnaam": "Vries"}}).encode()
+    assert json.loads(views.mask_raw(body, None)) == {"adres": {"huisnummer": "***", "postcode": "***"},
+                                                       "geboortedatum": "1990-**-**", "naam": {"geslachtsnaam": "V."}}
