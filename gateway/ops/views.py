@@ -87,6 +87,9 @@ def mask_person(person: dict[str, Any] | None, unmask: bool = False) -> dict[str
 _PARTNER_OF_ROUTE = {"ind-duo": ("ind", "duo"), "duo-cjib": ("duo", "cjib"), "cjib-duo": ("cjib", "duo"),
                      "rules-duo": ("gateway", "duo")}
 
+#: The routes each partner is on, as sender or receiver.
+_PARTNER_ROUTES = {p: tuple(r for r, pair in _PARTNER_OF_ROUTE.items() if p in pair) for p in ("ind", "duo", "cjib")}
+
 
 def log_rows(store: Store, f: LogFilter, *, unmask: bool = False) -> list[dict[str, Any]]:
     """Messages (and, with ``refused``, refused inbound exchanges) newest first."""
@@ -262,11 +265,12 @@ def _search_where(s: Search) -> tuple[list[str], dict[str, Any]]:
             where.append(f"m.{name} = :{name}")
             params[name] = getattr(s, name)
     if s.partner:
-        # Correlated (outbox_message index), so a page stops after its rows instead of collecting
-        # every message of a partner first.
-        where.append("(m.route LIKE :partner_prefix OR EXISTS (SELECT 1 FROM outbox p WHERE p.message_id = m.id "
-                     "AND p.partner = :partner))")
-        params.update(partner=s.partner, partner_prefix=s.partner + "-%")
+        # A partner's messages are those of the routes it is on (as sender or receiver): a plain
+        # IN on the route, which both backends walk in received_at order and stop after a page.
+        routes = _PARTNER_ROUTES.get(s.partner) or ("",)  # an unknown partner matches nothing
+        names = [f"partner_route_{i}" for i in range(len(routes))]
+        where.append(f"m.route IN ({', '.join(':' + n for n in names)})")
+        params.update(zip(names, routes, strict=True))
     if s.error:
         # Deliveries that failed and still wait for someone: dead, resolved, or pending a retry
         # (the outbox_due index on state keeps this to the few that are not delivered).

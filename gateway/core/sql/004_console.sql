@@ -38,6 +38,10 @@ CREATE INDEX outbox_idempotency ON outbox (idempotency_key);
 CREATE INDEX outbox_receipt ON outbox (receipt_ref);
 CREATE INDEX outbox_partner_state ON outbox (partner, state, message_id);
 CREATE INDEX inbound_fault ON inbound (fault_code, received_at);
+-- The error-code filter reads only failed deliveries, from the index alone (the same WHERE as in
+-- gateway.ops.views._search_where, so both backends use it).
+CREATE INDEX outbox_failed ON outbox (message_id, dead_reason, last_error)
+    WHERE state IN ('dead', 'resolved', 'pending');
 -- The dashboard's "delivered today" and its 24 h / 30 day series of deliveries and backlog.
 CREATE INDEX outbox_delivered_at ON outbox (delivered_at);
 CREATE INDEX outbox_created_at ON outbox (created_at);
