@@ -128,6 +128,25 @@ def shot(d: Any, name: str) -> None:
         d.save_screenshot(str(Path(target) / f"{name}.png"))
 
 
+def _hand_over_a_claim(chain: Any, gp: GatewayProcess) -> Any:
+    """DUO hands one claim (a debtor with an address) to the gateway, as in the sandbox."""
+    import datetime as dt
+
+    import httpx
+
+    from adapters.duo.simulator import generate_vorderingen, post_vorderingoverdracht
+    from gateway.core.clock import AMS
+    from gateway.security import keys, tls
+
+    duo_key = keys.load_keypair(chain.pki["duo-key"], chain.pki["duo"])
+    [claim] = generate_vorderingen(1, 2013, dt.datetime.now(AMS).date(), broken_every=1000)
+    with httpx.Client(verify=tls.client_context(duo_key, [str(chain.pki["ca"])]), timeout=30) as client:
+        r = post_vorderingoverdracht(client, f"https://127.0.0.1:{gp.ports['partners']}/duo/v1/vorderingen", claim,
+                                     duo_key)
+    assert r.status_code == 200, r.text
+    return claim
+
+
 def test_operator_finds_and_retries_a_dead_letter_viewer_sees_no_personal_data_and_unmasking_is_audited(
         rig: dict[str, Any]) -> None:
     chain, gp, store, d, url = rig["chain"], rig["gp"], rig["store"], rig["driver"], rig["url"]
@@ -185,14 +204,23 @@ def test_operator_finds_and_retries_a_dead_letter_viewer_sees_no_personal_data_a
     check_axe(d)
     shot(d, "rules")
 
-    # A viewer: no personal data in any page source or API answer, no actions, refused by the API.
+    # A viewer: no personal data in any page source or API answer (also of a claim, with the
+    # debtor's address), no actions, refused by the API.
+    claim = _hand_over_a_claim(chain, gp)
+    debtor = claim.debiteur
+    personal += [v for v in (debtor.bsn, debtor.v_nummer, debtor.geslachtsnaam, debtor.voornamen,
+                             debtor.geboortedatum.isoformat(), debtor.adres.straat, debtor.adres.postcode) if v]
+    claim_id = store.query("SELECT id FROM messages WHERE message_key = :k", {"k": claim.vordering_id})[0][0]
     sign_in(d, url, "victor")
     mid = message_url.rsplit("/", 1)[1]
-    for path in ["/console/", "/console/messages", f"/console/messages/{mid}", "/console/audit",
-                 "/console/dead-letters", "/console/rules", "/api/v1/dashboard", "/api/v1/messages",
-                 f"/api/v1/messages/{mid}", f"/api/v1/messages/{key}", "/api/v1/audit"]:
+    for path in ["/console/", "/console/messages", f"/console/messages/{mid}", f"/console/messages/{claim_id}",
+                 "/console/audit", "/console/dead-letters", "/console/rules", "/api/v1/dashboard", "/api/v1/messages",
+                 f"/api/v1/messages/{mid}", f"/api/v1/messages/{key}", f"/api/v1/messages/{claim_id}",
+                 "/api/v1/audit", "/api/v1/rules"]:
         d.get(url + path)
         assert not [v for v in personal if v in d.page_source], path
+    d.get(url + f"/console/messages/{claim_id}")
+    assert "*******" + debtor.bsn[-2:] in d.page_source and "straat&gt;***&lt;" in d.page_source
     d.get(url + "/console/messages")
     d.find_element(_by("ID"), "person").send_keys(p.bsn)
     click(d, "CSS_SELECTOR", "form.search button")
