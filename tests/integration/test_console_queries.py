@@ -86,3 +86,23 @@ def test_raw_bytes_are_masked_by_whole_values() -> None:
                        "naam": {"geslachtsnaam": "Vries"}}).encode()
     assert json.loads(views.mask_raw(body, None)) == {"adres": {"huisnummer": "***", "postcode": "***"},
                                                        "geboortedatum": "1990-**-**", "naam": {"geslachtsnaam": "V."}}
+
+
+def test_check_config_judges_the_console_files(tmp_path: Any) -> None:
+    from gateway.core.config import Config
+    from gateway.ops import checks
+
+    def findings(**console: Any) -> list[tuple[str, str]]:
+        cfg = Config.model_validate({"tls": {"enabled": True}, "console": console})
+        return [(f.level, f.message) for f in checks.console_findings(cfg)]
+
+    assert findings() == [("warning", "console.lookup_key_file is empty: search by BSN or V-number is off")]
+    short = tmp_path / "short.key"
+    short.write_text("too short")
+    assert findings(lookup_key_file=str(short)) == [
+        ("error", f"{short}: the lookup key must be at least 32 bytes")]
+    good = tmp_path / "good.key"
+    good.write_text("k" * 64)
+    assert findings(lookup_key_file=str(good)) == []
+    assert findings(lookup_key_file=str(good), client_ca_files=[str(short)])[0][0] == "error"
+    assert findings(lookup_key_file=str(tmp_path / "missing"))[0][1].endswith("cannot read it (No such file or directory)")
