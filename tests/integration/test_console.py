@@ -324,3 +324,31 @@ def test_send_a_correction_of_one_notification(make_chain: Any, tmp_path: Any) -
                         ("vera", "refused")]
     page = _browser(chain, "otto").get(f"/console/messages/{parent}")
     assert "Send DUO a correction with the active rule set" in page.text
+
+
+def test_sandbox_prints_the_console_and_its_sign_ins(tmp_path: Any) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    from gateway.core.config import ConsoleConfig
+    from gateway.core.store import Store
+    from tests.paths import REPO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY")}
+    run = subprocess.run([sys.executable, "-m", "gateway.cli", "sandbox", "--count", "2", "--claims", "0", "--dir",
+                          str(tmp_path / "sb")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"Operator console: http://127\.0\.0\.1:\d+/console/", run.stdout), run.stdout
+    sign_ins = json.loads((tmp_path / "sb" / "console-sign-ins.json").read_text())
+    assert set(sign_ins) == {"sandbox-operator", "sandbox-viewer", "sandbox-privacy"}
+    assert f"sign in as sandbox-viewer (viewer): password {sign_ins['sandbox-viewer']['password']}" in run.stdout
+    assert stat.S_IMODE((tmp_path / "sb" / "console-sign-ins.json").stat().st_mode) == 0o600
+    store = Store(f"sqlite:///{tmp_path / 'sb' / 'gateway.db'}")
+    try:
+        s = auth.sign_in(store, ConsoleConfig(), "sandbox-privacy", sign_ins["sandbox-privacy"]["password"])
+        assert s.roles == ("personal-data",)
+        assert store.query("SELECT COUNT(*) FROM person_lookup")[0][0] == 4  # 2 notifications: BSN + V-number
+    finally:
+        store.close()
