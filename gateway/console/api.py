@@ -317,6 +317,7 @@ def dashboard(rt: Runtime) -> dict[str, Any]:
         (r[0], r[1], r[2]): (int(r[3]), int(r[4] or 0)) for r in rt.store.query(
             "SELECT partner, operation, state, COUNT(*), SUM(CASE WHEN lease_expires_at > :now THEN 1 ELSE 0 END) "
             "FROM outbox WHERE state IN ('pending', 'dead') GROUP BY partner, operation, state", {"now": now})}
+    waiting_now = sum(count for count, _ in waiting.values())
     routes = {}
     for (partner, operation), name in health.ROUTES.items():
         pending, in_flight = waiting.get((partner, operation, "pending"), (0, 0))
@@ -332,7 +333,8 @@ def dashboard(rt: Runtime) -> dict[str, Any]:
     return {"status": report["status"], "routes": routes, "checks": _checks(rt, report),
             "circuits": {p: _circuit(rt, p) for p in PARTNERS},
             "ind_gaps": report["checks"].get("ind_sequence", {}),
-            "chart_24h": _series(rt, now - 24 * 3600, 3600, 24), "chart_30d": _series(rt, now - 30 * 86400, 86400, 30)}
+            "chart_24h": _series(rt, now - 24 * 3600, 3600, 24, waiting_now),
+            "chart_30d": _series(rt, now - 30 * 86400, 86400, 30, waiting_now)}
 
 
 def _checks(rt: Runtime, report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -356,25 +358,28 @@ def _circuit(rt: Runtime, partner: str) -> str:
     return "open" if value else "closed"
 
 
-def _series(rt: Runtime, start: float, step: int, n: int) -> list[dict[str, Any]]:
+def _series(rt: Runtime, start: float, step: int, n: int, waiting_now: int) -> list[dict[str, Any]]:
     """Deliveries per bucket and the backlog (queued, not yet delivered, not resolved) at each
-    bucket's end, from one pass over the window (indexes on created_at and delivered_at)."""
-    q = rt.store.query
-    # Counted back from now, so only the window's rows are read (never the whole history):
-    # waiting at the start = waiting now - queued since + delivered since (resolved ones never count).
-    backlog = int(q("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'dead')")[0][0])
-    change, delivered = [0] * n, [0] * n
-    # Created in the window (the created_at index alone), less those resolved since (few).
-    for (at,) in q("SELECT created_at FROM outbox WHERE created_at >= :s", {"s": start}):
-        change[min(n - 1, int((float(at) - start) // step))] += 1
+    bucket's end. Counted back from now (``waiting_now``: pending and dead rows), so only the
+    window's rows are read, and counted per bucket by the database (indexes on created_at and
+    delivered_at), never the whole history."""
+    # Whole buckets: FLOOR on PostgreSQL (its CAST rounds); SQLite's CAST truncates, the same here.
+    bucket = "FLOOR(({col} - :s) / :step)" if rt.store.dialect == "postgresql" else "CAST(({col} - :s) / :step AS INTEGER)"
+
+    def per_bucket(column: str, where: str) -> list[int]:
+        counts = [0] * n
+        b_expr = bucket.format(col=column)
+        sql = f"SELECT {b_expr}, COUNT(*) FROM outbox WHERE {where} GROUP BY {b_expr}"
+        for b, count in rt.store.query(sql, {"s": start, "step": float(step)}):
+            counts[min(n - 1, max(0, int(b)))] += int(count)
+        return counts
+
+    created = per_bucket("created_at", "created_at >= :s")
     # ("+": by the state index; SQLite would otherwise walk the window's rows in the created_at index)
-    for (at,) in q("SELECT created_at FROM outbox WHERE state = 'resolved' AND +created_at >= :s", {"s": start}):
-        change[min(n - 1, int((float(at) - start) // step))] -= 1
-    for (at,) in q("SELECT delivered_at FROM outbox WHERE delivered_at >= :s", {"s": start}):
-        i = min(n - 1, int((float(at) - start) // step))
-        delivered[i] += 1
-        change[i] -= 1
-    backlog -= sum(change)
+    resolved = per_bucket("created_at", "state = 'resolved' AND +created_at >= :s")
+    delivered = per_bucket("delivered_at", "delivered_at >= :s")
+    change = [c - r - d for c, r, d in zip(created, resolved, delivered, strict=True)]
+    backlog = waiting_now - sum(change)
     out = []
     for i in range(n):
         backlog += change[i]

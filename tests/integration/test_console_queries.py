@@ -34,7 +34,8 @@ def test_backlog_and_deliveries_per_bucket(store: Any) -> None:
     _row(store, "new-in-1-dead", start + 1.2 * HOUR, None, "dead")
     _row(store, "old-resolved", start - 3 * HOUR, None, "resolved")  # resolved: never backlog
     rt = SimpleNamespace(store=store)
-    series = api._series(rt, start, int(HOUR), 4)  # type: ignore[arg-type]
+    waiting_now = store.query("SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'dead')")[0][0]
+    series = api._series(rt, start, int(HOUR), 4, int(waiting_now))  # type: ignore[arg-type]
     assert [p["delivered"] for p in series] == [0, 1, 1, 0]
     # end of hour 0: old-waiting, old-done-in-1, new-in-0 = 3; hour 1: -old-done-in-1 +dead = 3;
     # hour 2: -new-in-0 = 2; hour 3: 2
