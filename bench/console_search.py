@@ -166,12 +166,13 @@ def main() -> None:
     fill_s = time.perf_counter() - t0
     args.rows = int(store.query("SELECT COUNT(*) FROM messages")[0][0])
     results = run(store, sample)
-    print(f"\n{store.dialect}, {args.rows:,} messages (filled in {fill_s:.0f} s)\n")
+    print(f"\n{store.dialect}, {args.rows:,} messages" + ("" if args.reuse else f" (filled in {fill_s:.0f} s)") + "\n")
     print(f"{'search':40} {'median ms':>10} {'p95 ms':>10} {'rows':>6}")
     for name, r in results.items():
         print(f"{name:40} {r['median_ms']:>10} {r['p95_ms']:>10} {r['rows']:>6}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"backend": store.dialect, "rows": args.rows, "fill_seconds": fill_s,
+        Path(args.out).write_text(json.dumps({"backend": store.dialect, "rows": args.rows,
+                                              "fill_seconds": None if args.reuse else round(fill_s),
                                               "results": results}, indent=2))
     store.close()
 
