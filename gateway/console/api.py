@@ -10,6 +10,7 @@ that is refused is written to the audit log too.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import time
 from typing import Any
@@ -22,8 +23,8 @@ from gateway.core.store import person_digest
 from gateway.ops import views
 from gateway.runtime import Runtime
 
-__all__ = ["Refused", "search", "message", "act", "bulk", "audit_log", "dashboard", "rules", "roll_out", "correct", "STATES",
-           "ROUTES", "PARTNERS"]
+__all__ = ["Refused", "search", "message", "raw_download", "act", "bulk", "dead_letter_ids", "audit_log", "dashboard",
+           "rules", "roll_out", "correct", "person_query", "STATES", "ROUTES", "PARTNERS"]
 
 STATES = ("queued", "retrying", "delivered", "accepted", "dead", "resolved", "refused_by_partner")
 ROUTES = ("ind-duo", "duo-cjib", "cjib-duo", "rules-duo")
@@ -34,6 +35,8 @@ _REASON_MAX = 500
 
 
 class Refused(Exception):
+    """Bad input or a refused action: the HTTP status and the sentence the operator is shown."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
@@ -146,8 +149,6 @@ def message(rt: Runtime, s: Session, ref: str, *, reason: str | None = None) -> 
 
 def _raw(rt: Runtime, message_id: int, unmask: bool) -> list[dict[str, Any]]:
     """The inbound bytes as received and each outbound payload as sent (masked unless ``unmask``)."""
-    import json
-
     row = rt.store.query("SELECT person FROM messages WHERE id = :id", {"id": message_id})
     person = json.loads(row[0][0]) if row and row[0][0] else None
     out = []
