@@ -93,10 +93,30 @@ def partner_app(rt: Runtime, routes: dict[tuple[str, str], tuple[Handler, int]])
     return app
 
 
+_CONSOLE_BODY_LIMIT = 64 * 1024
+
+
+async def _console(rt: Runtime, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    from urllib.parse import parse_qsl
+
+    from gateway.console import web
+
+    try:
+        body = await _read_body(receive, _CONSOLE_BODY_LIMIT)
+    except ConnectionError:
+        return
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("utf-8", "replace"), keep_blank_values=True))
+    req = web.Request(scope["method"], scope["path"], query, headers, body, client_cert_der(scope))
+    await _send(send, await _in_pool(rt, web.handle, rt, req))
+
+
 def operator_app(rt: Runtime) -> Any:
-    """``/metrics`` (Prometheus) and ``/health`` (JSON; 200 ok/degraded, 503 failing)."""
+    """``/metrics`` (Prometheus), ``/health`` (JSON; 200 ok/degraded, 503 failing) and, unless
+    ``[console] enabled = false``, the operator console and its API (``gateway.console.web``)."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    from gateway.console.web import is_console
     from gateway.ops import health
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -119,6 +139,10 @@ def operator_app(rt: Runtime) -> Any:
                 rt.log.error("health_failed", error=type(exc).__name__, stage="health")
             status = 503 if report["status"] == "failing" else 200
             await _send(send, Answer(status, "application/json", json.dumps(report, indent=2).encode()))
+        elif rt.config.console.enabled and is_console(scope["path"]):
+            await _console(rt, scope, receive, send)
+        elif scope["path"] == "/" and rt.config.console.enabled:
+            await _send(send, Answer(303, "text/plain", b"", (("location", "/console/"),)))
         else:
             await _send(send, _problem(404, "no such endpoint"))
 

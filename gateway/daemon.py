@@ -82,7 +82,8 @@ class Daemon:
         server_ssl = self.ring.context(_server_ssl(self.rt), sorted(_anchor_files(self.rt)))
         partners = make_server(partner_app(self.rt, _routes(self.rt)), ssl_context=server_ssl,
                                graceful_seconds=graceful, max_session_seconds=self.config.tls.max_session_seconds)
-        operator = make_server(operator_app(self.rt), graceful_seconds=graceful)
+        operator_ssl = self.ring.context(_operator_ssl(self.rt), None)
+        operator = make_server(operator_app(self.rt), ssl_context=operator_ssl, graceful_seconds=graceful)
         self._servers = [partners, operator]
         self._heartbeat = jobs.Heartbeat(self.rt)
         self._heartbeat.start()
@@ -159,7 +160,32 @@ class Daemon:
 
     @property
     def operator_url(self) -> str:
-        return f"http://{self.config.listen.metrics_host}:{self.ports['operator']}"
+        scheme = "https" if _operator_tls(self.rt) else "http"
+        return f"{scheme}://{self.config.listen.metrics_host}:{self.ports['operator']}"
+
+
+def _operator_tls(rt: Runtime) -> bool:
+    return bool(rt.secure and rt.config.console.enabled and rt.config.console.client_ca_files)
+
+
+def _operator_ssl(rt: Runtime) -> ssl.SSLContext | None:
+    """TLS on the operator listener when operators may sign in with a certificate of their CA.
+
+    The client certificate is optional (a browser without one signs in with a password, and a
+    metrics scraper needs none); one that is presented must chain to the operators' CA.
+    """
+    if not _operator_tls(rt):
+        return None
+    from gateway.core.errors import ConfigError
+    from gateway.security import tls
+
+    assert rt.own is not None
+    try:
+        context = tls.server_context(rt.own, rt.config.console.client_ca_files)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"console.client_ca_files: cannot load them: {exc}") from exc
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
 
 
 def _server_ssl(rt: Runtime) -> ssl.SSLContext | None:

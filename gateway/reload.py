@@ -44,14 +44,16 @@ class Keyring:
     """What re-keying touches besides the runtime: TLS contexts (with the anchor files loaded into
     each) and the senders; the daemon registers them as it makes them."""
 
-    contexts: list[tuple[ssl.SSLContext, list[str]]] = field(default_factory=list)
+    #: (context, the partner anchor files loaded into it; None: anchors not ours to change, e.g.
+    #: the operator listener's, which trusts only the operators' CA).
+    contexts: list[tuple[ssl.SSLContext, list[str] | None]] = field(default_factory=list)
     senders: list[Any] = field(default_factory=list)
     upcoming: Any | None = None  # the next key pair, loaded once per (re)load
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def context(self, ctx: ssl.SSLContext | None, anchors: list[str]) -> ssl.SSLContext | None:
+    def context(self, ctx: ssl.SSLContext | None, anchors: list[str] | None) -> ssl.SSLContext | None:
         if ctx is not None:
-            self.contexts.append((ctx, list(anchors)))
+            self.contexts.append((ctx, None if anchors is None else list(anchors)))
         return ctx
 
 
@@ -75,6 +77,8 @@ def restart_only_changes(old: Config, new: Config) -> list[str]:
         changed.append("tls.max_session_seconds")
     if old.revocation != new.revocation:
         changed.append("revocation")
+    if old.console != new.console:
+        changed.append("console")
     return changed
 
 
@@ -111,6 +115,8 @@ def _rekey(rt: Runtime, ring: Keyring, own: Any, trust: dict[str, Any]) -> None:
     if own is not None:
         for ctx, anchors in ring.contexts:
             ctx.load_cert_chain(own.cert_file, own.key_file)
+            if anchors is None:
+                continue
             for anchor in sorted(_anchor_files(rt.config) - set(anchors)):
                 ctx.load_verify_locations(cafile=anchor)
                 anchors.append(anchor)

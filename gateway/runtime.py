@@ -69,6 +69,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | 
     if migrate:
         store.migrate()
     store.check_version()
+    store.lookup_key = load_lookup_key(config)
     # A rule set rolled out with `gateway rules apply` is recorded in the store and wins over config.
     ruleset = load_ruleset(config, rules_mod.active_name(store))
     rt = Runtime(config=config, store=store, clock=clock, ruleset=ruleset, own=own,
@@ -94,6 +95,20 @@ def _with_revocation(rt: Runtime) -> None:
     rt.revocation = Revocation(rt.trust.values(), policies=policies,
                                grace_seconds=rt.config.revocation.grace_seconds, on_soft_fail=soft_fail)
     rt.trust = {name: dataclasses.replace(t, revocation=rt.revocation) for name, t in rt.trust.items()}
+
+
+def load_lookup_key(config: Config) -> bytes | None:
+    """The console's keyed-hash secret, or None when BSN search is off."""
+    path = config.console.lookup_key_file
+    if not path:
+        return None
+    try:
+        key = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"console.lookup_key_file: cannot read it: {exc.strerror}", file=path) from exc
+    if len(key) < 32:
+        raise ConfigError("console.lookup_key_file: the key must be at least 32 bytes", file=path)
+    return key
 
 
 def load_ruleset(config: Config, name: str | None = None) -> Any:

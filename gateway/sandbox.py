@@ -164,6 +164,7 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
         "ind": {"gap_grace_seconds": 2.0, "reconcile_interval_seconds": 30.0},
         "cjib": {"poll_interval_seconds": 1.0},
         "log": {"file": str(directory / "gateway.log")},
+        "console": {"lookup_key_file": str(_lookup_key(directory))},
         "partners": {
             "duo": partner("duo", servers["duo"].url),
             "ind": partner("ind", servers["ind"].url + "/ind/feed"),
@@ -194,6 +195,44 @@ def _serve_ca(app: Any, pki_dir: Path) -> RunningServer:
     return serve_in_thread(app)
 
 
+def _lookup_key(directory: Path) -> Path:
+    """The console's keyed-hash secret for BSN search, made once per sandbox directory."""
+    import os
+    import secrets
+
+    path = directory / "console-lookup.key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32) + "\n")
+        os.chmod(path, 0o600)
+    return path
+
+
+#: The sandbox's console sign-ins: one per role.
+SANDBOX_OPERATORS = {"sandbox-operator": ["operator"], "sandbox-viewer": ["viewer"],
+                     "sandbox-privacy": ["personal-data"]}
+
+
+def sandbox_operators(directory: Path, store: Any) -> dict[str, dict[str, Any]]:
+    """Make the sandbox's operators (once; passwords kept in DIR/console-sign-ins.json, mode 600)."""
+    import json
+    import os
+    import secrets
+
+    from gateway.console import auth
+
+    path = directory / "console-sign-ins.json"
+    known = json.loads(path.read_text()) if path.exists() else {}
+    have = {o["name"] for o in auth.operators(store)}
+    for name, roles in SANDBOX_OPERATORS.items():
+        if name in have:
+            continue  # made by an earlier run (its password is in the file) or by hand
+        known[name] = {"roles": roles, "password": secrets.token_urlsafe(12)}
+        auth.add_operator(store, name, roles, known[name]["password"])
+    path.write_text(json.dumps(known, indent=2) + "\n")
+    os.chmod(path, 0o600)
+    return known
+
+
 def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -217,6 +256,7 @@ def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bo
     assert chain.daemon is not None
     store = chain.daemon.rt.store
     console.print(f"gateway on {chain.daemon.url} (mutual TLS), operator endpoints on {chain.daemon.operator_url}")
+    sign_ins = sandbox_operators(directory, store)
     start_at = store.ind_highest() + 1
     meldingen = generate_meldingen(count, seed, start_volgnummer=start_at)
     t0 = time.monotonic()
@@ -243,6 +283,10 @@ def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bo
     elapsed = time.monotonic() - t0
     summary = _summary(chain, results, meldingen, elapsed, claim_summary)
     _print_summary(console, summary, chain)
+    _print_console(console, chain, sign_ins, keep_running)
+    summary["console"] = {"url": chain.daemon.operator_url + "/console/",
+                          "sign_in": {n: v["roles"] for n, v in sign_ins.items()},
+                          "passwords_file": str(directory / "console-sign-ins.json")}
     if keep_running:
         console.print("running; press Ctrl-C to stop")
         try:
@@ -252,6 +296,14 @@ def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bo
             pass
     chain.stop()
     return summary
+
+
+def _print_console(console: Any, chain: Chain, sign_ins: dict[str, dict[str, Any]], keep_running: bool) -> None:
+    assert chain.daemon is not None
+    console.print(f"\nOperator console: {chain.daemon.operator_url}/console/"
+                  + ("" if keep_running else " (while it runs: add --keep-running to keep it open)"))
+    for name, v in sign_ins.items():
+        console.print(f"  sign in as {name} ({', '.join(v['roles'])}): password {v['password']}")
 
 
 def _claims(chain: Chain, n: int, seed: int, progress: Any) -> dict[str, Any]:

@@ -24,11 +24,14 @@ ACTIONS = {
     "export-personal-data": "an archive exported without pseudonyms",
     "sign-in": "an operator signed in",
     "sign-in-failed": "a sign-in was refused",
+    "sign-out": "an operator signed out of the console",
+    "csrf-refused": "a console form or API call without a valid CSRF token was refused",
     "retry": "a delivery was queued again",
     "resolve": "a delivery was resolved by hand",
     "rules-apply": "a rule set was rolled out",
     "hold": "a message was put under hold (not purged until released)",
     "release": "a message's hold was ended",
+    "send-correction": "a DUO correction of one notification was queued with the active rule set",
 }
 
 

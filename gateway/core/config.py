@@ -292,6 +292,30 @@ class RetentionConfig(_Strict):
             ("delivery_log", self.delivery_log), ("audit", self.audit))}
 
 
+class ConsoleConfig(_Strict):
+    """The operator console on the operator listener (docs/console.md)."""
+
+    #: Serve the console and its JSON API (/console, /api/v1) beside /health and /metrics.
+    enabled: bool = True
+    #: A session ends this long after sign-in, whatever happens.
+    session_seconds: float = Field(8 * 3600, gt=0)
+    #: ... and this long after its last request.
+    idle_seconds: float = Field(1800, gt=0)
+    #: Failed sign-ins in a row that lock an operator out, and for how long.
+    max_failed_signins: int = Field(5, ge=1)
+    lockout_seconds: float = Field(900, gt=0)
+    #: Secret key (at least 32 bytes) for the keyed hash that finds messages by BSN or V-number;
+    #: "" turns that search off. `gateway sandbox` generates one.
+    lookup_key_file: str = ""
+    #: Send the session cookie only over HTTPS (set when a TLS proxy fronts the listener).
+    secure_cookie: bool = False
+    #: The operators' CA certificates. With them (and [tls] enabled) the operator listener runs
+    #: TLS with the gateway's certificate and asks for a client certificate (optional): an
+    #: operator whose certificate chains to one of these may sign in with it; its subject CN is
+    #: the operator's name (`gateway operator add NAME`). /health and /metrics are then HTTPS too.
+    client_ca_files: list[str] = []
+
+
 class Config(_Strict):
     instance: str = "gateway-1"
     store: StoreConfig = StoreConfig()
@@ -307,6 +331,7 @@ class Config(_Strict):
     operators: OperatorsConfig = OperatorsConfig()
     alerts: AlertsConfig = AlertsConfig()
     retention: RetentionConfig = RetentionConfig()
+    console: ConsoleConfig = ConsoleConfig()
     #: Where the config was read from (set by ``load``).
     source: str = ""
 
@@ -403,5 +428,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     if alerts.webhook is not None:
         alerts = alerts.model_copy(update={"webhook": alerts.webhook.model_copy(update={
             "ca_file": r(alerts.webhook.ca_file)})})
+
+    console = cfg.console.model_copy(update={"lookup_key_file": r(cfg.console.lookup_key_file),
+                                             "client_ca_files": [r(f) for f in cfg.console.client_ca_files]})
     return cfg.model_copy(update={"tls": tls, "partners": partners, "store": StoreConfig(dsn=dsn),
-                                  "rules": rules, "log": log, "alerts": alerts})
+                                  "rules": rules, "log": log, "alerts": alerts, "console": console})

@@ -21,6 +21,8 @@ state around it (the migration's advisory lock) must stay on one connection.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import random
 import re
@@ -36,7 +38,7 @@ from typing import Any
 from gateway.core.adapter import Delivery
 from gateway.core.errors import StoreError, StoreSchemaMismatch, StoreUnavailable
 
-__all__ = ["Store", "NewDelivery", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "open_store"]
+__all__ = ["Store", "NewDelivery", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "open_store", "person_digest"]
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
 MIGRATIONS = sorted(SQL_DIR.glob("[0-9][0-9][0-9]_*.sql"))
@@ -137,6 +139,9 @@ class Store:
         self._failures = 0
         self._retry_at = 0.0
         self._generation = 0
+        #: The console's lookup key (``[console] lookup_key_file``); with it, intake fills
+        #: ``person_lookup`` with keyed hashes of BSN and V-number.
+        self.lookup_key: bytes | None = None
 
     # ------------------------------------------------------------ reachability
 
@@ -432,6 +437,7 @@ class Store:
                     if inbound is not None:
                         t.log_inbound(inbound, "accepted", message_id=message_id,
                                       response_status=response_status, response_body=ack)
+                    t.person_lookup(message_id, person, self.lookup_key)
                     if sequence is not None:
                         t.execute("INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) VALUES (:v, :m, :at) "
                                   "ON CONFLICT (volgnummer) DO NOTHING",
@@ -583,7 +589,8 @@ class Store:
 
     # ------------------------------------------------------------ operators
 
-    def operator_retry(self, outbox_ids: Sequence[int], operator: str, note: str | None = None) -> int:
+    def operator_retry(self, outbox_ids: Sequence[int], operator: str, note: str | None = None, *,
+                       channel: str = "cli") -> int:
         now = time.time()
         n = 0
         with self.tx() as t:
@@ -597,13 +604,13 @@ class Store:
                 t.execute("UPDATE outbox SET state = 'pending', next_attempt_at = :now, dead_reason = NULL, "
                           "attempts = (SELECT COUNT(*) FROM attempts a WHERE a.outbox_id = :id) "
                           "WHERE id = :id", {"now": now, "id": i})
-                t.operator_action(operator, "retry", f"outbox:{i}", note, now)
+                t.operator_action(operator, "retry", f"outbox:{i}", note, now, channel=channel)
                 t.event(int(row[0]), "operator", "retry", {"operator": operator, "outbox_id": i}, at=now)
                 t.refresh_message_state(int(row[0]), now)
                 n += 1
         return n
 
-    def operator_resolve(self, outbox_ids: Sequence[int], operator: str, note: str) -> int:
+    def operator_resolve(self, outbox_ids: Sequence[int], operator: str, note: str, *, channel: str = "cli") -> int:
         now = time.time()
         n = 0
         with self.tx() as t:
@@ -612,7 +619,7 @@ class Store:
                 if row is None:
                     continue
                 t.execute("UPDATE outbox SET state = 'resolved' WHERE id = :id", {"id": i})
-                t.operator_action(operator, "resolve", f"outbox:{i}", note, now)
+                t.operator_action(operator, "resolve", f"outbox:{i}", note, now, channel=channel)
                 t.event(int(row[0]), "operator", "resolved", {"operator": operator, "outbox_id": i}, at=now)
                 t.refresh_message_state(int(row[0]), now)
                 n += 1
@@ -730,6 +737,15 @@ class _Tx:
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return self.conn.raw.execute(self.store._sql(self.conn, sql), params or {})
 
+    def executemany(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        """One statement over many rows (bulk loads: bench/console_search.py)."""
+        statement = self.store._sql(self.conn, sql)
+        if self.store.dialect == "sqlite":
+            self.conn.raw.executemany(statement, rows)
+        else:
+            with self.conn.raw.cursor() as cur:
+                cur.executemany(statement, rows)
+
     def one(self, sql: str, params: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
         return self.execute(sql, params).fetchone()
 
@@ -785,6 +801,17 @@ class _Tx:
                      "VALUES (:at, :o, :c, :a, :t, :n, 'ok')",
                      {"at": at, "o": operator, "c": channel, "a": action, "t": target, "n": note})
 
+    def person_lookup(self, message_id: int, person: dict[str, Any] | None, key: bytes | None) -> None:
+        # Only keyed hashes: the console finds a message by BSN or V-number without either being
+        # stored in clear for the lookup (the person column itself is what the message carries).
+        if key is None or not person:
+            return
+        for kind in ("bsn", "vNummer"):
+            if person.get(kind):
+                self.execute("INSERT INTO person_lookup (digest, message_id) VALUES (:d, :m) "
+                             "ON CONFLICT (digest, message_id) DO NOTHING",
+                             {"d": person_digest(key, kind, str(person[kind])), "m": message_id})
+
     def set_kv(self, name: str, value: str) -> None:
         self.execute("INSERT INTO state_kv (name, value, updated_at) VALUES (:n, :v, :at) "
                      "ON CONFLICT (name) DO UPDATE SET value = :v, updated_at = :at",
@@ -807,6 +834,11 @@ class _Tx:
             state = "accepted"
         self.execute("UPDATE messages SET state = :s, updated_at = :now WHERE id = :m AND state <> :s",
                      {"s": state, "now": now, "m": message_id})
+
+
+def person_digest(key: bytes, kind: str, value: str) -> str:
+    """The keyed hash (HMAC-SHA256) under which ``person_lookup`` finds a BSN or V-number."""
+    return hmac.new(key, f"{kind}:{value.strip().upper()}".encode(), hashlib.sha256).hexdigest()
 
 
 def _statements(script: str) -> list[str]:

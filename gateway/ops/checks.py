@@ -18,6 +18,7 @@ naming the file, and logs the warnings. The rules:
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,13 +54,43 @@ def check_config(cfg: Config, now: dt.datetime | None = None) -> dict[str, Any]:
     _check_store(cfg, add)
     take(_tls_findings(cfg, now))
     take(_partner_findings(cfg))
+    take(console_findings(cfg))
     return {"ok": not any(i["level"] == "error" for i in items), "items": items}
 
 
 def startup_findings(cfg: Config, now: dt.datetime | None = None) -> list[Finding]:
     """What ``gateway run`` checks before it starts: the same certificate and partner checks as
     ``check-config`` (the rule set and the store are checked as the runtime loads them)."""
-    return _tls_findings(cfg, now) + _partner_findings(cfg)
+    return _tls_findings(cfg, now) + _partner_findings(cfg) + console_findings(cfg)
+
+
+def console_findings(cfg: Config) -> list[Finding]:
+    """The console's lookup key (BSN search) and operators' CA (certificate sign-in)."""
+    c = cfg.console
+    if not c.enabled:
+        return []
+    out: list[Finding] = []
+    if not c.lookup_key_file:
+        out.append(Finding("warning", "console", "console.lookup_key_file is empty: search by BSN or V-number is off"))
+    else:
+        try:
+            key = Path(c.lookup_key_file).read_bytes().strip()
+        except OSError as exc:
+            out.append(Finding("error", "console", f"{c.lookup_key_file}: cannot read it ({exc.strerror})",
+                               c.lookup_key_file))
+        else:
+            if len(key) < 32:
+                out.append(Finding("error", "console", f"{c.lookup_key_file}: the lookup key must be at least 32 "
+                                   "bytes", c.lookup_key_file))
+    if c.client_ca_files and not cfg.tls.enabled:
+        out.append(Finding("warning", "console", "console.client_ca_files is set but tls.enabled is false: no "
+                           "certificate sign-in"))
+    for file in c.client_ca_files:
+        try:
+            ssl.create_default_context(cafile=file)
+        except (OSError, ssl.SSLError) as exc:
+            out.append(Finding("error", "console", f"{file}: not a CA certificate file ({exc})", file))
+    return out
 
 
 def startup_check(cfg: Config, now: dt.datetime | None = None) -> list[Finding]:

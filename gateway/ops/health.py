@@ -76,9 +76,14 @@ def _evaluate(rt: Runtime) -> dict[str, Any]:
     pending = {(r[0], r[1]): (int(r[2]), float(r[3])) for r in q(
         "SELECT partner, operation, COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending' "
         "GROUP BY partner, operation")}
-    last_ok = {(r[0], r[1]): float(r[2]) for r in q(
-        "SELECT partner, operation, MAX(delivered_at) FROM outbox WHERE state = 'delivered' "
-        "GROUP BY partner, operation")}
+    # One MAX per route: each walks the delivered_at index from the newest end and stops at the
+    # first match, where a GROUP BY over every delivered row took 3.5 s on a million of them.
+    last_ok = {}
+    for partner, operation in ROUTES:
+        row = q("SELECT MAX(delivered_at) FROM outbox WHERE partner = :p AND operation = :o AND state = 'delivered'",
+                {"p": partner, "o": operation})
+        if row and row[0][0] is not None:
+            last_ok[(partner, operation)] = float(row[0][0])
     dead = {(r[0], r[1]): int(r[2]) for r in q(
         "SELECT partner, operation, COUNT(*) FROM outbox WHERE state = 'dead' GROUP BY partner, operation")}
     by_state = [{"route": r[0], "state": r[1], "count": int(r[2])} for r in q(

@@ -7,8 +7,8 @@ and the daily ``retention`` job):
 
 - notifications (route ind-duo) and claims (duo-cjib, cjib-duo): a message in a final state
   whose last change is older than the term loses its personal fields (``messages.person``), its
-  acknowledgement, the payloads and receipts of its deliveries and the raw bytes of its inbound
-  exchanges; its facts (ids, dates, states, rule, indication, delay), its delivery states and
+  acknowledgement, the payloads and receipts of its deliveries, the raw bytes of its inbound
+  exchanges and the console's keyed hashes of its BSN and V-number (``person_lookup``); its facts (ids, dates, states, rule, indication, delay), its delivery states and
   its attempts stay, so counts, reports and the delay report stay right;
 - refused: the raw bytes of refused inbound messages (which never became a message);
 - delivery_log: inbound entries, attempts and events of messages already purged, and of refused
@@ -108,6 +108,8 @@ def _purge_messages(store: Any, kind: str, cutoff: float, now: float, batch: int
         t.execute(f"UPDATE outbox SET payload = :empty, receipt = NULL WHERE message_id IN ({ids})", {"empty": EMPTY})
         t.execute(f"UPDATE inbound SET raw = :empty, response_body = NULL, purged_at = :now WHERE message_id IN ({ids})",
                   {"empty": EMPTY, "now": now})
+        # The console's keyed hashes of BSN and V-number go too: a purged message is no longer found by person.
+        t.execute(f"DELETE FROM person_lookup WHERE message_id IN ({ids})")
         return len(rows)
 
 

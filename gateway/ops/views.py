@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from dataclasses import dataclass
+from html import escape, unescape
 from typing import Any
 
 from gateway.core.clock import AMS
 from gateway.core.store import Store
 
-__all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time", "short_time", "compact"]
+__all__ = ["LogFilter", "log_rows", "timeline", "mask_person", "fmt_time", "short_time", "compact", "Search", "search",
+           "mask_raw", "find_message"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ def mask_person(person: dict[str, Any] | None, unmask: bool = False) -> dict[str
 
 _PARTNER_OF_ROUTE = {"ind-duo": ("ind", "duo"), "duo-cjib": ("duo", "cjib"), "cjib-duo": ("cjib", "duo"),
                      "rules-duo": ("gateway", "duo")}
+
+#: The routes each partner is on, as sender or receiver.
+_PARTNER_ROUTES = {p: tuple(r for r, pair in _PARTNER_OF_ROUTE.items() if p in pair) for p in ("ind", "duo", "cjib")}
 
 
 def log_rows(store: Store, f: LogFilter, *, unmask: bool = False) -> list[dict[str, Any]]:
@@ -203,3 +209,124 @@ def timeline(store: Store, message_id: int, *, unmask: bool = False) -> dict[str
     return {"id": int(m[0]), "route": m[1], "kind": m[2], "key": m[3], "state": m[4], "received": fmt_time(m[5]),
             "facts": json.loads(m[6]), "person": mask_person(json.loads(m[7]) if m[7] else None, unmask),
             "inbound": inbound, "events": events, "deliveries": deliveries}
+
+
+@dataclass(frozen=True)
+class Search:
+    """The console's search (``/api/v1/messages``): every field optional, newest first, paged by a
+    cursor (the last row's received time and id), so page 1,000 costs what page 1 costs."""
+
+    ref: str | None = None  # meldingId, berichtId, vorderingId, zaaknummer or message id
+    person_digest: str | None = None  # keyed hash of a BSN or V-number (gateway.core.store.person_digest)
+    state: str | None = None
+    route: str | None = None
+    partner: str | None = None
+    error: str | None = None  # an error code in a delivery's last error or dead-letter reason
+    since: float | None = None
+    until: float | None = None
+    after: tuple[float, int] | None = None  # the cursor: rows older than this one
+    limit: int = 50
+
+
+def search(store: Store, s: Search, *, unmask: bool = False) -> dict[str, Any]:
+    """One page of messages and the cursor of the next page (None on the last)."""
+    where, params = _search_where(s)
+    params["limit"] = s.limit + 1
+    # An id, a person or an error matches few rows: "+" keeps SQLite from walking the received_at
+    # index in order and testing every message against them (50x slower on a million rows).
+    order = "+m.received_at" if s.ref or s.person_digest or s.error else "m.received_at"
+    sql = ("SELECT m.id, m.route, m.kind, m.message_key, m.state, m.received_at, m.updated_at, m.person "
+           f"FROM messages m WHERE {' AND '.join(where)} ORDER BY {order} DESC, m.id DESC LIMIT :limit")
+    rows = store.query(sql, params)
+    page = [{"id": int(r[0]), "route": r[1], "kind": r[2], "key": r[3], "state": r[4], "received": fmt_time(r[5]),
+             "updated": fmt_time(r[6]), "person": mask_person(json.loads(r[7]) if r[7] else None, unmask)}
+            for r in rows[: s.limit]]
+    last = rows[s.limit - 1] if len(rows) > s.limit else None
+    return {"messages": page, "next": f"{float(last[5])!r}:{int(last[0])}" if last else None}
+
+
+def _search_where(s: Search) -> tuple[list[str], dict[str, Any]]:
+    where: list[str] = ["1 = 1"]
+    params: dict[str, Any] = {}
+    if s.ref:
+        # A UNION of three index look-ups (messages_key, outbox_idempotency, outbox_receipt).
+        where.append("m.id IN (SELECT id FROM messages WHERE message_key = :ref "
+                     "UNION SELECT message_id FROM outbox WHERE idempotency_key = :ref "
+                     "UNION SELECT message_id FROM outbox WHERE receipt_ref = :ref"
+                     + (" UNION SELECT :ref_id" if s.ref.isdigit() else "") + ")")
+        params["ref"] = s.ref
+        if s.ref.isdigit():
+            params["ref_id"] = int(s.ref)
+    if s.person_digest:
+        where.append("m.id IN (SELECT message_id FROM person_lookup WHERE digest = :digest)")
+        params["digest"] = s.person_digest
+    for name in ("state", "route"):
+        if getattr(s, name):
+            where.append(f"m.{name} = :{name}")
+            params[name] = getattr(s, name)
+    if s.partner:
+        # A partner's messages are those of the routes it is on (as sender or receiver): a plain
+        # IN on the route, which both backends walk in received_at order and stop after a page.
+        routes = _PARTNER_ROUTES.get(s.partner) or ("",)  # an unknown partner matches nothing
+        names = [f"partner_route_{i}" for i in range(len(routes))]
+        where.append(f"m.route IN ({', '.join(':' + n for n in names)})")
+        params.update(zip(names, routes, strict=True))
+    if s.error:
+        # Deliveries that failed and still wait for someone: dead, resolved, or pending a retry
+        # (the outbox_due index on state keeps this to the few that are not delivered).
+        where.append("m.id IN (SELECT message_id FROM outbox WHERE state IN ('dead', 'resolved', 'pending') "
+                     "AND (dead_reason LIKE :error OR last_error LIKE :error))")
+        params["error"] = f"%{s.error}%"
+    if s.since is not None:
+        where.append("m.received_at >= :since")
+        params["since"] = s.since
+    if s.until is not None:
+        where.append("m.received_at < :until")
+        params["until"] = s.until
+    if s.after is not None:
+        # "<=" first, so the received_at index gives the range; the OR then only breaks ties.
+        where.append("m.received_at <= :after_at AND (m.received_at < :after_at OR m.id < :after_id)")
+        params.update(after_at=s.after[0], after_id=s.after[1])
+    return where, params
+
+
+#: Element names (XML) and keys (JSON) of personal data in the partners' messages, masked in raw
+#: bytes whatever their value: BSN, V-number, names, birth date, address and document number.
+_RAW_PERSONAL = ("bsn", "vNummer", "geslachtsnaam", "voorvoegsel", "voornamen", "geboortedatum", "straat",
+                 "huisnummer", "huisnummertoevoeging", "postcode", "woonplaats", "documentnummer")
+_RAW_XML = re.compile(r"<((?:[\w.-]+:)?(" + "|".join(_RAW_PERSONAL) + r"))(\s[^>]*)?>([^<]*)</\1>")
+_RAW_JSON = re.compile(r'"(' + "|".join(_RAW_PERSONAL) + r')"(\s*:\s*)("(?:[^"\\]|\\.)*"|-?\d+)')
+
+
+def _mask_field(name: str, value: str) -> str:
+    if name in ("voornamen", "geslachtsnaam", "voorvoegsel"):
+        return str(mask_person({"naam": value})["naam"])
+    key = name if name in ("bsn", "vNummer", "geboortedatum") else "other"
+    return str(mask_person({key: value})[key])
+
+
+def mask_raw(raw: bytes, person: dict[str, Any] | None) -> str:
+    """Raw message text (XML or JSON) with personal data masked as ``mask_person`` masks it.
+
+    By name: every element or key in ``_RAW_PERSONAL``. By value: the message's person wherever
+    it appears as a whole element text or JSON string (``>value<``, ``"value"``), so a short name
+    part never masks a piece of an element name or of another value.
+    """
+    text = raw.decode("utf-8", "replace")
+    text = _RAW_XML.sub(lambda m: f"<{m.group(1)}{m.group(3) or ''}>{escape(_mask_field(m.group(2), unescape(m.group(4))))}"
+                        f"</{m.group(1)}>", text)
+    text = _RAW_JSON.sub(lambda m: f'"{m.group(1)}"{m.group(2)}'
+                         + json.dumps(_mask_field(m.group(1), str(json.loads(m.group(3))))), text)
+    if not person:
+        return text
+    masked = mask_person(person)
+    for key, value in person.items():
+        if not isinstance(value, str) or not value:
+            continue
+        if key == "naam":
+            words = "|".join(re.escape(w) for w in sorted(value.split(), key=len, reverse=True))
+            pattern = rf"(?<=[>\"])(?:{words})(?:\s+(?:{words}))*(?=[<\"])"
+            text = re.sub(pattern, lambda m: " ".join(w[:1] + "." for w in m.group(0).split()), text)
+        else:
+            text = re.sub(rf"(?<=[>\"]){re.escape(value)}(?=[<\"])", str(masked[key]), text)
+    return text

@@ -133,12 +133,14 @@ def _count(keys: Any) -> dict[str, int]:
     return dict(sorted(Counter(keys).items()))
 
 
-def impact(store: Store, new_ruleset: rules.RuleSet, since: float | None = None) -> ImpactReport:
-    """Who would get another indication under ``new_ruleset``; read-only."""
+def impact(store: Store, new_ruleset: rules.RuleSet, since: float | None = None, *,
+           only: int | None = None) -> ImpactReport:
+    """Who would get another indication under ``new_ruleset`` (or only the notification with
+    message id ``only``: the console's correction of one message); read-only."""
     report = ImpactReport(ruleset=new_ruleset.version, since=since)
     superseded = _superseded(store)
     latest = _latest_corrections(store)
-    for message_id, received_at, facts, person, raw in _notifications(store, since):
+    for message_id, received_at, facts, person, raw in _notifications(store, since, only):
         melding_id = facts.get("meldingId", "")
         if melding_id in superseded:
             report.superseded += 1
@@ -172,15 +174,16 @@ def _rule_input(m: IndMelding) -> rules.RuleInput:
         ingangsdatum=m.verblijf.ingangsdatum)
 
 
-def _notifications(store: Store, since: float | None) -> list[tuple[int, float, dict[str, Any], Any, bytes]]:
+def _notifications(store: Store, since: float | None,
+                   message_id: int | None = None) -> list[tuple[int, float, dict[str, Any], Any, bytes]]:
     """(message id, received at, facts, person, raw bytes) of each accepted IND notification."""
     sql = ("SELECT m.id, m.received_at, m.facts, m.person, i.raw FROM messages m "
            "JOIN inbound i ON i.message_id = m.id AND i.outcome = 'accepted' "
            "WHERE m.route = :route" + (" AND m.received_at >= :since" if since is not None else "")
-           + " ORDER BY m.id")
+           + (" AND m.id = :mid" if message_id is not None else "") + " ORDER BY m.id")
     seen: set[int] = set()
     out = []
-    for r in store.query(sql, {"route": _IND_ROUTE, "since": since}):
+    for r in store.query(sql, {"route": _IND_ROUTE, "since": since, "mid": message_id}):
         if int(r[0]) in seen:
             continue
         seen.add(int(r[0]))
@@ -208,7 +211,7 @@ def _latest_corrections(store: Store) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------- roll-out
 
-def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str) -> int:
+def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str, *, channel: str = "cli") -> int:
     """Queue one DUO CORRECTIE per changed indication, then make ``new_ruleset`` active; return how many.
 
     ``rt`` is a :class:`gateway.runtime.Runtime` (its keys sign the corrections). Re-running
@@ -217,20 +220,39 @@ def apply_corrections(rt: Any, new_ruleset: rules.RuleSet, operator: str) -> int
     """
     report = impact(rt.store, new_ruleset)
     queued = sum(route.queue_correction(rt, c, new_ruleset, operator) for c in report.changes)
-    activate(rt.store, new_ruleset, operator, note=f"{queued} correction(s) queued", corrections=queued)
+    activate(rt.store, new_ruleset, operator, note=f"{queued} correction(s) queued", corrections=queued,
+             channel=channel)
     if queued:
         rt.notify("duo")
     return queued
 
 
+def correct_one(rt: Any, message_id: int, operator: str) -> dict[str, Any] | None:
+    """Queue the CORRECTIE for one notification whose indication the active rule set changes.
+
+    None when there is nothing to correct (the same indication, superseded, or not an IND
+    notification); otherwise what changed and whether a correction was queued (False when this
+    rule set's correction was queued before: its berichtId is deterministic).
+    """
+    report = impact(rt.store, rt.ruleset, only=message_id)
+    if not report.changes:
+        return None
+    change = report.changes[0]
+    queued = route.queue_correction(rt, change, rt.ruleset, operator)
+    if queued:
+        rt.notify("duo")
+    return {"meldingId": change.melding_id, "from": change.old_indicatie, "to": change.new_indicatie,
+            "queued": queued}
+
+
 def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | None = None,
-             corrections: int | None = None) -> None:
+             corrections: int | None = None, *, channel: str = "cli") -> None:
     """Record ``ruleset`` as the active one, with who and when in the operator log and in the rule-set
     history (``corrections``: how many were queued; None when none were asked for)."""
     now = time.time()
     with store.tx() as t:
         t.set_kv(ACTIVE_KEY, ruleset.name)
-        t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, now)
+        t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, now, channel=channel)
         _history_row(t, now, ruleset.version, "apply", operator, corrections)
 
 

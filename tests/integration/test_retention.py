@@ -51,7 +51,9 @@ def _personal(m: IndMelding) -> list[str]:
 
 
 def _world(tmp_path: Path, store: Store) -> tuple[list[IndMelding], Any]:
-    cfg = h.write_config(tmp_path, store.dsn, active=h.CURRENT)
+    key = tmp_path / "lookup.key"
+    key.write_text("k" * 40)
+    cfg = h.write_config(tmp_path, store.dsn, active=h.CURRENT, console={"lookup_key_file": str(key)})
     rt = h.runtime(cfg, store)
     ms = [_melding(n, late_days=(n % 3) * 10) for n in range(1, 9)]
     h.intake(rt, ms)
@@ -84,6 +86,7 @@ def _dump(store: Store) -> bytes:
 def test_purge_removes_personal_data_keeps_facts_and_spares_waiting_and_held(tmp_path: Path, store: Store) -> None:
     ms, rt = _world(tmp_path, store)
     before = rollout.delays(store)
+    assert len({r[0] for r in store.query("SELECT DISTINCT message_id FROM person_lookup")}) == 8
     assert all(v.encode() in _dump(store) for m in ms for v in _personal(m))
     terms = RetentionConfig(notifications="30m", refused="30m", delivery_log="30m", audit="30m")
 
@@ -104,6 +107,10 @@ def test_purge_removes_personal_data_keeps_facts_and_spares_waiting_and_held(tmp
     assert (after.total_days, after.buckets(), len(after.rows)) == (before.total_days, before.buckets(),
                                                                     len(before.rows))
     assert [r["vertragingDagen"] for r in after.rows] == [r["vertragingDagen"] for r in before.rows]
+    purged_ids = [r[0] for r in store.query("SELECT id FROM messages WHERE purged_at IS NOT NULL")]
+    assert len(purged_ids) == 6
+    looked_up = {r[0] for r in store.query("SELECT DISTINCT message_id FROM person_lookup")}
+    assert not looked_up & set(purged_ids) and len(looked_up) == 2  # the held and the waiting one
     states = dict(store.query("SELECT message_key, state FROM messages"))
     assert {states[m.melding_id] for m in purged} == {"delivered"}
     assert audit.entries(store) == []
