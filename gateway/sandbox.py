@@ -258,7 +258,10 @@ def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bo
     console.print(f"gateway on {chain.daemon.url} (mutual TLS), operator endpoints on {chain.daemon.operator_url}")
     sign_ins = sandbox_operators(directory, store)
     start_at = store.ind_highest() + 1
-    meldingen = generate_meldingen(count, seed, start_volgnummer=start_at)
+    # Run again in the same directory, the sandbox goes on where it stopped: new notifications (a
+    # seed moved by the volgnummers already used), not the same meldingIds with other numbers,
+    # which the gateway rightly refuses as DUPLICATE_DIFFERENT_CONTENT.
+    meldingen = generate_meldingen(count, seed + start_at - 1, start_volgnummer=start_at)
     t0 = time.monotonic()
     with Progress(console=console, transient=False) as progress:
         task = progress.add_task("IND pushes notifications", total=len(meldingen))

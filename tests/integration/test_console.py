@@ -352,3 +352,9 @@ def test_sandbox_prints_the_console_and_its_sign_ins(tmp_path: Any) -> None:
         assert store.query("SELECT COUNT(*) FROM person_lookup")[0][0] == 4  # 2 notifications: BSN + V-number
     finally:
         store.close()
+    # Run again in the same directory (as a user running the README's command twice): it goes on with
+    # new notifications, and the sign-ins stay as they were.
+    rerun = subprocess.run([sys.executable, "-m", "gateway.cli", "sandbox", "--count", "2", "--claims", "0", "--dir",
+                            str(tmp_path / "sb")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "OK: 3 pushes" in " ".join(rerun.stdout.split()) and sign_ins["sandbox-viewer"]["password"] in rerun.stdout
