@@ -7,6 +7,7 @@ import json
 import socket
 import ssl
 import threading
+from collections.abc import Iterator
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -89,3 +90,12 @@ def alerts_config(smtp: SmtpServer, webhook: WebhookReceiver, ca: Path, **extra:
     return {"smtp": {"host": "127.0.0.1", "port": smtp.port, "ca_file": str(ca), "sender": "gateway@example.nl",
                      "to": ["ketenbeheer@example.nl"]},
             "webhook": {"url": webhook.url}, **extra}
+
+
+def receivers(pki_paths: dict[str, Any], name: str) -> Iterator[tuple[SmtpServer, WebhookReceiver]]:
+    """Both receivers (the SMTP server with a certificate of the test CA), stopped afterwards; for a fixture."""
+    key, cert = pki_paths["issue"](name, common_name="smtp.test")
+    smtp, webhook = SmtpServer(cert, key), WebhookReceiver()
+    yield smtp, webhook
+    smtp.stop()
+    webhook.stop()

@@ -210,15 +210,19 @@ def _leaf_key_usage(key_type: str) -> x509.KeyUsage:
 def _write(directory: Path, stem: str, key: _Key, cert: x509.Certificate) -> tuple[Path, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     key_path, cert_path = directory / f"{stem}-key.pem", directory / f"{stem}.pem"
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-    # Create the key file with mode 0600 from the start, so it is never readable by others.
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key_pem)
-    os.chmod(key_path, 0o600)
+    write_private_key(key_path, key)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_path, cert_path
+
+
+def write_private_key(path: Path, key: _Key) -> None:
+    """PEM (PKCS#8, unencrypted) in a file created with mode 0600, so it is never readable by others."""
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    os.chmod(path, 0o600)
 
 
 def _now() -> dt.datetime:

@@ -5,13 +5,14 @@ PKIoverheid: the TSP); in the sandbox the sandbox CA signs it at once (``sign_re
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from gateway.security import pki
 
 __all__ = ["prepare", "sign_request"]
 
@@ -29,11 +30,7 @@ def prepare(current_cert: Path, directory: Path, stem: str = "gateway-next") -> 
     csr = builder.sign(key, hashes.SHA256())
     directory.mkdir(parents=True, exist_ok=True)
     key_path, csr_path = directory / f"{stem}-key.pem", directory / f"{stem}.csr"
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    pki.write_private_key(key_path, key)
     csr_path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
     return key_path, csr_path
 

@@ -18,6 +18,7 @@ import pytest
 
 from adapters.duo.simulator import Faults
 from gateway.core.clock import FixedClock
+from tests import alerting
 from tests.alerting import SmtpServer, WebhookReceiver, alerts_config
 from tests.e2e.helpers import attempt_rows, bericht_id, meldingen, wait_until
 
@@ -26,11 +27,7 @@ HOUR = 3600.0
 
 @pytest.fixture
 def receivers(pki_paths: dict[str, Any]) -> Iterator[tuple[SmtpServer, WebhookReceiver]]:
-    key, cert = pki_paths["issue"]("smtp-e2e", common_name="smtp.test")
-    smtp, webhook = SmtpServer(cert, key), WebhookReceiver()
-    yield smtp, webhook
-    smtp.stop()
-    webhook.stop()
+    yield from alerting.receivers(pki_paths, "smtp-e2e")
 
 
 def _settle(smtp: SmtpServer, webhook: WebhookReceiver, n: int) -> bool:

@@ -19,6 +19,7 @@ from gateway.core import config as config_mod
 from gateway.core.store import Store
 from gateway.ops import alerts, health
 from gateway.runtime import build_runtime
+from tests import alerting
 from tests.alerting import SmtpServer, WebhookReceiver, alerts_config
 from tests.rules_history import write_toml
 
@@ -27,11 +28,7 @@ STALLED = alerts.Condition("queue-stalled:ind-duo", "critical", "queue ind-duo s
 
 @pytest.fixture(scope="module")
 def receivers(pki_paths: dict[str, Any]) -> Iterator[tuple[SmtpServer, WebhookReceiver]]:
-    key, cert = pki_paths["issue"]("smtp", common_name="smtp.test")
-    smtp, webhook = SmtpServer(cert, key), WebhookReceiver()
-    yield smtp, webhook
-    smtp.stop()
-    webhook.stop()
+    yield from alerting.receivers(pki_paths, "smtp")
 
 
 @pytest.fixture
