@@ -34,7 +34,9 @@ def test_sigkill_one_of_three_processes(tmp_path: Path, pki_paths: dict[str, Any
 
     policy = {"lease_seconds": LEASE_SECONDS, "concurrency": 2}
     chain = start_chain(tmp_path, dsn=pg_dsn, pki_paths=pki_paths, start=False, with_cjib=False,
-                        duo_faults=Faults(latency_seconds=0.05),
+                        # DUO takes 0.15 s an answer, so a worker holds its leases long enough to be seen
+                        # (at 0.05 s the victim held two at once too rarely: 1 failed run in 5)
+                        duo_faults=Faults(latency_seconds=0.15),
                         overrides={"partners": {"duo": {"policy": policy}}})
     upgrade(chain.config_file)
     procs = start_processes(chain.config_file, tmp_path, 3)
