@@ -293,6 +293,7 @@ def test_client_certificate_sign_in_on_a_tls_operator_listener(make_chain: Any, 
 def test_send_a_correction_of_one_notification(make_chain: Any, tmp_path: Any) -> None:
     """Notifications assessed with the faulty 2025.9 rule set; the gateway now runs 2026.1 (as
     after a restart with the new `[rules] active`): an operator corrects one parent from its page."""
+    from gateway.rules import rollout
     from gateway.runtime import load_ruleset
     from tests import rules_history as h
 
@@ -304,6 +305,9 @@ def test_send_a_correction_of_one_notification(make_chain: Any, tmp_path: Any) -
     for m in ms:
         assert chain.ind.push(chain.ind_endpoint, m).accepted
     rt = chain.daemon.rt
+    # The store names the active rule set (as a roll-out does): the daemon's watch follows the store,
+    # so setting only rt.ruleset would be undone within a second.
+    rollout.activate(rt.store, load_ruleset(chain.config, h.CURRENT), "test", "switch without corrections")
     rt.ruleset = load_ruleset(chain.config, h.CURRENT)
     parent = sorted(parents)[0]
     other = next(m.melding_id for m in ms if m.melding_id not in parents)
