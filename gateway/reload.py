@@ -57,29 +57,47 @@ class Keyring:
         return ctx
 
 
+#: The config sections a reload swaps in, and within them the keys that still need a restart. Any
+#: other section (including one added later) takes effect only at a restart: a new setting is
+#: never silently ignored by a reload that reports success.
+RELOADABLE: dict[str, frozenset[str]] = {
+    "tls": frozenset({"enabled", "max_session_seconds"}),
+    "partners": frozenset({"url", "policy"}),  # per partner; which partners there are: restart
+    "ind": frozenset(),
+    "cjib": frozenset({"poll_interval_seconds"}),
+    "health": frozenset(),
+    "rules": frozenset(),
+    "log": frozenset(),
+    "operators": frozenset(),
+    "alerts": frozenset({"evaluate_seconds"}),
+    "retention": frozenset(),
+}
+
+
 def restart_only_changes(old: Config, new: Config) -> list[str]:
     """The settings that differ and take effect only at a restart."""
-    changed = [name for name in ("instance", "store", "listen") if getattr(old, name) != getattr(new, name)]
-    if set(old.partners) != set(new.partners):
-        changed.append("partners (which partners there are)")
-    for name in sorted(set(old.partners) & set(new.partners)):
-        for key in ("url", "policy"):
-            if getattr(old.partners[name], key) != getattr(new.partners[name], key):
-                changed.append(f"partners.{name}.{key}")
-    for key in ("poll_interval_seconds",):
-        if getattr(old.cjib, key) != getattr(new.cjib, key):
-            changed.append(f"cjib.{key}")
-    if old.alerts.evaluate_seconds != new.alerts.evaluate_seconds:
-        changed.append("alerts.evaluate_seconds")
-    if old.tls.enabled != new.tls.enabled:
-        changed.append("tls.enabled")
-    if old.tls.max_session_seconds != new.tls.max_session_seconds:
-        changed.append("tls.max_session_seconds")
-    if old.revocation != new.revocation:
-        changed.append("revocation")
-    if old.console != new.console:
-        changed.append("console")
+    changed: list[str] = []
+    for name in type(old).model_fields:
+        if name == "source":
+            continue
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        if name not in RELOADABLE:
+            changed.append(name)
+        elif name == "partners":
+            changed += _partner_changes(before, after)
+        else:
+            changed += [f"{name}.{key}" for key in sorted(RELOADABLE[name])
+                        if getattr(before, key) != getattr(after, key)]
     return changed
+
+
+def _partner_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    if set(old) != set(new):
+        return ["partners (which partners there are)"]
+    return [f"partners.{name}.{key}" for name in sorted(old) for key in sorted(RELOADABLE["partners"])
+            if getattr(old[name], key) != getattr(new[name], key)]
 
 
 def reload(rt: Runtime, ring: Keyring) -> dict[str, Any]:

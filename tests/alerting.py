@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -15,11 +14,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 class _Inbox:
@@ -40,7 +35,7 @@ class SmtpServer:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(str(cert), str(key))
         self.inbox = _Inbox()
-        self.port = _free_port()
+        self.port = free_port()
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, tls_context=ctx,
                                      require_starttls=True)
         self.controller.start()

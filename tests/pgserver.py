@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
+
+from tests.ports import free_port
 
 BIN_DIRS = [Path(p) for p in os.environ.get("GATEWAY_PG_BIN", "").split(":") if p] + \
     sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -34,12 +35,6 @@ def available() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PgServer:
     def __init__(self) -> None:
         b = _bin()
@@ -50,7 +45,7 @@ class PgServer:
         directory.chmod(0o755)
         self.dir = directory
         self.data = directory / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         directory.mkdir(parents=True, exist_ok=True)
         self._as_postgres = os.geteuid() == 0
