@@ -72,11 +72,12 @@ def _where(result: dict[str, Any]) -> dict[str, float]:
 
 
 def _gateway(name: str, *, count: int, pg: str | None, processes: int, base: Path, reps: int,
-             rate: float | None = None, idle_seconds: float = 10.0) -> dict[str, Any]:
+             rate: float | None = None, idle_seconds: float = 10.0,
+             extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     progress(f"{name}: {count} notifications, {processes} process(es), "
              f"{'PostgreSQL' if pg else 'SQLite'}{f', paced at {rate:.1f}/s' if rate else ''}")
     r = sandbox_run(count=count, pg=pg, processes=processes, pushers=4, directory=base / name, profile=True,
-                    step_reps=0, rate=rate, idle_after_seconds=idle_seconds)
+                    step_reps=0, rate=rate, idle_after_seconds=idle_seconds, extra_env=extra_env)
     y = _yardstick(reps)
     cpu_us = r["gateway_cpu_ms_per_msg"] * 1000
     out = {"ok": r["ok"], "count": count, "processes": processes, "cpu_per_notification_us": round(cpu_us, 1),
@@ -121,8 +122,13 @@ def main() -> None:
     ap.add_argument("--soak", type=int, default=None, help="soak size (RSS growth from 10%% of it, at most 10,000)")
     ap.add_argument("--replay", type=int, default=None, help="archive size for the replay ratio")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: pg,pg4,p99,replay,soak")
+    ap.add_argument("--levers", type=int, default=0, metavar="N",
+                    help="instead: A/B of the server levers (h11/httptools, asyncio/uvloop) on SQLite, N rounds")
     ap.add_argument("--dir", type=Path, default=None)
     args = ap.parse_args()
+    if args.levers:
+        _levers(args)
+        return
     count = args.count or (400 if args.quick else 1000)
     soak_n = args.soak or (4000 if args.quick else 100_000)
     replay_n = args.replay or (3000 if args.quick else 10_000)
@@ -209,6 +215,36 @@ def main() -> None:
     _print_report(res)
     if args.json:
         print(json.dumps(res, sort_keys=True))
+
+
+LEVERS = {"h11+asyncio": {"GW_BENCH_HTTP": "h11", "GW_BENCH_LOOP": "asyncio"},
+          "httptools+asyncio": {"GW_BENCH_HTTP": "httptools", "GW_BENCH_LOOP": "asyncio"},
+          "httptools+uvloop": {"GW_BENCH_HTTP": "httptools", "GW_BENCH_LOOP": "uvloop"}}
+
+
+def _levers(args: argparse.Namespace) -> None:
+    """Each variant once per round, interleaved; medians of CPU per notification and of its ratio."""
+    from bench.common import median
+
+    base = args.dir or Path(tempfile.mkdtemp(prefix="gw-levers-"))
+    count = args.count or 400
+    reps = 50
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in LEVERS}
+    for i in range(args.levers):
+        for name, env in LEVERS.items():
+            runs[name].append(_gateway(f"{name}-{i}", count=count, pg=None, processes=1, base=base, reps=reps,
+                                       idle_seconds=0, extra_env=env))
+    table = {name: {"cpu_per_notification_us": median([r["cpu_per_notification_us"] for r in rs]),
+                    "ratio": median([r["ratio"] for r in rs]),
+                    "p99_ms": median([r["latency_ms"]["p99"] for r in rs]),
+                    "all_ok": all(r["ok"] for r in rs)} for name, rs in runs.items()}
+    ref = table["h11+asyncio"]["cpu_per_notification_us"]
+    for row in table.values():
+        row["cpu_vs_h11_asyncio"] = round(row["cpu_per_notification_us"] / ref, 3)
+    for name, row in table.items():
+        print(f"{name:20s} {row}", flush=True)
+    if args.json:
+        print(json.dumps({"levers": table, "rounds": args.levers, "count": count}, sort_keys=True))
 
 
 def _print_report(res: dict[str, Any]) -> None:

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
+import threading
+from collections import OrderedDict
 from datetime import datetime
 
 import xmlsec
@@ -33,7 +36,7 @@ from gateway.security.wsse import SHA256, SIGNATURE_METHODS, _signature_transfor
 from gateway.wire.soap import DS_NS
 from gateway.wire.xmlsafe import exc_c14n, sha256_b64
 
-__all__ = ["sign_enveloped", "verify_enveloped", "message_digest"]
+__all__ = ["sign_enveloped", "verify_enveloped", "message_digest", "signed_digest"]
 
 EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
@@ -55,7 +58,36 @@ def sign_enveloped(root: etree._Element, key: KeyPair) -> bytes:
     x509_data = xmlsec.template.add_x509_data(xmlsec.template.ensure_key_info(signature))
     etree.SubElement(x509_data, f"{{{DS_NS}}}X509Certificate").text = base64.b64encode(key.cert_der).decode("ascii")
     dsig.sign(signature, key)
-    return etree.tostring(doc, xml_declaration=True, encoding="utf-8")
+    signed = etree.tostring(doc, xml_declaration=True, encoding="utf-8")
+    # The berichtDigest of what we signed, kept for the sender (``signed_digest``): the root without
+    # its signature is the element we were given, so no re-parse of our own bytes is needed.
+    _remember(signed, sha256_b64(exc_c14n(root)))
+    return signed
+
+
+_MAX_REMEMBERED = 1024
+_remembered: OrderedDict[bytes, str] = OrderedDict()
+_remembered_lock = threading.Lock()
+
+
+def _remember(signed: bytes, digest: str) -> None:
+    key = hashlib.sha256(signed).digest()
+    with _remembered_lock:
+        _remembered[key] = digest
+        if len(_remembered) > _MAX_REMEMBERED:
+            _remembered.popitem(last=False)
+
+
+def signed_digest(signed: bytes) -> str:
+    """``message_digest`` of a document: remembered when this process signed exactly these bytes
+    with ``sign_enveloped`` (the last 1,024), else computed from a hardened parse of them."""
+    with _remembered_lock:
+        found = _remembered.get(hashlib.sha256(signed).digest())
+    if found is not None:
+        return found
+    from gateway.wire import xmlsafe
+
+    return message_digest(xmlsafe.parse(signed))
 
 
 def verify_enveloped(root: etree._Element, trust: PartnerTrust, *, now: datetime) -> etree._Element:
@@ -72,6 +104,8 @@ def verify_enveloped(root: etree._Element, trust: PartnerTrust, *, now: datetime
     bare = copy.deepcopy(root)
     for found in bare.findall(_SIGNATURE):
         _remove_keeping_tail(found)
+    if next(bare.iter(etree.Comment, etree.ProcessingInstruction), None) is None:
+        return bare  # the signed data as it stands (exc-c14n would change only namespace declarations)
     return etree.fromstring(exc_c14n(bare, prefixes), hardened_parser())
 
 
