@@ -33,6 +33,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import xmlsec
@@ -406,7 +407,8 @@ def _verify_crypto(signature: etree._Element, cert: x509.Certificate,
                    placed: dict[str, _Placed]) -> dict[str, etree._Element]:
     """libxmlsec1 checks digests and signature over exactly the approved elements; returns what was signed."""
     check_signature_schema(signature)
-    dsig.verify(signature, cert, [(ref.element, ref.id_attribute[0], ref.id_attribute[1]) for ref in placed.values()])
+    dsig.verify(signature, cert, [(ref.element, ref.id_attribute[0], ref.id_attribute[1]) for ref in placed.values()],
+                [partial(exc_c14n, ref.element, ref.prefixes) for ref in placed.values()])
     return {part: signed_form(ref.element, ref.prefixes) for part, ref in placed.items()}
 
 

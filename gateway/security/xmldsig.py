@@ -100,10 +100,10 @@ def verify_enveloped(root: etree._Element, trust: PartnerTrust, *, now: datetime
         # URI="" is the whole document: verify a document whose root is this element.
         root = copy.deepcopy(root)
         signature = _the_signature(root)
-    dsig.verify(signature, cert)
     bare = copy.deepcopy(root)
     for found in bare.findall(_SIGNATURE):
         _remove_keeping_tail(found)
+    dsig.verify(signature, cert, signed_data=[lambda: exc_c14n(bare, prefixes)])
     if next(bare.iter(etree.Comment, etree.ProcessingInstruction), None) is None:
         return bare  # the signed data as it stands (exc-c14n would change only namespace declarations)
     return etree.fromstring(exc_c14n(bare, prefixes), hardened_parser())
