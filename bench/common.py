@@ -392,9 +392,23 @@ def _old_next_due() -> None:
     store_mod.Store.next_due = next_due  # type: ignore[method-assign]
 
 
+def _levers() -> None:
+    """A/B of issue 22's server levers: GW_BENCH_HTTP=h11|httptools, GW_BENCH_LOOP=asyncio|uvloop."""
+    http, loop = os.environ.get("GW_BENCH_HTTP"), os.environ.get("GW_BENCH_LOOP")
+    if http:
+        from gateway.wire import server
+
+        server.DEFAULT_HTTP = http
+    if loop:
+        from gateway import daemon
+
+        daemon.USE_UVLOOP = loop == "uvloop"
+
+
 if __name__ == "__main__":
     if os.environ.get("GW_BENCH_OLD_NEXT_DUE"):
         _old_next_due()
+    _levers()
     args = sys.argv[1:]
     if args[:1] == ["--profile"]:
         _install_profile(Path(args[1]))

@@ -52,7 +52,8 @@ def main() -> None:
 
 
 def soak(*, count: int, error_rate: float, pushers: int, pg: str | None, sample_every: int,
-         directory: Path) -> dict[str, Any]:
+         directory: Path, first_mark: int = 10_000) -> dict[str, Any]:
+    """``first_mark``: the delivered count after which RSS is taken as the reference (10,000)."""
     from adapters.duo.simulator import Faults
     from adapters.ind.simulator import generate_meldingen
     from gateway.core.store import Store
@@ -63,7 +64,10 @@ def soak(*, count: int, error_rate: float, pushers: int, pg: str | None, sample_
     dsn = f"sqlite:///{directory / 'gateway.db'}"
     if pg:
         dsn, drop = fresh_pg_database(pg)
+    from bench.bench_sandbox import PRODUCTION_REVOCATION
+
     overrides = {"ind": {"reconcile_interval_seconds": 3600.0, "gap_grace_seconds": 120.0},
+                 "revocation": PRODUCTION_REVOCATION,
                  "partners": {"duo": {"policy": {"max_attempts": 50}}}}
     chain = start_chain(directory, dsn=dsn, start=False, with_cjib=False, overrides=overrides,
                         duo_faults=Faults(error_rate=error_rate, retry_after_seconds=1.0, seed=7))
@@ -128,7 +132,7 @@ def soak(*, count: int, error_rate: float, pushers: int, pg: str | None, sample_
         for t in threads:
             t.start()
         samples: list[dict[str, Any]] = []
-        next_sample = min(sample_every, 10_000)
+        next_sample = min(sample_every, first_mark)
         rss_10k = None
 
         def delivered() -> int:
@@ -136,9 +140,9 @@ def soak(*, count: int, error_rate: float, pushers: int, pg: str | None, sample_
 
         while any(t.is_alive() for t in threads) or delivered() < acked[0]:
             d = delivered()
-            if d >= next_sample or (d >= 10_000 and rss_10k is None):
+            if d >= next_sample or (d >= first_mark and rss_10k is None):
                 rss = gw.rss_bytes()
-                if d >= 10_000 and rss_10k is None:
+                if d >= first_mark and rss_10k is None:
                     rss_10k = rss
                 samples.append({"delivered": d, "rss_mb": round(rss / 2**20, 1), "seconds": round(time.time() - t0, 1),
                                 "gateway_cpu_s": round(gw.cpu_seconds() - cpu0, 1), "load": machine_load()})
@@ -171,6 +175,7 @@ def soak(*, count: int, error_rate: float, pushers: int, pg: str | None, sample_
             "retries": sum(v for k, v in attempts.items() if k != "success"),
             "seconds": round(elapsed, 1), "throughput_per_s": round(count / elapsed, 1),
             "gateway_cpu_ms_per_msg": round(cpu * 1000 / count, 3),
+            "first_mark": first_mark,
             "rss_mb_after_10k": round(rss_10k / 2**20, 1) if rss_10k else None,
             "rss_mb_at_end": round(rss_end / 2**20, 1),
             "rss_growth_10k_to_end": round(rss_end / rss_10k - 1, 4) if rss_10k else None,

@@ -300,5 +300,23 @@ def run(config: Config) -> int:
                                                                         daemon=True).start())
         await daemon.serve()
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(main())
     return 0
+
+
+#: ``gateway run`` on uvloop instead of asyncio's loop (uvloop must be installed; it is not a dependency).
+#: Off: issue 22 measured it (bench/RESULTS.md) at about 3% less CPU per notification, but the p99
+#: latency from IND's send to DUO's receipt went from 0.1-0.2 s to 1.4-2.0 s in every run.
+USE_UVLOOP = False
+
+
+def loop_factory() -> Any:
+    """uvloop's ``new_event_loop`` when it is installed and ``USE_UVLOOP``; None: asyncio's default loop."""
+    if not USE_UVLOOP:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -103,6 +103,6 @@ class DuoSender:
 
 
 def _digest_of(payload: bytes) -> str:
-    # Our own, already signed bytes: parse them the same hardened way as anything else.
-    root: etree._Element = xmlsafe.parse(payload)
-    return xmldsig.message_digest(root)
+    # Our own, already signed bytes: remembered when this process signed them, else parsed the
+    # same hardened way as anything else.
+    return xmldsig.signed_digest(payload)

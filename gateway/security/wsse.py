@@ -1,24 +1,29 @@
 """WS-Security for profile ind-wus: sign an envelope, and verify one without signature wrapping.
 
-signxml does the cryptography (digests, signature, exc-c14n). It does not know where a signed
-element must sit, nor the WS-Security token layout, so this module adds what the contract asks
-and signxml leaves out:
+python-xmlsec (libxmlsec1, through ``gateway.security.dsig``) does the cryptography (digests,
+signature, exc-c14n). It does not know where a signed element must sit, nor the WS-Security
+token layout, so this module adds what the contract asks and the library leaves out, and runs
+all of it *before* the library sees the message:
 
 - exactly one ``wsse:Security`` header and one ``ds:Signature`` (inside it);
 - ``Id`` values unique in the whole document (a duplicate lets a reference pick the wrong twin);
 - every required part referenced exactly once, and each reference resolving to the element at
   its expected place: the Body that is processed (``/Envelope/Body``), the WS-Addressing headers
   as direct children of ``/Envelope/Header``, the Timestamp as a child of the Security header;
+- exc-c14n, sha256 and rsa-sha256 / ecdsa-sha256 only, one exc-c14n transform per Reference;
 - the signing certificate taken from the ``BinarySecurityToken`` that ``KeyInfo`` points at, and
   pinned via ``PartnerTrust.check``;
 - the Timestamp's freshness.
 
-What the caller gets back (``VerifiedEnvelope``) is built from the data signxml returns as
-signed, after checking that it is byte for byte the canonical form of the elements in place.
+Only the elements those checks approved are registered as IDs with libxmlsec1, so the
+References it digests are exactly the parts in place (no other element can be named). What the
+caller gets back (``VerifiedEnvelope``) is those elements in place; a part holding a comment or
+a processing instruction is handed back as its canonical form re-parsed (what was signed: exc-c14n
+drops comments, and ``<a>12<!--x-->34</a>`` must read as "1234", not "12").
 
 Exclusive c14n's one parameter, ``ec:InclusiveNamespaces PrefixList`` (Apache WSS4J and CXF send it
-by default), is honoured on SignedInfo and on every Reference; the comparison with the element in
-place uses that Reference's own prefix list (``gateway.security.c14n``).
+by default), is honoured on SignedInfo and on every Reference by libxmlsec1; ``gateway.security.c14n``
+refuses any other parameter.
 """
 
 from __future__ import annotations
@@ -28,16 +33,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from functools import partial
+from typing import Any
 
+import xmlsec
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from signxml import SignatureConfiguration, XMLSigner, XMLVerifier, methods
-from signxml.algorithms import CanonicalizationMethod, DigestAlgorithm, SignatureMethod
-from signxml.exceptions import InvalidCertificate, SignXMLException
-from signxml.signer import SignatureReference
-from signxml.verifier import VerifyResult
+from signxml.algorithms import CanonicalizationMethod
 
 from gateway.core.errors import (
     CertificateRefused,
@@ -46,6 +49,8 @@ from gateway.core.errors import (
     MessageExpired,
     SignatureInvalid,
 )
+from gateway.security import dsig
+from gateway.security.c14n import EXC_C14N as EXC_C14N_URI
 from gateway.security.c14n import check_signature_schema, prefix_list
 from gateway.security.keys import KeyPair, PartnerTrust, kid_of_der
 from gateway.wire.soap import DS_NS, SOAP_NS, WSA_NS, WSSE_NS, WSU_NS
@@ -61,7 +66,12 @@ CONFIRMED_RESPONSE_PARTS = RESPONSE_PARTS + ("SignatureConfirmation",)
 WSA_PARTS = ("To", "Action", "MessageID", "RelatesTo")
 WSSE11_NS = "http://docs.oasis-open.org/wss/oasis-wss-wssecurity-secext-1.1.xsd"
 
+#: The exc-c14n algorithm (as signxml names it: callers and tests compare ``EXC_C14N.value``).
 EXC_C14N = CanonicalizationMethod.EXCLUSIVE_XML_CANONICALIZATION_1_0
+SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
+SIGNATURE_METHODS = (RSA_SHA256, ECDSA_SHA256)
 X509V3 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3"
 BASE64 = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary"
 MAX_TIMESTAMP_SPAN = 300
@@ -97,30 +107,29 @@ def sign_envelope(envelope: etree._Element, key: KeyPair, *, parts: Sequence[str
         found = header.find(f"{{{WSA_NS}}}{name}")
         if found is not None:
             targets[name] = found
-    references = []
+    signature = xmlsec.template.create(envelope, xmlsec.constants.TransformExclC14N, _signature_transform(key),
+                                       ns="ds")
+    security.append(signature)
+    ids = []
     for part in parts:
         if part not in targets:
             raise ValueError(f"cannot sign {part}: the envelope has no such part")
-        references.append(SignatureReference(URI="#" + _ensure_id(targets[part], part), c14n_method=EXC_C14N))
-    signer = XMLSigner(method=methods.detached, signature_algorithm=_signature_method(key),
-                       digest_algorithm=DigestAlgorithm.SHA256, c14n_algorithm=EXC_C14N)
-    signature = signer.sign(envelope, key=signing_key(key), reference_uri=references, key_info=_key_info(bst_id))
-    security.append(signature)
+        reference = xmlsec.template.add_reference(signature, xmlsec.constants.TransformSha256,
+                                                  uri="#" + _ensure_id(targets[part], part))
+        xmlsec.template.add_transform(reference, xmlsec.constants.TransformExclC14N)
+        ids.append((targets[part], "Id", WSU_NS))
+    signature.append(_key_info(bst_id))
+    dsig.sign(signature, key, ids)
     return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
 
-def signing_key(key: KeyPair) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
-    """``key.private_key`` as signxml takes it; ``load_keypair`` admits no other key types."""
-    private = key.private_key
-    if isinstance(private, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
-        return private
-    raise ConfigError("only RSA and EC keys are supported", file=key.key_file)
-
-
-def _signature_method(key: KeyPair) -> SignatureMethod:
+def _signature_transform(key: KeyPair) -> Any:  # an xmlsec.constants transform (typed only in its stubs)
+    """rsa-sha256 or ecdsa-sha256 by key type; ``load_keypair`` admits no other key types."""
     if isinstance(key.private_key, ec.EllipticCurvePrivateKey):
-        return SignatureMethod.ECDSA_SHA256
-    return SignatureMethod.RSA_SHA256
+        return xmlsec.constants.TransformEcdsaSha256
+    if isinstance(key.private_key, rsa.RSAPrivateKey):
+        return xmlsec.constants.TransformRsaSha256
+    raise ConfigError("only RSA and EC keys are supported", file=key.key_file)
 
 
 def _own_layout(envelope: etree._Element) -> tuple[etree._Element, etree._Element, etree._Element]:
@@ -180,7 +189,7 @@ def _add_token(security: etree._Element, key: KeyPair) -> str:
 
 
 def _key_info(bst_id: str) -> etree._Element:
-    key_info = etree.Element(f"{{{DS_NS}}}KeyInfo", nsmap={"ds": DS_NS})
+    key_info = etree.Element(f"{{{DS_NS}}}KeyInfo")
     str_ = etree.SubElement(key_info, f"{{{WSSE_NS}}}SecurityTokenReference", nsmap={"wsse": WSSE_NS})
     ref = etree.SubElement(str_, f"{{{WSSE_NS}}}Reference")
     ref.set("URI", "#" + bst_id)
@@ -193,7 +202,8 @@ def _key_info(bst_id: str) -> etree._Element:
 
 @dataclass(frozen=True)
 class VerifiedEnvelope:
-    """The signed parts of an envelope, as signxml returned them (comments dropped by exc-c14n)."""
+    """The signed parts of an envelope: the elements in place, or their signed canonical form when they
+    hold comments or processing instructions (exc-c14n drops comments)."""
 
     body: etree._Element
     payload: etree._Element
@@ -216,7 +226,7 @@ def verify_envelope(envelope: etree._Element, trust: PartnerTrust, *, parts: Seq
     layout = _Layout.of(envelope)
     placed = _referenced_parts(layout, parts)
     cert = _signer(layout, trust, now)
-    signed = _verify_crypto(envelope, layout.signature, cert, placed, now)
+    signed = _verify_crypto(layout.signature, cert, placed)
     _check_timestamp(signed["Timestamp"], now, max_skew_seconds)
     return _result(signed, cert, parts, signature_value(envelope))
 
@@ -256,8 +266,8 @@ def _only(found: list[etree._Element], what: str) -> etree._Element:
 def _ids(root: etree._Element) -> dict[str, etree._Element]:
     """Id value -> element, refusing duplicates.
 
-    signxml resolves "#x" against any attribute named Id in any namespace; twins would let a
-    reference point at a copy while we process the original.
+    Any attribute named Id in any namespace counts (other stacks resolve "#x" that way); twins would
+    let a reference point at a copy while we process the original.
     """
     ids: dict[str, etree._Element] = {}
     for value in root.xpath("//@*[local-name()='Id']"):
@@ -269,10 +279,11 @@ def _ids(root: etree._Element) -> dict[str, etree._Element]:
 
 @dataclass(frozen=True)
 class _Placed:
-    """A referenced element at its place, and the Reference's inclusive prefixes (None: none)."""
+    """A referenced element at its place, its Id attribute, and the Reference's inclusive prefixes."""
 
     element: etree._Element
     prefixes: tuple[str, ...] | None
+    id_attribute: tuple[str, str | None]  # (local name, namespace) for libxmlsec1's ID table
 
 
 def _referenced_parts(layout: _Layout, parts: Sequence[str]) -> dict[str, _Placed]:
@@ -291,7 +302,7 @@ def _referenced_parts(layout: _Layout, parts: Sequence[str]) -> dict[str, _Place
                                    stage=_STAGE)
         if part in placed:
             raise SignatureInvalid(f"{part} is referenced more than once", stage=_STAGE)
-        placed[part] = _Placed(element, prefixes)
+        placed[part] = _Placed(element, prefixes, _id_attribute(element, (reference.get("URI") or "")[1:]))
     missing = [p for p in parts if p not in placed]
     if missing:
         raise SignatureInvalid(f"the signature does not cover {', '.join(missing)}", stage=_STAGE)
@@ -300,25 +311,39 @@ def _referenced_parts(layout: _Layout, parts: Sequence[str]) -> dict[str, _Place
 
 def _check_algorithms(signed_info: etree._Element) -> None:
     c14n = signed_info.find(f"{{{DS_NS}}}CanonicalizationMethod")
-    if c14n is None or c14n.get("Algorithm") != EXC_C14N.value:
+    if c14n is None or c14n.get("Algorithm") != EXC_C14N_URI:
         raise SignatureInvalid("SignedInfo is not canonicalized with exc-c14n", stage=_STAGE)
-    prefix_list(c14n, "SignedInfo's CanonicalizationMethod")  # signxml applies it
+    prefix_list(c14n, "SignedInfo's CanonicalizationMethod")  # libxmlsec1 applies it
+    method = signed_info.find(f"{{{DS_NS}}}SignatureMethod")
+    if method is None or method.get("Algorithm") not in SIGNATURE_METHODS or len(method) \
+            or (method.text or "").strip():
+        raise SignatureInvalid("the signature does not verify (its method must be rsa-sha256 or ecdsa-sha256)",
+                               stage=_STAGE)
 
 
 def _check_reference_shape(reference: etree._Element) -> tuple[str, ...] | None:
     """The Reference's inclusive prefixes, after checking its shape.
 
     One exc-c14n transform (with at most its PrefixList) and a sha256 digest: no XPath/XSLT or
-    other transforms that signxml would silently skip, and no parameter it would ignore.
+    other transforms, and no parameter that one stack would apply and another ignore.
     """
     transforms = reference.findall(f"{{{DS_NS}}}Transforms/{{{DS_NS}}}Transform")
-    if [t.get("Algorithm") for t in transforms] != [EXC_C14N.value]:
+    if [t.get("Algorithm") for t in transforms] != [EXC_C14N_URI]:
         raise SignatureInvalid("unsupported transform: a Reference must have exactly the exc-c14n transform",
                                stage=_STAGE)
     digest = reference.find(f"{{{DS_NS}}}DigestMethod")
-    if digest is None or digest.get("Algorithm") != DigestAlgorithm.SHA256.value:
+    if digest is None or digest.get("Algorithm") != SHA256:
         raise SignatureInvalid("a Reference must use the sha256 digest", stage=_STAGE)
     return prefix_list(transforms[0], "a Reference's Transform")
+
+
+def _id_attribute(element: etree._Element, value: str) -> tuple[str, str | None]:
+    """The (local name, namespace) of ``element``'s Id attribute holding ``value`` (unique: ``_ids``)."""
+    for name, found in element.attrib.items():
+        qname = etree.QName(name)
+        if qname.localname == "Id" and found == value:
+            return qname.localname, qname.namespace
+    raise SignatureInvalid("a Reference URI is not the #Id of an element in the message", stage=_STAGE)
 
 
 def _by_id(layout: _Layout, uri: str) -> etree._Element:
@@ -370,7 +395,7 @@ _local = threading.local()
 
 
 def hardened_parser() -> etree.XMLParser:
-    """The parser signxml re-parses copies with: no entities, no network; one per thread (lxml)."""
+    """The parser a signed part's canonical form is re-parsed with: no entities, no network; one per thread."""
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = _local.parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
@@ -378,34 +403,25 @@ def hardened_parser() -> etree.XMLParser:
     return parser
 
 
-def _verify_crypto(envelope: etree._Element, signature: etree._Element, cert: x509.Certificate,
-                   placed: dict[str, _Placed], now: datetime) -> dict[str, etree._Element]:
-    """signxml checks digests and signature; we check it signed exactly the elements in place."""
-    # The schema check signxml would make, with ec:InclusiveNamespaces declared (c14n module).
+def _verify_crypto(signature: etree._Element, cert: x509.Certificate,
+                   placed: dict[str, _Placed]) -> dict[str, etree._Element]:
+    """libxmlsec1 checks digests and signature over exactly the approved elements; returns what was signed."""
     check_signature_schema(signature)
-    config = SignatureConfiguration(
-        location=f"./{{{SOAP_NS}}}Header/{{{WSSE_NS}}}Security/",
-        expect_references=len(placed),
-        signature_methods=frozenset({SignatureMethod.RSA_SHA256, SignatureMethod.ECDSA_SHA256}),
-        digest_algorithms=frozenset({DigestAlgorithm.SHA256}),
-        verification_time=now,
-    )
-    try:
-        results = XMLVerifier().verify(envelope, x509_cert=cert, id_attribute="Id", expect_config=config,
-                                       parser=hardened_parser(), validate_schema=False)
-    except InvalidCertificate as exc:
-        raise CertificateRefused("the signing certificate is not valid now", stage=_STAGE) from exc
-    except (SignXMLException, ValueError, etree.LxmlError) as exc:
-        raise SignatureInvalid(f"the signature does not verify ({type(exc).__name__})", stage=_STAGE) from exc
-    signed: dict[str, etree._Element] = {}
-    # A list: signxml returns a lone VerifyResult only for expect_references == 1, and placed
-    # holds every part of REQUEST_PARTS (checked in verify_envelope).
-    for (part, ref), result in zip(placed.items(), cast(list[VerifyResult], results), strict=True):
-        # The element in place, canonicalized with that Reference's own prefix list.
-        if result.signed_xml is None or result.signed_data != exc_c14n(ref.element, ref.prefixes):
-            raise SignatureInvalid(f"the signed {part} is not the {part} in place", stage=_STAGE)
-        signed[part] = result.signed_xml
-    return signed
+    dsig.verify(signature, cert, [(ref.element, ref.id_attribute[0], ref.id_attribute[1]) for ref in placed.values()],
+                [partial(exc_c14n, ref.element, ref.prefixes) for ref in placed.values()])
+    return {part: signed_form(ref.element, ref.prefixes) for part, ref in placed.items()}
+
+
+def signed_form(element: etree._Element, prefixes: Sequence[str] | None = None) -> etree._Element:
+    """What a Reference to ``element`` signed, as an element: itself, unless it holds comments or PIs.
+
+    exc-c14n (without comments) drops comments and processing instructions, so the signed data of
+    ``<a>12<!--x-->34</a>`` is ``<a>1234</a>``; such an element is returned as its canonical form,
+    re-parsed (a new document), so that what is processed is exactly what was signed.
+    """
+    if next(element.iter(etree.Comment, etree.ProcessingInstruction), None) is None:
+        return element
+    return etree.fromstring(exc_c14n(element, prefixes), hardened_parser())
 
 
 def _check_timestamp(timestamp: etree._Element, now: datetime, max_skew_seconds: int) -> None:

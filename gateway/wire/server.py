@@ -1,9 +1,12 @@
 """Serving ASGI apps with uvicorn: mutual TLS, the peer certificate in the scope, free ports.
 
 uvicorn does not put the TLS client certificate into the ASGI scope (NOTES.md; uvicorn pull
-requests #1119/#3132/#3133 are open). ``PeerCertProtocol`` reads it from the transport in this one
+requests #1119/#3132/#3133 are open). ``_PeerCert`` reads it from the transport in this one
 place and puts it where the ASGI TLS extension would: ``scope["extensions"]["tls"]
-["client_cert_der"]`` (DER bytes, or ``None`` on plain HTTP).
+["client_cert_der"]`` (DER bytes, or ``None`` on plain HTTP). It is mixed into uvicorn's two HTTP/1.1
+protocols: ``PeerCertProtocol`` (h11, pure Python; the default) and ``PeerCertHttpToolsProtocol``
+(httptools, the C parser, when installed; ``make_server(http="httptools")``). Issue 22 measured both
+in one run (bench/RESULTS.md): httptools saved nothing measurable per notification here, so h11 stays.
 """
 
 from __future__ import annotations
@@ -20,7 +23,13 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["Answer", "PeerCertProtocol", "client_cert_der", "bind", "make_server", "RunningServer", "serve_in_thread"]
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # httptools not installed: h11 only
+    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+__all__ = ["Answer", "PeerCertProtocol", "PeerCertHttpToolsProtocol", "DEFAULT_HTTP", "client_cert_der", "bind",
+           "make_server", "RunningServer", "serve_in_thread"]
 
 Scope = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -36,8 +45,8 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-class PeerCertProtocol(H11Protocol):
-    """uvicorn's h11 protocol, with the TLS client certificate in every request's scope.
+class _PeerCert:
+    """Mixed into a uvicorn HTTP protocol: the TLS client certificate in every request's scope.
 
     ``max_session_seconds`` (Digikoppeling WT008: TLS sessions have a maximum lifetime): the
     response on a connection older than this says ``Connection: close``, and the connection is
@@ -46,9 +55,12 @@ class PeerCertProtocol(H11Protocol):
     """
 
     max_session_seconds: float | None = None
+    app: Any
+    cycle: Any
+    transport: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         self._peer_der: bytes | None = None
         self._born = time.monotonic()
         inner = self.app
@@ -77,7 +89,7 @@ class PeerCertProtocol(H11Protocol):
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
             self._peer_der = ssl_object.getpeercert(binary_form=True)
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
 
     def shutdown(self) -> None:
         # An idle keep-alive TLS connection: close() would wait for the peer's close_notify,
@@ -87,7 +99,21 @@ class PeerCertProtocol(H11Protocol):
                 self.cycle is None or self.cycle.response_complete):
             self.transport.abort()
             return
-        super().shutdown()
+        super().shutdown()  # type: ignore[misc]
+
+
+class PeerCertProtocol(_PeerCert, H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol with the TLS client certificate in the scope (see ``_PeerCert``)."""
+
+
+if HttpToolsProtocol is not None:
+    class PeerCertHttpToolsProtocol(_PeerCert, HttpToolsProtocol):  # type: ignore[misc]
+        """uvicorn's httptools protocol with the TLS client certificate in the scope (see ``_PeerCert``)."""
+else:
+    PeerCertHttpToolsProtocol = None  # type: ignore[assignment,misc]
+
+#: The protocol ``make_server`` uses unless told: "h11" (see the module docstring; the bench's lever A/B sets it).
+DEFAULT_HTTP = "h11"
 
 
 def client_cert_der(scope: Scope) -> bytes | None:
@@ -108,8 +134,12 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 def make_server(app: ASGIApp, *, ssl_context: ssl.SSLContext | None = None,
                 limit_concurrency: int | None = None, graceful_seconds: float = 5.0,
-                max_session_seconds: float | None = None) -> uvicorn.Server:
-    protocol = type("PeerCertProtocol", (PeerCertProtocol,), {"max_session_seconds": max_session_seconds})
+                max_session_seconds: float | None = None, http: str | None = None) -> uvicorn.Server:
+    """A uvicorn server for ``app``; ``http``: "h11" or "httptools" (default ``DEFAULT_HTTP``)."""
+    base = PeerCertHttpToolsProtocol if (http or DEFAULT_HTTP) == "httptools" else PeerCertProtocol
+    if base is None:
+        raise ValueError("httptools is not installed")
+    protocol = type(base.__name__, (base,), {"max_session_seconds": max_session_seconds})
     config = uvicorn.Config(
         app,
         http=protocol,

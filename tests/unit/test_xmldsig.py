@@ -124,3 +124,15 @@ def test_root_with_id_is_not_signed(pki_paths):
     root.set("Id", "x")
     with pytest.raises(ValueError):
         xmldsig.sign_enveloped(root, keypair(pki_paths, "gateway"))
+
+
+def test_signed_digest_is_the_message_digest_of_the_signed_bytes(pki_paths):
+    # Issue 22: the sender takes the berichtDigest of what this process signed without re-parsing it;
+    # it must be exactly message_digest of those bytes, and bytes it did not sign are parsed.
+    root = melding()
+    root.insert(0, etree.Comment(" dropped by exc-c14n "))
+    signed = xmldsig.sign_enveloped(root, keypair(pki_paths, "gateway"))
+    expected = xmldsig.message_digest(xmlsafe.parse(signed))
+    assert xmldsig.signed_digest(signed) == expected
+    other = signed.replace(b"<!-- dropped by exc-c14n -->", b"")
+    assert xmldsig.signed_digest(other) == xmldsig.message_digest(xmlsafe.parse(other)) == expected
