@@ -22,6 +22,7 @@ import pytest
 
 from adapters.duo.simulator import Faults
 from gateway.core.store import Store
+from gateway.runtime import store_for
 from tests.e2e.helpers import (
     GatewayProcess,
     Pusher,
@@ -49,7 +50,7 @@ def rig(make_chain: Any) -> Iterator[tuple[Any, GatewayProcess, Store]]:
             "ind": {"gap_grace_seconds": 1.0, "reconcile_interval_seconds": 5.0},
         })
     gp = GatewayProcess(chain.config_file, chain.directory / "gateway.log")
-    store = Store(chain.config.store.dsn)
+    store = store_for(chain.config)
     try:
         yield chain, gp, store
     finally:
