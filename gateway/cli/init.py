@@ -50,7 +50,8 @@ def render_config(config_file: Path) -> str:
     body = text.split("\n", 1)[1] if text.startswith("#") else text  # its title line is the example's
     for old, new in _PATHS:
         body = body.replace(old, new)
-    body = body.replace('[encryption]\nkey_file = ""   ', f'[encryption]\nkey_file = "{DATA_KEYS}"')
+    body = body.replace('[encryption]\nkey_file = ""' + " " * len(DATA_KEYS),
+                        f'[encryption]\nkey_file = "{DATA_KEYS}"')
     where = config_file.resolve()
     return _HEADER.format(config=where, pki=where.parent / "pki") + body
 
