@@ -35,12 +35,12 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-__all__ = ["MAGIC", "TEXT_PREFIX", "Keyring", "SealError", "UnknownKey", "parse_keys", "load_keyring",
+__all__ = ["MAGIC", "TEXT_PREFIX", "KEY_ID", "Keyring", "SealError", "UnknownKey", "parse_keys", "load_keyring",
            "is_sealed", "key_id_of", "new_key"]
 
 MAGIC = b"GWE1"
 TEXT_PREFIX = "gwe1:"
-_KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+KEY_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _WRAPPED = 40
 _NONCE = 12
 
@@ -87,7 +87,7 @@ class Keyring:
         if self.current not in self.keys:
             raise ValueError(f"the current data key {self.current!r} is not among the keys")
         for key_id, key in self.keys.items():
-            if not _KEY_ID.match(key_id):
+            if not KEY_ID.match(key_id):
                 raise ValueError(f"data key id {key_id!r}: use 1-64 of A-Z a-z 0-9 . _ -")
             if len(key) != 32:
                 raise ValueError(f"data key {key_id!r}: must be 32 bytes (AES-256), not {len(key)}")
@@ -181,7 +181,7 @@ def parse_keys(text: str, *, source: str) -> dict[str, bytes]:
     for line in text.splitlines():
         for entry in line.split("#", 1)[0].replace(",", " ").split():
             kid, sep, value = entry.partition(":")
-            if not sep or not _KEY_ID.match(kid):
+            if not sep or not KEY_ID.match(kid):
                 raise ValueError(f"{source}: each entry is ID:KEY (ID of A-Z a-z 0-9 . _ -)")
             if kid in keys:
                 raise ValueError(f"{source}: data key {kid!r} appears twice")

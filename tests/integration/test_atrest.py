@@ -255,7 +255,7 @@ def test_rotation_killed_half_way_under_load_and_run_again_leaves_every_record_r
     try:
         env = {**os.environ, "COLUMNS": "100"}
         proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "keys", "rotate-data-key", "--batch", "25",
-                                 "--pause-seconds", "0.02", "--json", "--config", str(config)],
+                                 "--pause-ms", "20", "--json", "--config", str(config)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
