@@ -53,7 +53,7 @@ _DIALECT = {
                    "{skip_locked}": "FOR UPDATE SKIP LOCKED", "{for_update}": "FOR UPDATE"},
 }
 
-#: The columns sealed at rest (gateway.security.atrest): table.column -> (kind, primary key). The
+#: The columns sealed at rest (gateway.security.atrest): table.column -> "blob" or "text" (base64). The
 #: column's name is the associated data, so a sealed value moved to another column does not open.
 #: Everything else the store keeps holds no personal data (tests/integration/test_atrest.py looks
 #: for every test person's values in the raw database after a sandbox run).
@@ -170,8 +170,12 @@ class Store:
         key that is not configured, or configured as another key (the key check written with each
         key the store has used does not open), or when no keys are configured for a sealed store.
         With ``record`` (not for `gateway check-config`, which only looks) the current key's check
-        is written when the store has none yet.
+        is written when the store has none yet. An empty database (no schema yet) holds nothing to
+        check: the keys are taken as they are, and the first start after the migration checks them.
         """
+        if self.version() == 0:
+            self.keyring = keyring
+            return
         with self.tx(write=False) as t:
             rows = t.all("SELECT name, value FROM state_kv WHERE name LIKE :p", {"p": KEY_CHECK + "%"})
         checks = {str(name)[len(KEY_CHECK):]: str(value) for name, value in rows}
