@@ -178,7 +178,7 @@ def open_store(cfg: config_mod.Config) -> Any:
     store = Store(cfg.store.dsn)
     try:
         store.check_version()
-        store.use_keys(load_data_keys(cfg))
+        store.use_keys(load_data_keys(cfg), record=False)  # reading commands write nothing
     except (GatewayError, ConfigError) as exc:
         fail(str(exc))
     return store

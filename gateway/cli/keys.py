@@ -61,6 +61,7 @@ def rotate_data_key(
     if not cfg.encryption.enabled:
         cli.fail("encryption at rest is off: set [encryption] key_file (or key_env) first")
     store = cli.open_store(cfg)
+    store.use_keys(store.keyring)  # it seals with the current key: the store records that key's check
     t0 = time.monotonic()
     total = datakeys.count(store)
     with Progress(console=cli.err, transient=False, disable=not cli.err.is_terminal and as_json) as bar:

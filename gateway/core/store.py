@@ -169,8 +169,8 @@ class Store:
         Raises ``StoreKeyMismatch`` naming the key id when the store holds records sealed with a
         key that is not configured, or configured as another key (the key check written with each
         key the store has used does not open), or when no keys are configured for a sealed store.
-        With ``record`` (not for `gateway check-config`, which only looks) the current key's check
-        is written when the store has none yet. An empty database (no schema yet) holds nothing to
+        With ``record`` (the daemon, `rules apply`, rotation: what seals records; not the commands
+        that only read) the current key's check is written when the store has none yet. An empty database (no schema yet) holds nothing to
         check: the keys are taken as they are, and the first start after the migration checks them.
         """
         if self.version() == 0:
