@@ -66,15 +66,20 @@ def _people(count: int, claims: int) -> list[dict[str, str]]:
 
 
 def _found(dump: bytes, value: str) -> bool:
-    # Whole words: a short first name inside random base64 or a longer word is not a leak. pg_dump
-    # writes bytea in hex: a value of six characters or more is looked for in hex as well (shorter
-    # ones would match random ciphertext by chance; the longer values of the same person catch a
-    # payload in clear anyway).
+    # Whole words: a value inside random base64 or a longer word is not a leak. pg_dump writes
+    # bytea in hex: each form is looked for in hex as well.
+    # A value shorter than 8 characters (a first name) is looked for as the messages write it, as
+    # an element's text (>Ali<) or a JSON string ("Ali"): a bare three-letter word turns up in
+    # megabytes of random ciphertext by chance.
     if not value:
         return False
-    if len(value) >= 6 and value.encode().hex().encode() in dump:
+    v = value.encode()
+    forms = [v] if len(v) >= 8 else [b">" + v + b"<", b'"' + v + b'"']
+    if any(f.hex().encode() in dump for f in forms):
         return True
-    return re.search(rb"(?<![A-Za-z0-9])" + re.escape(value.encode()) + rb"(?![A-Za-z0-9])", dump) is not None
+    if len(v) < 8:
+        return any(f in dump for f in forms)
+    return re.search(rb"(?<![A-Za-z0-9])" + re.escape(v) + rb"(?![A-Za-z0-9])", dump) is not None
 
 
 def _holds(dump: bytes, blob: bytes) -> bool:
