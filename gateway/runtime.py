@@ -20,7 +20,7 @@ from gateway.core.observability import Metrics, get_logger
 from gateway.core.store import Store
 from gateway.rules import engine as rules_mod
 
-__all__ = ["Runtime", "build_runtime", "client_ssl", "load_security", "next_keypair", "switched"]
+__all__ = ["Runtime", "build_runtime", "client_ssl", "load_data_keys", "load_security", "store_for", "next_keypair", "switched"]
 
 
 @dataclass
@@ -70,6 +70,7 @@ def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | 
         store.migrate()
     store.check_version()
     store.lookup_key = load_lookup_key(config)
+    store.use_keys(load_data_keys(config))  # StoreKeyMismatch: the configured keys do not open the store
     # A rule set rolled out with `gateway rules apply` is recorded in the store and wins over config.
     ruleset = load_ruleset(config, rules_mod.active_name(store))
     rt = Runtime(config=config, store=store, clock=clock, ruleset=ruleset, own=own,
@@ -109,6 +110,26 @@ def load_lookup_key(config: Config) -> bytes | None:
     if len(key) < 32:
         raise ConfigError("console.lookup_key_file: the key must be at least 32 bytes", file=path)
     return key
+
+
+def store_for(config: Config) -> Store:
+    """The config's store with its data keys in use (for tools and tests; the daemon has its runtime)."""
+    store = Store(config.store.dsn)
+    store.use_keys(load_data_keys(config))
+    return store
+
+
+def load_data_keys(config: Config) -> Any:
+    """The data keys of ``[encryption]`` (a gateway.security.atrest.Keyring), or None when off."""
+    from gateway.security import atrest
+
+    e = config.encryption
+    if not e.enabled:
+        return None
+    try:
+        return atrest.load_keyring(key_file=e.key_file, env_var=e.key_env, current=e.current_key_id)
+    except ValueError as exc:
+        raise ConfigError(f"encryption: {exc}", file=e.key_file or None) from None
 
 
 def load_ruleset(config: Config, name: str | None = None) -> Any:

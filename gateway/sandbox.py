@@ -165,6 +165,7 @@ def start_chain(directory: Path, *, dsn: str | None = None, secure: bool = True,
         "cjib": {"poll_interval_seconds": 1.0},
         "log": {"file": str(directory / "gateway.log")},
         "console": {"lookup_key_file": str(_lookup_key(directory))},
+        "encryption": {"key_file": str(data_key_file(directory))},
         "partners": {
             "duo": partner("duo", servers["duo"].url),
             "ind": partner("ind", servers["ind"].url + "/ind/feed"),
@@ -193,6 +194,21 @@ def _serve_ca(app: Any, pki_dir: Path) -> RunningServer:
         except (OSError, ValueError):
             pass  # taken or unreadable: a free port, and the PKI is made afresh
     return serve_in_thread(app)
+
+
+def data_key_file(directory: Path, name: str = "data.keys") -> Path:
+    """The sandbox's data key file (encryption at rest), made once per directory, mode 0600."""
+    import os
+
+    from gateway.security import atrest
+
+    path = directory / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("# Data keys (encryption at rest): ID:KEY, the last one is current. Keep a copy apart\n"
+                    f"# from the database's backups.\nsandbox-1:{atrest.new_key()}\n")
+    return path
 
 
 def _lookup_key(directory: Path) -> Path:
@@ -242,7 +258,8 @@ def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
     return bool(predicate())
 
 
-def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bool, console: Any) -> dict[str, Any]:
+def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bool, console: Any,
+        dsn: str | None = None) -> dict[str, Any]:
     """``gateway sandbox``: push traffic through the chain and report what happened."""
     from rich.progress import Progress
 
@@ -252,7 +269,7 @@ def run(directory: Path, *, count: int, claims: int, seed: int, keep_running: bo
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     configure_logging("info", str(directory / "gateway.log"), stderr=False)
-    chain = start_chain(directory)
+    chain = start_chain(directory, dsn=dsn)
     assert chain.daemon is not None
     store = chain.daemon.rt.store
     console.print(f"gateway on {chain.daemon.url} (mutual TLS), operator endpoints on {chain.daemon.operator_url}")

@@ -352,7 +352,7 @@ def _inbound(store: Any, since: float | None, only: str | None) -> list[Entry]:
         meta = {"kind": "inbound", "route": route, "partner": partner, "operation": operation,
                 "channel": channel, "message_key": key, "t": at, "at": _iso(at), "http_status": status,
                 "outcome": outcome, "fault_code": fault, "_order": rid}
-        out.append(Entry(meta, bytes(raw), bytes(body) if body is not None else None))
+        out.append(Entry(meta, store.unseal("inbound.raw", raw) or b"", store.unseal("inbound.response_body", body)))
     return out
 
 
@@ -370,8 +370,8 @@ def _outbound(store: Any, since: float | None, only: str | None) -> list[Entry]:
             continue
         base = {"route": route, "partner": partner, "operation": operation, "message_key": key}
         out.append(Entry({**base, "kind": "outbound", "order_key": order_key, "t": created, "at": _iso(created),
-                          "outcome": state, "_order": oid}, bytes(payload)))
-        out.extend(_answers(base, attempts.get(oid, []), receipt, oid))
+                          "outcome": state, "_order": oid}, store.unseal("outbox.payload", payload) or b""))
+        out.extend(_answers(base, attempts.get(oid, []), store.unseal("outbox.receipt", receipt), oid))
     return out
 
 

@@ -464,7 +464,8 @@ class _Replayer:
         if row is None:
             return None
         return Delivery(id=int(row[0]), partner=partner, operation=row[1], idempotency_key=key,
-                        payload=bytes(row[2]), attempt=int(row[3]), created_at=float(row[4]))
+                        payload=self.rt.store.unseal("outbox.payload", row[2]) or b"", attempt=int(row[3]),
+                        created_at=float(row[4]))
 
     def _outbound(self, e: Entry) -> None:
         pass  # an expectation, compared at the end
@@ -601,12 +602,12 @@ def _compare_outbound(rt: Runtime, entries: list[Entry], events: dict[tuple[str,
         e, row = expected.get(key), produced.get(key)
         operation = e.meta["operation"] if e else row[1] if row else "answer"
         name = f"{key[0]} {operation} {key[1]}"
-        made = bytes(row[4]) if row else None
+        made = rt.store.unseal("outbox.payload", row[4]) if row else None
         meta = {} if row is None else {"route": row[6], "partner": row[0], "operation": row[1],
                                        "message_key": row[2], "order_key": row[3], "t": float(row[5]),
                                        "state": row[7]}
         first = _delivery_difference(e, row, made, stories.get(key, []), events.get(key, []),
-                                     receipts.get(key), None if row is None or row[8] is None else bytes(row[8]))
+                                     receipts.get(key), None if row is None else rt.store.unseal("outbox.receipt", row[8]))
         diff = "" if first is None else first + "\n" + _diff(
             name, canonical(e.payload) if e else "(not recorded)\n", canonical(made) if row else "(not produced)\n")
         cases.append(Case(name, first is None, diff, e, made, meta, first or ""))

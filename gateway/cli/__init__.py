@@ -504,7 +504,8 @@ def _register_optional() -> None:
 
     for module, attr, name in (("gateway.cli.rules", "rules_app", "rules"), ("gateway.cli.rules", "report_app", "report"),
                                ("gateway.cli.alerts", "alerts_app", "alerts"),
-                               ("gateway.cli.operators", "operator_app", "operator")):
+                               ("gateway.cli.operators", "operator_app", "operator"),
+                               ("gateway.cli.keys", "keys_app", "keys")):
         try:
             sub = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError):

@@ -173,10 +173,13 @@ def open_store(cfg: config_mod.Config) -> Any:
     from gateway.core.store import Store
 
     require_database(cfg)
+    from gateway.runtime import load_data_keys
+
     store = Store(cfg.store.dsn)
     try:
         store.check_version()
-    except GatewayError as exc:
+        store.use_keys(load_data_keys(cfg), record=False)  # reading commands write nothing
+    except (GatewayError, ConfigError) as exc:
         fail(str(exc))
     return store
 

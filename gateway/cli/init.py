@@ -10,7 +10,9 @@ and the store) are imported inside the command.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -21,6 +23,9 @@ __all__ = ["init", "render_config"]
 #: The example's paths (relative to config/) and what they become relative to DIR.
 _PATHS = (("../pki/", "pki/"), ("sqlite:///../var/", "sqlite:///var/"))
 
+#: The data key file init makes (encryption at rest), relative to DIR.
+DATA_KEYS = "pki/data.keys"
+
 _HEADER = """\
 # The chain gateway's configuration, written by `gateway init`.
 #
@@ -28,6 +33,8 @@ _HEADER = """\
 #   pki/  this gateway's TLS certificate and signing key (gateway.pem, gateway-key.pem), the
 #         chain's CA (ca.pem) and the partners' certificates (ind.pem, duo.pem, cjib.pem). Keep
 #         it private. For a test setup `gateway pki init {pki}` writes throwaway ones.
+#         pki/data.keys holds the data keys (encryption at rest): back it up apart from the
+#         database, whose backups hold only ciphertext.
 #   var/  the SQLite database (gateway.db). Several gateway processes: PostgreSQL in [store] dsn,
 #         then `gateway db upgrade --config {config}`.
 # The rule sets are the ones shipped with the gateway unless [rules] directory names your own.
@@ -43,6 +50,8 @@ def render_config(config_file: Path) -> str:
     body = text.split("\n", 1)[1] if text.startswith("#") else text  # its title line is the example's
     for old, new in _PATHS:
         body = body.replace(old, new)
+    body = body.replace('[encryption]\nkey_file = ""' + " " * len(DATA_KEYS),
+                        f'[encryption]\nkey_file = "{DATA_KEYS}"')
     where = config_file.resolve()
     return _HEADER.format(config=where, pki=where.parent / "pki") + body
 
@@ -56,6 +65,7 @@ def init(
     from gateway.core.config import load, sqlite_file
     from gateway.core.errors import ConfigError, GatewayError
     from gateway.core.store import Store
+    from gateway.security import atrest
 
     config_file = directory / "gateway.toml"
     if config_file.exists():
@@ -67,6 +77,13 @@ def init(
         pki = directory / "pki"
         pki.mkdir(mode=0o700, exist_ok=True)
         (directory / "var").mkdir(exist_ok=True)
+        keys_file = directory / DATA_KEYS
+        if not keys_file.exists():
+            fd = os.open(keys_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("# Data keys (encryption at rest): ID:KEY lines, the last one is current. Back this\n"
+                        "# file up apart from the database: without it the stored records cannot be read.\n"
+                        f"{dt.date.today():%Y-%m}-1:{atrest.new_key()}\n")
         with config_file.open("x", encoding="utf-8") as f:
             f.write(render_config(config_file))
     except OSError as exc:
@@ -77,6 +94,9 @@ def init(
         if db is not None and not db.exists():
             store = Store(cfg.store.dsn)
             store.migrate()
+            from gateway.runtime import load_data_keys
+
+            store.use_keys(load_data_keys(cfg))
             store.close()
     except (ConfigError, GatewayError) as exc:
         fail(str(exc))

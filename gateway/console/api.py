@@ -10,7 +10,6 @@ that is refused is written to the audit log too.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import time
 from typing import Any
@@ -150,15 +149,17 @@ def message(rt: Runtime, s: Session, ref: str, *, reason: str | None = None) -> 
 def _raw(rt: Runtime, message_id: int, unmask: bool) -> list[dict[str, Any]]:
     """The inbound bytes as received and each outbound payload as sent (masked unless ``unmask``)."""
     row = rt.store.query("SELECT person FROM messages WHERE id = :id", {"id": message_id})
-    person = json.loads(row[0][0]) if row and row[0][0] else None
+    person = rt.store.person(row[0][0]) if row else None
     out = []
     for r in rt.store.query("SELECT id, raw FROM inbound WHERE message_id = :id ORDER BY id", {"id": message_id}):
-        out.append({"what": f"inbound {r[0]}", "name": f"inbound-{r[0]}", "bytes": len(bytes(r[1]))} |
-                   {"text": bytes(r[1]).decode("utf-8", "replace") if unmask else views.mask_raw(bytes(r[1]), person)})
+        raw = rt.store.unseal("inbound.raw", r[1]) or b""
+        out.append({"what": f"inbound {r[0]}", "name": f"inbound-{r[0]}", "bytes": len(raw)} |
+                   {"text": raw.decode("utf-8", "replace") if unmask else views.mask_raw(raw, person)})
     for r in rt.store.query("SELECT id, operation, payload FROM outbox WHERE message_id = :id ORDER BY id",
                             {"id": message_id}):
-        out.append({"what": f"outbound {r[1]} (delivery {r[0]})", "name": f"outbox-{r[0]}", "bytes": len(bytes(r[2]))} |
-                   {"text": bytes(r[2]).decode("utf-8", "replace") if unmask else views.mask_raw(bytes(r[2]), person)})
+        payload = rt.store.unseal("outbox.payload", r[2]) or b""
+        out.append({"what": f"outbound {r[1]} (delivery {r[0]})", "name": f"outbox-{r[0]}", "bytes": len(payload)} |
+                   {"text": payload.decode("utf-8", "replace") if unmask else views.mask_raw(payload, person)})
     return out
 
 
@@ -174,12 +175,13 @@ def raw_download(rt: Runtime, s: Session, ref: str, name: str, reason: str | Non
     if not allowed:
         raise Refused(403, "only an operator with the personal-data role may download raw bytes")
     kind, _, ident = name.partition("-")
+    column = {"inbound": "inbound.raw", "outbox": "outbox.payload"}.get(kind, "")
     table = {"inbound": "SELECT raw FROM inbound WHERE id = :i AND message_id = :m",
              "outbox": "SELECT payload FROM outbox WHERE id = :i AND message_id = :m"}.get(kind)
     rows = rt.store.query(table, {"i": int(ident), "m": message_id}) if table and ident.isdigit() else []
     if not rows:
         raise Refused(404, f"message {message_id} has no raw part {name!r}")
-    return bytes(rows[0][0])
+    return rt.store.unseal(column, rows[0][0]) or b""
 
 
 def correct(rt: Runtime, s: Session, ref: str, reason: str | None) -> dict[str, Any]:

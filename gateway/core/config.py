@@ -316,6 +316,26 @@ class ConsoleConfig(_Strict):
     client_ca_files: list[str] = []
 
 
+class EncryptionConfig(_Strict):
+    """Encryption at rest (docs/operations.md, "Encryption at rest"): every stored payload and
+    personal field is sealed with AES-256-GCM under its own data key, wrapped by one of these
+    key-encryption keys, which live outside the database. Neither set: records are stored in clear
+    (`gateway check-config` warns). `gateway init` and the sandbox make a key file."""
+
+    #: A file of ``ID:KEY`` lines (KEY: base64 of 32 bytes); mode 0600 or stricter, else the
+    #: gateway refuses to start. `gateway keys new-key` prints a line to add.
+    key_file: str = ""
+    #: The name of an environment variable holding ``ID:KEY`` entries (comma-separated), instead
+    #: of or beside the file.
+    key_env: str = ""
+    #: The key new records are sealed with; "" is the last key listed.
+    current_key_id: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.key_file or self.key_env)
+
+
 class Config(_Strict):
     instance: str = "gateway-1"
     store: StoreConfig = StoreConfig()
@@ -332,6 +352,7 @@ class Config(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     retention: RetentionConfig = RetentionConfig()
     console: ConsoleConfig = ConsoleConfig()
+    encryption: EncryptionConfig = EncryptionConfig()
     #: Where the config was read from (set by ``load``).
     source: str = ""
 
@@ -431,5 +452,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
 
     console = cfg.console.model_copy(update={"lookup_key_file": r(cfg.console.lookup_key_file),
                                              "client_ca_files": [r(f) for f in cfg.console.client_ca_files]})
+    encryption = cfg.encryption.model_copy(update={"key_file": r(cfg.encryption.key_file)})
     return cfg.model_copy(update={"tls": tls, "partners": partners, "store": StoreConfig(dsn=dsn),
-                                  "rules": rules, "log": log, "alerts": alerts, "console": console})
+                                  "rules": rules, "log": log, "alerts": alerts, "console": console,
+                                  "encryption": encryption})

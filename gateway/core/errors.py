@@ -23,7 +23,9 @@ Every error the gateway raises on purpose derives from one of two roots::
     └── StoreError                   -- the database failed; retryable (the caller answers 503)
         ├── StoreUnavailable         -- the database is unreachable (connection lost or refused, disk
         │                               full, read-only or locked file); ``cause`` names the driver error
-        └── StoreSchemaMismatch      -- the database has an unknown or newer schema; not retryable
+        ├── StoreSchemaMismatch      -- the database has an unknown or newer schema; not retryable
+        └── StoreKeyMismatch         -- the configured data keys cannot open the store's sealed
+                                        records (a key missing or wrong); not retryable
 
     ConfigError                      -- a separate root: bad config, rule set or key material;
                                         raised at start-up, never while carrying messages.
@@ -55,6 +57,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoreSchemaMismatch",
+    "StoreKeyMismatch",
     "ConfigError",
 ]
 
@@ -246,6 +249,13 @@ class StoreSchemaMismatch(StoreError):
 
     retryable = False
     code = "STORE_SCHEMA"
+
+
+class StoreKeyMismatch(StoreError):
+    """The configured data keys cannot open the store's sealed records."""
+
+    retryable = False
+    code = "STORE_KEYS"
 
 
 class ConfigError(Exception):

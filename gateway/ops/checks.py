@@ -161,6 +161,37 @@ def _check_store(cfg: Config, add: Any) -> None:
     level = "ok" if version == SCHEMA_VERSION else ("warning" if version < SCHEMA_VERSION else "error")
     add(level, "store", f"{cfg.store.dsn.split('@')[-1]}: schema version {version}, gateway needs {SCHEMA_VERSION}"
         + (" (run `gateway db upgrade`)" if version < SCHEMA_VERSION else ""))
+    if version:
+        _check_data_keys(cfg, add)
+
+
+def _check_data_keys(cfg: Config, add: Any) -> None:
+    """[encryption]: the key file readable and private, and its keys open the store's records."""
+    from gateway.core.store import Store
+    from gateway.security import atrest
+
+    e = cfg.encryption
+    keyring = None
+    if e.enabled:
+        try:
+            keyring = atrest.load_keyring(key_file=e.key_file, env_var=e.key_env, current=e.current_key_id)
+        except ValueError as exc:
+            add("error", "encryption", str(exc))
+            return
+    store = Store(cfg.store.dsn)
+    try:
+        store.use_keys(keyring, record=False)
+    except GatewayError as exc:
+        add("error", "encryption", str(exc))
+        return
+    finally:
+        store.close()
+    if keyring is None:
+        add("warning", "encryption", "encryption at rest is off: payloads and personal fields are stored in "
+            "clear (set [encryption] key_file; `gateway init` makes one)")
+    else:
+        add("ok", "encryption", f"data keys {', '.join(sorted(keyring.keys))}; new records sealed with "
+            f"{keyring.current!r}")
 
 
 def certificate_findings(cfg: Config, now: dt.datetime | None = None, *,

@@ -135,7 +135,7 @@ def _message_rows(store: Store, f: LogFilter, unmask: bool) -> list[dict[str, An
             "id": int(r[0]), "route": r[1], "kind": r[2], "key": r[3], "state": r[4],
             "received": fmt_time(r[5]), "received_ts": float(r[5]), "updated": fmt_time(r[6]),
             "attempts": int(r[9]), "receipt": r[10], "facts": facts,
-            "person": mask_person(json.loads(r[8]) if r[8] else None, unmask),
+            "person": mask_person(store.person(r[8]), unmask),
         })
     return out
 
@@ -207,7 +207,7 @@ def timeline(store: Store, message_id: int, *, unmask: bool = False) -> dict[str
                                     "WHERE message_id = :id OR (message_key = :k AND message_id IS NULL) ORDER BY id",
                                     {"id": message_id, "k": m[3]})]
     return {"id": int(m[0]), "route": m[1], "kind": m[2], "key": m[3], "state": m[4], "received": fmt_time(m[5]),
-            "facts": json.loads(m[6]), "person": mask_person(json.loads(m[7]) if m[7] else None, unmask),
+            "facts": json.loads(m[6]), "person": mask_person(store.person(m[7]), unmask),
             "inbound": inbound, "events": events, "deliveries": deliveries}
 
 
@@ -239,7 +239,7 @@ def search(store: Store, s: Search, *, unmask: bool = False) -> dict[str, Any]:
            f"FROM messages m WHERE {' AND '.join(where)} ORDER BY {order} DESC, m.id DESC LIMIT :limit")
     rows = store.query(sql, params)
     page = [{"id": int(r[0]), "route": r[1], "kind": r[2], "key": r[3], "state": r[4], "received": fmt_time(r[5]),
-             "updated": fmt_time(r[6]), "person": mask_person(json.loads(r[7]) if r[7] else None, unmask)}
+             "updated": fmt_time(r[6]), "person": mask_person(store.person(r[7]), unmask)}
             for r in rows[: s.limit]]
     last = rows[s.limit - 1] if len(rows) > s.limit else None
     return {"messages": page, "next": f"{float(last[5])!r}:{int(last[0])}" if last else None}

@@ -187,7 +187,8 @@ def _notifications(store: Store, since: float | None,
         if int(r[0]) in seen:
             continue
         seen.add(int(r[0]))
-        out.append((int(r[0]), float(r[1]), json.loads(r[2]), json.loads(r[3]) if r[3] else None, bytes(r[4])))
+        out.append((int(r[0]), float(r[1]), json.loads(r[2]), store.person(r[3]) or None,
+                    store.unseal("inbound.raw", r[4]) or b""))
     return out
 
 
@@ -324,7 +325,7 @@ def delays(store: Store, since: float | None = None) -> DelayReport:
         report.rows.append({
             "messageId": int(r[0]), "meldingId": facts.get("meldingId"), "received_at": float(r[1]),
             "datumBesluit": facts.get("datumBesluit"), "leveringstermijnDagen": facts.get("leveringstermijnDagen"),
-            "vertragingDagen": days, "person": json.loads(r[3]) if r[3] else {},
+            "vertragingDagen": days, "person": store.person(r[3]),
         })
     return report
 

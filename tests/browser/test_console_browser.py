@@ -24,6 +24,7 @@ import pytest
 
 from adapters.duo.simulator import Faults
 from gateway.core.store import Store
+from gateway.runtime import store_for
 from gateway.sandbox import start_chain
 from tests.e2e.helpers import REPO, GatewayProcess, bericht_id, meldingen, wait_until
 
@@ -52,8 +53,8 @@ def rig(tmp_path_factory: pytest.TempPathFactory, pki_paths: dict[str, Any]) -> 
                         overrides={"partners": {"duo": {"policy": {"max_attempts": 2, "backoff_initial_seconds": 0.1,
                                                                      "backoff_max_seconds": 0.2,
                                                                      "breaker_failures": 50}}}})
-    store = Store(chain.config.store.dsn)
-    store.migrate()
+    Store(chain.config.store.dsn).migrate()
+    store = store_for(chain.config)
     for name, role in (("olga", "operator"), ("victor", "viewer"), ("petra", "personal-data")):
         added = subprocess.run([sys.executable, "-m", "gateway.cli", "operator", "add", name, "--role", role,
                                 "--password-stdin", "--config", str(chain.config_file)], input=PASSWORD + "\n",

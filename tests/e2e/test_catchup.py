@@ -85,7 +85,7 @@ def test_a_bad_notification_in_the_feed_is_refused_and_logged(make_chain: Any) -
     def refused() -> list[tuple[Any, ...]]:
         return [r for r in rt.store.query(
             "SELECT channel, outcome, fault_code, operation, raw FROM inbound WHERE outcome = 'refused'")
-            if bad.melding_id.encode() in bytes(r[4])]
+            if bad.melding_id.encode() in rt.store.unseal("inbound.raw", r[4])]
 
     assert wait_until(lambda: refused(), 15)
     channel, outcome, code, operation, _ = refused()[0]

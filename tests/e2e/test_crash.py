@@ -22,6 +22,7 @@ import pytest
 
 from adapters.duo.simulator import Faults
 from gateway.core.store import Store
+from gateway.runtime import store_for
 from tests.e2e.helpers import (
     GatewayProcess,
     Pusher,
@@ -49,7 +50,7 @@ def rig(make_chain: Any) -> Iterator[tuple[Any, GatewayProcess, Store]]:
             "ind": {"gap_grace_seconds": 1.0, "reconcile_interval_seconds": 5.0},
         })
     gp = GatewayProcess(chain.config_file, chain.directory / "gateway.log")
-    store = Store(chain.config.store.dsn)
+    store = store_for(chain.config)
     try:
         yield chain, gp, store
     finally:
@@ -115,7 +116,7 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(rig: tuple[Any, Gat
     assert {mid: keys for mid, keys in by_message.items()} == {
         stored[k]: [bericht_id(k)] for k in stored}
     # The same acknowledgement every time IND asked again: the stored Body (revision 2: signed afresh).
-    acks = {r[0]: bytes(r[1]) for r in store.query("SELECT message_key, ack FROM messages")}
+    acks = {r[0]: store.unseal("messages.ack", r[1]) or b"" for r in store.query("SELECT message_key, ack FROM messages")}
     assert all(ack_body(acks[k]) == ack_body(acked[k]) for k in acked)
 
     # The kills did land where they hurt: attempts cut off mid-way (counted by claim, never

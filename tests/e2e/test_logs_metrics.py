@@ -17,6 +17,7 @@ import pytest
 
 from adapters.duo.simulator import Answer, Faults
 from gateway.core.store import Store
+from gateway.runtime import store_for
 from tests.e2e.helpers import (
     GatewayProcess,
     bericht_id,
@@ -34,7 +35,7 @@ def rig(make_chain: Any) -> Iterator[tuple[Any, GatewayProcess, Store]]:
                                                       retry_after_seconds=0),
                        overrides=duo_policy(backoff_initial_seconds=0.1, backoff_max_seconds=0.3))
     gp = GatewayProcess(chain.config_file, chain.directory / "gateway.log")
-    store = Store(chain.config.store.dsn)
+    store = store_for(chain.config)
     try:
         yield chain, gp, store
     finally:

@@ -24,9 +24,9 @@ import httpx
 
 from adapters.ind.simulator import IndSimulator
 from gateway.core import config as config_mod
-from gateway.core.store import Store
 from gateway.rules import engine as rules_mod
 from gateway.rules import rollout
+from gateway.runtime import store_for
 from gateway.sandbox import write_toml
 from gateway.security import keys
 from tests.e2e.helpers import GatewayProcess, Pusher, bericht_id, meldingen, wait_until
@@ -86,7 +86,7 @@ def _gateway(*args: str) -> subprocess.CompletedProcess[str]:
 def test_sighup_with_a_broken_config_keeps_the_old_one(make_chain: Any) -> None:
     chain = make_chain(start=False)
     gp = GatewayProcess(chain.config_file, chain.directory / "gateway.log").start()
-    store = Store(chain.config.store.dsn)
+    store = store_for(chain.config)
     try:
         first = meldingen(2, seed=82)
         for m in first:
@@ -130,7 +130,7 @@ def test_a_rule_set_rolled_out_in_the_store_reaches_the_running_gateway(make_cha
     rt = chain.daemon.rt
     assert rt.ruleset.name == FAULTY
     current = rules_mod.load(Path(rt.config.rules.directory) / "inburgeringsplicht-2026.1.yaml")
-    rollout.activate(Store(rt.config.store.dsn), current, "tester", "roll-out test")
+    rollout.activate(store_for(rt.config), current, "tester", "roll-out test")
     assert wait_until(lambda: rt.ruleset.name == "inburgeringsplicht-2026.1", 5)
 
 

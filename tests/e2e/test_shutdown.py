@@ -16,6 +16,7 @@ import pytest
 
 from adapters.duo.simulator import Faults
 from gateway.core.store import Store
+from gateway.runtime import store_for
 from tests.e2e.helpers import (
     GatewayProcess,
     attempt_rows,
@@ -33,7 +34,7 @@ def rig(make_chain: Any) -> Iterator[tuple[Any, GatewayProcess, Store]]:
     chain = make_chain(start=False, duo_faults=Faults(ack_delay_seconds=1.5),
                        overrides=duo_policy(concurrency=2, backoff_initial_seconds=0.1, backoff_max_seconds=0.5))
     gp = GatewayProcess(chain.config_file, chain.directory / "gateway.log")
-    store = Store(chain.config.store.dsn)
+    store = store_for(chain.config)
     try:
         yield chain, gp, store
     finally:

@@ -66,7 +66,7 @@ def _traffic(chain: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory, pki_paths: dict[str, Any]) -> dict[str, Any]:
-    from gateway.core.store import Store
+    from gateway.runtime import store_for
     from gateway.sandbox import start_chain
 
     base = tmp_path_factory.mktemp("recorded")
@@ -75,7 +75,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory, pki_paths: dict[str, Any]
         sent = _traffic(chain)
     finally:
         chain.stop()
-    store = Store(chain.config.store.dsn)
+    store = store_for(chain.config)
     (base / "key").write_bytes(KEY)
     export(chain.config, store, base / "plain", personal_data=True)
     export(chain.config, store, base / "plain.tar", personal_data=True)
@@ -269,7 +269,7 @@ def test_export_never_removes_what_it_did_not_write(recorded: dict[str, Any], tm
 def test_export_is_pseudonymized_unless_personal_data_is_asked_for_and_allowed(recorded: dict[str, Any],
                                                                                  tmp_path: Path) -> None:
     from gateway.core import audit
-    from gateway.core.store import Store
+    from gateway.runtime import store_for
 
     config = _cli_config(recorded, tmp_path, allowed="alice")
     default = tmp_path / "default"
@@ -300,7 +300,7 @@ def test_export_is_pseudonymized_unless_personal_data_is_asked_for_and_allowed(r
     allowed = _export([str(clear), "--with-personal-data", "--reason", "ticket 7"], config, operator="alice")
     assert allowed.exit_code == 0 and "WITH PERSONAL DATA" in " ".join(allowed.output.split())
     assert read_archive(clear).manifest["pseudonymized"] is False
-    store = Store(recorded["config"].store.dsn)
+    store = store_for(recorded["config"])
     try:
         seen = [(e.actor, e.outcome, e.reason, e.target) for e in audit.entries(store, action="export-personal-data")]
     finally:

@@ -22,8 +22,8 @@ from adapters.ind.simulator import generate_meldingen
 from gateway.archive.format import export, read_archive
 from gateway.archive.replay import replay
 from gateway.core import config as config_mod
-from gateway.core.store import Store
 from gateway.rules import engine, rollout
+from gateway.runtime import store_for
 from tests import rules_history as h
 
 KEY = b"roll-out-archive-test-key-0123456789"
@@ -79,7 +79,7 @@ def test_an_archive_spanning_a_roll_out_replays_clean(tmp_path: Path, pki_paths:
         chain.stop()
     assert first > 0 and second == 0, (first, second)  # nobody assessed after the roll-out needs correcting
 
-    store = Store(chain.config.store.dsn)
+    store = store_for(chain.config)
     try:
         manifest = export(chain.config, store, tmp_path / "archive", key=KEY)
     finally:

@@ -130,7 +130,7 @@ def test_apply_queues_one_correction_each_and_only_once(setup: dict[str, Any]) -
                        "ON m.id = o.message_id WHERE m.route = 'rules-duo' ORDER BY o.id")
     assert len(rows) == 5
     for key, payload, facts in rows:
-        duo = duo_codec.decode_inburgeraarmelding(etree.fromstring(bytes(payload)))
+        duo = duo_codec.decode_inburgeraarmelding(etree.fromstring(store.unseal("outbox.payload", payload)))
         earlier = bericht_id_for(duo.bron.melding_id)
         assert key == duo.bericht_id == correction_bericht_id(earlier, new.version)
         assert duo.soort_melding == "CORRECTIE" and duo.vervangt_bericht_id == earlier
