@@ -46,6 +46,7 @@ class Daemon:
     _servers: list[Any] = field(default_factory=list)
     _jobs: jobs.JobRunner | None = None
     _heartbeat: jobs.Heartbeat | None = None
+    _listener: jobs.Listener | None = None
     _revocation: Any = None
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
@@ -89,7 +90,12 @@ class Daemon:
         self._heartbeat.start()
         self._start_revocation()
         self.pool.start()
-        watch = jobs.Job("watch", 1.0, lambda rt_: reloading.watch(rt_, self.ring), leased=False)
+        rules_watch = _RulesWatch(jobs.RULES_POLL_SECONDS[self.rt.store.dialect])
+        if self.rt.store.dialect == "postgresql":
+            self._listener = jobs.Listener(self.rt, on_rules=rules_watch.announced.set)
+            self._listener.start()
+        watch = jobs.Job("watch", 1.0, lambda rt_: reloading.watch(rt_, self.ring, rules=rules_watch.due()),
+                         leased=False)
         self._jobs = jobs.JobRunner(self.rt, [watch, *_jobs(self.rt)])
         self._jobs.start()
         self.rt.log.info("started", instance=self.config.instance, stage="lifecycle", ports=self.ports,
@@ -116,6 +122,8 @@ class Daemon:
         if self._jobs is not None:
             self._jobs.stop()
         self.pool.drain(self.drain_seconds)
+        if self._listener is not None:
+            self._listener.stop()
         for sender, _ in self.senders:
             sender.close()
         self.rt.close_clients()
@@ -162,6 +170,24 @@ class Daemon:
     def operator_url(self) -> str:
         scheme = "https" if _operator_tls(self.rt) else "http"
         return f"{scheme}://{self.config.listen.metrics_host}:{self.ports['operator']}"
+
+
+class _RulesWatch:
+    """When the ``watch`` job (every second: the key switch) also reads the active rule set from
+    the store: every ``poll_seconds``, or at once when a roll-out was announced (PostgreSQL)."""
+
+    def __init__(self, poll_seconds: float) -> None:
+        self.poll_seconds = poll_seconds
+        self.announced = threading.Event()
+        self._next = 0.0
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if not self.announced.is_set() and now < self._next:
+            return False
+        self.announced.clear()
+        self._next = now + self.poll_seconds
+        return True
 
 
 def _operator_tls(rt: Runtime) -> bool:

@@ -162,8 +162,9 @@ def _anchor_files(cfg: Config) -> set[str]:
     return {f for p in cfg.partners.values() for f in p.trust_anchor_files}
 
 
-def watch(rt: Runtime, ring: Keyring) -> None:
-    """Switch to the next key once its moment has come; follow the rule set active in the store."""
+def watch(rt: Runtime, ring: Keyring, *, rules: bool = True) -> None:
+    """Switch to the next key once its moment has come; follow the rule set active in the store
+    (with ``rules``: the caller reads the store for it only now and then, or when announced)."""
     upcoming = ring.upcoming
     if (upcoming is not None and rt.own is not None and switched(rt.config, rt.clock.now())
             and rt.own.cert_der != upcoming.cert_der):
@@ -171,6 +172,8 @@ def watch(rt: Runtime, ring: Keyring) -> None:
             _rekey(rt, ring, upcoming, rt.trust)
         rt.log.info("key_switched", stage="lifecycle", certificate=upcoming.certificate.serial_number,
                     switch_at=rt.config.tls.switch_at.isoformat() if rt.config.tls.switch_at else None)
+    if not rules:
+        return
     name = rules_mod.active_name(rt.store) or rt.config.rules.active
     if name != rt.ruleset.name:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ssl
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,85 @@ from gateway.core.observability import Metrics, get_logger
 from gateway.core.store import Store
 from gateway.rules import engine as rules_mod
 
-__all__ = ["Runtime", "build_runtime", "client_ssl", "load_data_keys", "load_security", "store_for", "next_keypair", "switched"]
+__all__ = ["Doorbell", "Runtime", "build_runtime", "client_ssl", "load_data_keys", "load_security", "store_for", "next_keypair", "switched"]
+
+
+#: How long idle workers wait, at most, before they look at the outbox by themselves (a row whose
+#: ``next_attempt_at`` comes due is woken for exactly; this is the fallback for what no wake
+#: announced: e.g. a process that died after accepting). On PostgreSQL other processes' work is
+#: announced by LISTEN/NOTIFY, on SQLite only within the process (a CLI `gateway retry`
+#: is found by this poll).
+WAKE_FALLBACK_SECONDS = {"postgresql": 10.0, "sqlite": 2.0}
+#: The same on a clock that tests move (``FixedClock``): the store's due times are that clock's,
+#: so a worker cannot sleep until one comes due; it looks as often as it always did.
+WAKE_FALLBACK_MOVED_CLOCK_SECONDS = 1.0
+
+
+class Doorbell:
+    """Wakes one partner's idle workers in this process: wake on work instead of polling.
+
+    ``ring()``: one new delivery is queued (in this process, or announced by another one through
+    PostgreSQL's NOTIFY); one waiting worker wakes per ring, not all of them, so one row costs one
+    claim. ``schedule(delay)``: a row comes due then (a retry's ``next_attempt_at``, a lease's
+    end); one worker wakes at that moment and looks. Without either, one worker looks every
+    ``fallback_seconds``. ``set()`` wakes every waiter, for good (drain).
+    """
+
+    MAX_RINGS = 10_000
+
+    def __init__(self, fallback_seconds: float, clock: Any = time.monotonic) -> None:
+        self.fallback_seconds = fallback_seconds
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._rings = 0
+        self._closed = False
+        self._poll_at = clock()  # the first waiter looks at once: work may be queued from before
+
+    def ring(self, n: int = 1) -> None:
+        with self._cond:
+            self._rings = min(self._rings + n, self.MAX_RINGS)
+            self._cond.notify(n)
+
+    def take(self, n: int) -> None:
+        """``n`` rings are answered already (one claim took that many rows)."""
+        if n > 0:
+            with self._cond:
+                self._rings = max(0, self._rings - n)
+
+    def schedule(self, delay: float) -> None:
+        """Have one worker look in ``delay`` seconds (when that is sooner than planned)."""
+        with self._cond:
+            at = self._clock() + max(0.0, delay)
+            if at < self._poll_at:
+                self._poll_at = at
+                self._cond.notify_all()  # the waiters recompute their timeouts
+
+    def set(self) -> None:
+        """Wake every waiter, now and from now on (drain: the workers stop)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait(self) -> str:
+        """Block until there is something to do: "work" (a ring), "poll" (this waiter looks now,
+        the others wait on) or "wake" (``set``)."""
+        with self._cond:
+            while True:
+                if self._closed:
+                    return "wake"
+                if self._rings > 0:
+                    self._rings -= 1
+                    return "work"
+                now = self._clock()
+                if now >= self._poll_at:
+                    self._poll_at = now + self.fallback_seconds
+                    return "poll"
+                self._cond.wait(self._poll_at - now)
+
+    def is_set(self) -> bool:
+        """Rings waiting to be answered (compatibility with the Event this replaces)."""
+        with self._cond:
+            return self._rings > 0
 
 
 @dataclass
@@ -32,7 +111,7 @@ class Runtime:
     own: Any | None  # gateway.security.keys.KeyPair; None when signing is off
     trust: dict[str, Any]  # partner -> gateway.security.keys.PartnerTrust
     metrics: Metrics
-    wake: dict[str, threading.Event] = field(default_factory=dict)
+    wake: dict[str, Doorbell] = field(default_factory=dict)
     log: Any = None
     #: Long-lived partner clients made on first use (feed readers); closed when the daemon stops.
     clients: dict[str, Any] = field(default_factory=dict)
@@ -51,10 +130,10 @@ class Runtime:
         return self.own is not None
 
     def notify(self, partner: str) -> None:
-        """Wake the partner's workers: new work is queued."""
-        event = self.wake.get(partner)
-        if event is not None:
-            event.set()
+        """Wake one of the partner's idle workers: new work is queued."""
+        bell = self.wake.get(partner)
+        if bell is not None:
+            bell.ring()
 
     def partner_trust(self, partner: str) -> Any | None:
         return self.trust.get(partner)
@@ -77,8 +156,10 @@ def build_runtime(config: Config, *, clock: Clock | None = None, store: Store | 
                  trust=trust, metrics=Metrics(), log=get_logger("gateway"))
     if trust and config.revocation.enabled:
         _with_revocation(rt)
+    fallback = (WAKE_FALLBACK_SECONDS[store.dialect] if isinstance(clock, SystemClock)
+                else WAKE_FALLBACK_MOVED_CLOCK_SECONDS)
     for partner in ("duo", "cjib", "ind"):
-        rt.wake[partner] = threading.Event()
+        rt.wake[partner] = Doorbell(fallback)
     return rt
 
 

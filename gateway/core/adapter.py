@@ -53,6 +53,8 @@ class Delivery:
     attempt: int  # 1 for the first attempt
     #: When the delivery was queued (epoch seconds); for age limits and latency.
     created_at: float = 0.0
+    #: Deliveries with the same order key go out in order (``Store.claim``); None: unordered.
+    order_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ import hmac
 import json
 import random
 import re
+import select
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from gateway.core.adapter import Delivery
 from gateway.core.errors import StoreError, StoreKeyMismatch, StoreSchemaMismatch, StoreUnavailable
 from gateway.security import atrest
 
-__all__ = ["Store", "NewDelivery", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "SEALED", "open_store",
+__all__ = ["Store", "NewDelivery", "OUTBOX_CHANNEL", "RULES_CHANNEL", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "SEALED", "open_store",
            "person_digest"]
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -76,6 +77,11 @@ _AAD = {column: column.encode() for column in SEALED}
 #: state_kv names of the key checks: one value sealed with each data key the store has used.
 KEY_CHECK = "encryption.check."
 _CHECK_TEXT = "chain-gateway data key check"
+
+#: PostgreSQL LISTEN/NOTIFY channels: new outbox work (payload: the partner) and a rule set made
+#: active (``gateway rules apply``). A notification is sent when its transaction commits.
+OUTBOX_CHANNEL = "gateway_outbox"
+RULES_CHANNEL = "gateway_rules"
 
 _MIGRATION_LOCK = 0x6A7E_0001  # pg_advisory_lock key held while migrating
 
@@ -170,6 +176,10 @@ class Store:
         self.lookup_key: bytes | None = None
         #: The data keys (``[encryption]``, set with ``use_keys``); None: new records in clear.
         self.keyring: atrest.Keyring | None = None
+        #: Partners whose outbox workers run in this process (``WorkerPool.start``): their new work
+        #: is woken in the process (``Runtime.notify``); work for any other partner is announced
+        #: to the other processes on PostgreSQL (NOTIFY on ``OUTBOX_CHANNEL``, in its transaction).
+        self.served: set[str] = set()
 
     # ------------------------------------------------------------ encryption at rest
 
@@ -602,7 +612,7 @@ class Store:
                 "AND (o.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = o.order_key "
                 "AND p.state = 'pending' AND p.id < o.id)) "
                 "ORDER BY o.next_attempt_at, o.id LIMIT :limit {skip_locked}) "
-                "RETURNING id, partner, operation, idempotency_key, payload, attempts, created_at, message_id",
+                "RETURNING id, partner, operation, idempotency_key, payload, attempts, created_at, message_id, order_key",
                 {"owner": owner, "until": now + lease_seconds, "partner": partner, "now": now, "limit": limit})
             counts = t.attempt_counts([int(r[0]) for r in rows])
             out = []
@@ -623,7 +633,7 @@ class Store:
                     continue
                 out.append(Delivery(id=oid, partner=r[1], operation=r[2], idempotency_key=r[3],
                                     payload=self.unseal("outbox.payload", r[4]) or b"", attempt=recorded + 1,
-                                    created_at=float(r[6])))
+                                    created_at=float(r[6]), order_key=r[8]))
         out.sort(key=lambda d: d.id)
         return out
 
@@ -693,17 +703,24 @@ class Store:
         """Give leased deliveries back untouched (graceful shutdown before the attempt began)."""
         with self.tx() as t:
             for i in ids:
-                t.execute("UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL, attempts = attempts - 1 "
-                          "WHERE id = :id AND lease_owner = :o AND state = 'pending'", {"id": i, "o": owner})
+                row = t.one("UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL, attempts = attempts - 1 "
+                            "WHERE id = :id AND lease_owner = :o AND state = 'pending' RETURNING partner",
+                            {"id": i, "o": owner})
+                if row is not None:
+                    t.announce(str(row[0]))
 
     def next_due(self, partner: str | None = None) -> float | None:
         """When the next pending delivery may be claimed: its due time, or its lease's end if later."""
         # A row leased by another worker is not claimable before its lease ends; counting it as due
         # made idle workers poll every 5 ms while a sibling (or another process) held due rows.
         with self.tx(write=False) as t:
-            row = t.one("SELECT MIN(CASE WHEN lease_expires_at > next_attempt_at THEN lease_expires_at "
-                        "ELSE next_attempt_at END) FROM outbox WHERE state = 'pending'"
-                        + (" AND partner = :p" if partner else ""), {"p": partner} if partner else {})
+            # An ordered row behind a pending one of its order is not claimable (Store.claim): it
+            # counts from when that one is done (its worker then claims again), not as due now.
+            row = t.one("SELECT MIN(CASE WHEN o.lease_expires_at > o.next_attempt_at THEN o.lease_expires_at "
+                        "ELSE o.next_attempt_at END) FROM outbox o WHERE o.state = 'pending'"
+                        + (" AND o.partner = :p" if partner else "")
+                        + " AND (o.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.order_key = "
+                        "o.order_key AND p.state = 'pending' AND p.id < o.id))", {"p": partner} if partner else {})
         return float(row[0]) if row and row[0] is not None else None
 
     # ------------------------------------------------------------ operators
@@ -714,10 +731,11 @@ class Store:
         n = 0
         with self.tx() as t:
             for i in outbox_ids:
-                row = t.one("SELECT message_id FROM outbox WHERE id = :id AND state IN ('dead', 'resolved')",
+                row = t.one("SELECT message_id, partner FROM outbox WHERE id = :id AND state IN ('dead', 'resolved')",
                             {"id": i})
                 if row is None:
                     continue
+                t.announce(str(row[1]))
                 # Claims that never got an attempt recorded are forgiven: the operator gives the row
                 # a fresh chance (the attempt numbers go on from the recorded attempts).
                 t.execute("UPDATE outbox SET state = 'pending', next_attempt_at = :now, dead_reason = NULL, "
@@ -743,6 +761,56 @@ class Store:
                 t.refresh_message_state(int(row[0]), now)
                 n += 1
         return n
+
+    # ------------------------------------------------------------ wake on work (PostgreSQL)
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """Send one notification on ``channel`` (PostgreSQL; nothing on SQLite)."""
+        if self.dialect == "postgresql":
+            with self.tx() as t:
+                t.execute("SELECT pg_notify(:c, :p)", {"c": channel, "p": payload})
+
+    def listen(self, channels: Sequence[str], on_notify: Callable[[str, str], None], stop: threading.Event, *,
+               on_connect: Callable[[], None] | None = None, timeout_seconds: float = 5.0) -> None:
+        """PostgreSQL: call ``on_notify(channel, payload)`` for each notification until ``stop`` is set.
+
+        Blocks (run it in its own thread) on a connection of its own, kept apart from the
+        transactions. ``on_connect`` runs after each (re)connection, since what was announced while
+        no connection listened is lost. A lost connection is made again after the store's back-off;
+        a notification (any payload) on a channel wakes it to see ``stop``.
+        """
+        if self.dialect != "postgresql":
+            return
+        import psycopg
+
+        failures = 0
+        while not stop.is_set():
+            raw = None
+            try:
+                raw = self._connect()
+                for channel in channels:
+                    raw.execute(f"LISTEN {channel}")
+                failures = 0
+                if on_connect is not None:
+                    on_connect()
+                while not stop.is_set():
+                    # Waiting in select, not in psycopg's notifies(timeout=...): that one wakes
+                    # every 0.1 s (to see Ctrl-C), ten wake-ups a second with nothing to hear.
+                    for n in raw.notifies(timeout=0):  # what has arrived (also with the LISTEN's answer)
+                        on_notify(n.channel, n.payload)
+                    if stop.is_set():
+                        break
+                    select.select([raw.fileno()], [], [], timeout_seconds)
+            except (StoreError, psycopg.Error):
+                failures += 1
+                wait = min(RECONNECT_MAX_SECONDS, RECONNECT_INITIAL_SECONDS * 2 ** min(failures - 1, 10))
+                stop.wait(wait * random.uniform(0.5, 1.0))
+            finally:
+                if raw is not None:
+                    try:
+                        raw.close()
+                    except Exception:  # noqa: BLE001 - it may be broken already
+                        pass
 
     # ------------------------------------------------------------ small state
 
@@ -892,7 +960,20 @@ class _Tx:
             {"m": message_id, "p": d.partner, "op": d.operation, "key": d.idempotency_key,
              "payload": self.store.seal("outbox.payload", d.payload),
              "order": d.order_key, "now": now, "due": d.not_before or now})
+        self.announce(d.partner)
         self.event(message_id, "processing", "queued", {"partner": d.partner, "operation": d.operation}, at=now)
+
+    def announce(self, partner: str) -> None:
+        """New outbox work for ``partner`` becomes due when this transaction commits: on PostgreSQL,
+        when no worker of this process serves the partner, the other processes are told (NOTIFY is
+        delivered at commit, not at all on rollback; the same one twice in a transaction is sent once)."""
+        if partner not in self.store.served:
+            self.notify(OUTBOX_CHANNEL, partner)
+
+    def notify(self, channel: str, payload: str = "") -> None:
+        """PostgreSQL: NOTIFY ``channel`` when this transaction commits (SQLite: nothing)."""
+        if self.store.dialect == "postgresql":
+            self.execute("SELECT pg_notify(:c, :p)", {"c": channel, "p": payload})
 
     def log_inbound(self, r: InboundRecord, outcome: str, *, fault_code: str | None = None,
                     fault_detail: str | None = None, response_status: int | None = None,

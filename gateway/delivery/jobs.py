@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 from gateway.core.errors import GatewayError, StoreError
 from gateway.core.observability import log_store_error
+from gateway.core.store import OUTBOX_CHANNEL, RULES_CHANNEL
 from gateway.runtime import Runtime
 
-__all__ = ["Job", "JobRunner", "Heartbeat", "heartbeat_interval"]
+__all__ = ["Job", "JobRunner", "Heartbeat", "Listener", "heartbeat_interval", "RULES_POLL_SECONDS"]
 
 #: Rows of processes not seen for this long are removed when a process starts.
 HEARTBEAT_KEEP_SECONDS = 7 * 24 * 3600.0
@@ -48,10 +49,13 @@ RETRY_AFTER_STORE_ERROR_SECONDS = 2.0
 
 
 class JobRunner(threading.Thread):
-    def __init__(self, rt: Runtime, jobs: list[Job] | None = None, tick_seconds: float = 0.5) -> None:
+    """Runs each job when it is due; between runs it sleeps until the next one is (no tick)."""
+
+    def __init__(self, rt: Runtime, jobs: list[Job] | None = None, tick_seconds: float = 0.05) -> None:
         super().__init__(name="jobs", daemon=True)
         self.rt = rt
         self.jobs = jobs if jobs is not None else []
+        #: The shortest sleep between two looks (a job that failed may be due again at once).
         self.tick_seconds = tick_seconds
         self._stop_event = threading.Event()
 
@@ -62,7 +66,8 @@ class JobRunner(threading.Thread):
                 if now >= job.next_at:
                     job.next_at = now + job.interval_seconds
                     self.run_job(job)
-            self._stop_event.wait(self.tick_seconds)
+            soonest = min((job.next_at for job in self.jobs), default=time.monotonic() + 60.0)
+            self._stop_event.wait(max(self.tick_seconds, soonest - time.monotonic()))
 
     def run_job(self, job: Job) -> None:
         owner = f"{self.rt.config.instance}:{os.getpid()}:{id(self)}"
@@ -138,3 +143,54 @@ class Heartbeat(threading.Thread):
         except StoreError as exc:
             log_store_error(self.rt.log, exc, "heartbeat_failed", instance=self.instance, stage="lifecycle")
 
+
+
+#: How often each process reads the active rule set from the store when nothing announced a change
+#: (``gateway rules apply`` announces it on PostgreSQL, heard by the ``Listener``).
+RULES_POLL_SECONDS = {"postgresql": 30.0, "sqlite": 2.5}
+
+
+class Listener(threading.Thread):
+    """PostgreSQL: this process's one listening connection (LISTEN/NOTIFY), so it wakes on work.
+
+    New outbox work announced by another process (``Store``: NOTIFY in the transaction that queued
+    it, for partners that process does not serve, e.g. `gateway retry` on the command line) rings
+    one worker of the partner here (``Runtime.notify``); a rule set made active calls ``on_rules``.
+    After each (re)connection every partner's workers look once, since announcements made while
+    nobody listened are lost (the workers' fallback look covers a listener that is down).
+    """
+
+    def __init__(self, rt: Runtime, on_rules: Callable[[], None] | None = None) -> None:
+        super().__init__(name="listener", daemon=True)
+        self.rt = rt
+        self.on_rules = on_rules
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.rt.store.listen([OUTBOX_CHANNEL, RULES_CHANNEL], self._heard, self._stop_event,
+                                 on_connect=self._connected)
+        except Exception as exc:  # noqa: BLE001 - the workers' fallback look still finds the work
+            self.rt.log.error("listener_stopped", error=type(exc).__name__, stage="lifecycle")
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if channel == OUTBOX_CHANNEL:
+            self.rt.notify(payload)
+        elif channel == RULES_CHANNEL and self.on_rules is not None:
+            self.on_rules()
+
+    def _connected(self) -> None:
+        for bell in self.rt.wake.values():
+            bell.schedule(0.0)
+        if self.on_rules is not None:
+            self.on_rules()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        if not self.is_alive():
+            return
+        try:  # wakes the listening connection, which then sees the stop
+            self.rt.store.notify(OUTBOX_CHANNEL, "")
+        except StoreError:
+            pass
+        self.join(5)

@@ -44,6 +44,12 @@ __all__ = ["CircuitBreaker", "Worker", "WorkerPool", "backoff_seconds", "FollowU
 #: it its attempts; but a row that takes down every process that claims it must stop somewhere.
 CRASHED_CLAIMS_FACTOR = 2
 
+#: After a failure of the store, a worker looks again this soon (the store's own back-off applies).
+STORE_RETRY_SECONDS = 1.0
+#: A row due but not claimable by this worker right now (another process is claiming it; a lock):
+#: look again after this long, not in a loop (new work in this process rings at once anyway).
+RECHECK_SECONDS = 1.0
+
 #: A route hook: given a finished delivery and its outcome, what to queue next, and whether a
 #: permanent outcome is handled (final, not dead).
 FollowUp = Callable[[Delivery, Outcome], tuple[list[NewDelivery], bool]]
@@ -108,6 +114,13 @@ class CircuitBreaker:
                 return True
             return False
 
+    def seconds_left(self) -> float:
+        """How long the breaker stays open (0 when closed or half-open)."""
+        with self._lock:
+            if self._open_until == 0.0:
+                return 0.0
+            return max(0.0, self._open_until - self._clock())
+
     def release_probe(self) -> None:
         with self._lock:
             self._probing = False
@@ -117,7 +130,7 @@ class Worker(threading.Thread):
     """One delivery worker for one partner."""
 
     def __init__(self, rt: Runtime, sender: Sender, breaker: CircuitBreaker, *, name: str,
-                 follow_up: FollowUp | None = None, batch: int = 8, idle_seconds: float = 1.0) -> None:
+                 follow_up: FollowUp | None = None, batch: int = 8) -> None:
         super().__init__(name=name, daemon=True)
         self.rt = rt
         self.sender = sender
@@ -126,7 +139,6 @@ class Worker(threading.Thread):
         self.breaker = breaker
         self.follow_up = follow_up
         self.batch = batch
-        self.idle_seconds = idle_seconds
         # The pid keeps owners apart when several processes share one config (one `instance`).
         self.owner = f"{rt.config.instance}:{os.getpid()}:{name}"
         self.stopping = threading.Event()
@@ -136,19 +148,31 @@ class Worker(threading.Thread):
         # lease to run out) and the rest of the batch, claimed but not attempted (released).
         self._unrecorded: list[dict[str, Any]] = []
         self._unreleased: list[int] = []
+        # What the last run_once claimed: how many rows, its limit, whether any row was ordered.
+        self._claimed = 0
+        self._limit = batch
+        self._ordered = False
 
     def run(self) -> None:
-        wake = self.rt.wake[self.partner]
+        bell = self.rt.wake[self.partner]
         while not self.stopping.is_set():
             try:
                 self._catch_up()
                 worked = self.run_once()
+                if worked:
+                    # The rows this claim took beyond the first answer rings of their own.
+                    bell.take(self._claimed - 1)
+                    if self._claimed >= self._limit or self._ordered:
+                        # A full batch: more may be due. An ordered row done: the next one of its
+                        # order may be claimable now (no ring announces that).
+                        continue
+                self._schedule(bell)
             except StoreError as exc:
                 log_store_error(self.rt.log, exc, partner=self.partner, stage="sending")
-                worked = False
-            if not worked:
-                wake.wait(self._idle_wait())
-                wake.clear()
+                bell.schedule(STORE_RETRY_SECONDS)
+            if self.stopping.is_set():
+                break
+            bell.wait()
 
     def _catch_up(self) -> None:
         """Record what the store could not take before it went away (raises StoreError while down)."""
@@ -159,22 +183,26 @@ class Worker(threading.Thread):
             self.rt.store.release(self._unreleased, self.owner)
             self._unreleased = []
 
-    def _idle_wait(self) -> float:
-        due = None
-        try:
-            due = self.rt.store.next_due(self.partner)
-        except StoreError:
-            pass
+    def _schedule(self, bell: Any) -> None:
+        """Going idle: have one worker look again when the next pending row comes due (a retry's
+        ``next_attempt_at``, a lease's end: another process's, if it died), or at the fallback."""
+        due = self.rt.store.next_due(self.partner)
+        if self.breaker.state == "open":
+            bell.schedule(self.breaker.seconds_left())
         if due is None:
-            return self.idle_seconds
-        return min(self.idle_seconds, max(0.005, due - self.rt.clock.time()))
+            return
+        delay = due - self.rt.clock.time()
+        # Due already, yet not claimed: a row another process (or a sibling) is about to claim,
+        # or one locked for a moment. Look again soon, not in a loop.
+        bell.schedule(delay if delay > 0 else RECHECK_SECONDS)
 
     def run_once(self) -> bool:
         """Claim and attempt one batch; False when there was nothing to do (or the breaker is open)."""
+        self._claimed, self._ordered = 0, False
         allowed = self.breaker.allow()
         if allowed == 0:
             return False
-        limit = self.batch if allowed < 0 else 1
+        limit = self._limit = self.batch if allowed < 0 else 1
         abandoned: list[tuple[int, str, str, int]] = []
         claimed = self.rt.store.claim(self.partner, self.owner, limit=limit, lease_seconds=self.policy.lease_seconds,
                                       now=self.rt.clock.time(), max_unrecorded_claims=CRASHED_CLAIMS_FACTOR * self.policy.max_attempts,
@@ -186,6 +214,8 @@ class Worker(threading.Thread):
             if allowed == 1:
                 self.breaker.release_probe()
             return False
+        self._claimed = len(claimed)
+        self._ordered = any(d.order_key is not None for d in claimed)
         self._attempt_all(claimed)
         return True
 
@@ -305,15 +335,19 @@ class WorkerPool:
                                        follow_up=follow_up, batch=batch))
 
     def start(self) -> None:
+        # Work queued for these partners is woken in this process; the store announces to other
+        # processes (PostgreSQL NOTIFY) only work for partners no worker of this process serves.
+        self.rt.store.served.update(w.partner for w in self.workers)
         for w in self.workers:
             w.start()
 
     def drain(self, deadline_seconds: float) -> None:
         """Stop claiming; let in-flight attempts finish within the deadline."""
+        self.rt.store.served.difference_update(w.partner for w in self.workers)
         for w in self.workers:
             w.stopping.set()
-        for event in self.rt.wake.values():
-            event.set()
+        for bell in self.rt.wake.values():
+            bell.set()
         end = time.monotonic() + deadline_seconds
         for w in self.workers:
             w.join(max(0.0, end - time.monotonic()))

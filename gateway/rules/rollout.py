@@ -28,7 +28,7 @@ from lxml import etree
 
 from gateway.core.errors import GatewayError
 from gateway.core.models import IndMelding
-from gateway.core.store import Store
+from gateway.core.store import RULES_CHANNEL, Store
 from gateway.routes import ind_to_duo as route
 from gateway.routes.ind_to_duo import decode_raw
 from gateway.rules import engine as rules
@@ -253,6 +253,7 @@ def activate(store: Store, ruleset: rules.RuleSet, operator: str, note: str | No
     now = time.time()
     with store.tx() as t:
         t.set_kv(ACTIVE_KEY, ruleset.name)
+        t.notify(RULES_CHANNEL, ruleset.name)  # the running processes take it up (gateway/reload.py)
         t.operator_action(operator, "rules-apply", f"ruleset:{ruleset.version}", note, now, channel=channel)
         _history_row(t, now, ruleset.version, "apply", operator, corrections)
 
