@@ -21,24 +21,13 @@ import json
 import os
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import median, progress  # noqa: E402
-
-
-def _timed(fn: Any, reps: int, prepare: Any = None) -> float:
-    samples = []
-    for _ in range(reps):
-        arg = prepare() if prepare is not None else None
-        t0 = time.thread_time()
-        fn(arg)
-        samples.append(time.thread_time() - t0)
-    return median(samples)
+from bench.common import progress, timed  # noqa: E402
 
 
 def measure(reps: int) -> dict[str, Any]:
@@ -86,13 +75,13 @@ def measure(reps: int) -> dict[str, Any]:
 
             progress(f"timing the signed path's crypto ({reps} reps each)")
             crypto = {
-                "wss_verify": _timed(lambda root: wsse.verify_envelope(root, ind_trust, parts=wsse.REQUEST_PARTS,
+                "wss_verify": timed(lambda root: wsse.verify_envelope(root, ind_trust, parts=wsse.REQUEST_PARTS,
                                                                        now=now), reps, lambda: xmlsafe.parse(envelope)),
-                "wss_sign": _timed(lambda env: wsse.sign_envelope(env, gw, parts=wsse.RESPONSE_PARTS, now=now),
+                "wss_sign": timed(lambda env: wsse.sign_envelope(env, gw, parts=wsse.RESPONSE_PARTS, now=now),
                                    reps, ack_env),
-                "enveloped_sign": _timed(lambda el: xmldsig.sign_enveloped(el, gw), reps,
+                "enveloped_sign": timed(lambda el: xmldsig.sign_enveloped(el, gw), reps,
                                          lambda: duo_codec.encode_inburgeraarmelding(duo)),
-                "ack_verify": _timed(lambda root: xmldsig.verify_enveloped(root, duo_trust, now=now), reps,
+                "ack_verify": timed(lambda root: xmldsig.verify_enveloped(root, duo_trust, now=now), reps,
                                      lambda: xmlsafe.parse(receipt)),
             }
         finally:
@@ -110,8 +99,8 @@ def measure(reps: int) -> dict[str, Any]:
     payload = ring.seal(signed_duo, b"outbox.payload")
     progress(f"timing seal and open ({reps * 10} reps)")
     at_rest = {
-        "seal_all": _timed(seal_all, reps * 10),
-        "open_payload": _timed(lambda _: ring.open(payload, b"outbox.payload"), reps * 10),
+        "seal_all": timed(seal_all, reps * 10),
+        "open_payload": timed(lambda _: ring.open(payload, b"outbox.payload"), reps * 10),
     }
     at_rest_total = at_rest["seal_all"] + at_rest["open_payload"]
     crypto_total = sum(crypto.values())

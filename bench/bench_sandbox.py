@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402
     progress,
     push_stream,
     start_processes,
+    timed,
     upgrade,
 )
 
@@ -60,17 +61,6 @@ from bench.common import (  # noqa: E402
 PRODUCTION_REVOCATION = {"ocsp_interval_seconds": 300.0, "refresh_seconds": 3600.0, "retry_seconds": 60.0}
 
 # ---------------------------------------------------------------- the unavoidable steps
-
-
-def _timed(fn: Any, reps: int, prepare: Any = None) -> float:
-    """Median thread CPU seconds of ``fn(prepare())`` (``prepare`` not timed)."""
-    samples = []
-    for _ in range(reps):
-        arg = prepare() if prepare is not None else None
-        t0 = time.thread_time()
-        fn(arg)
-        samples.append(time.thread_time() - t0)
-    return median(samples)
 
 
 def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]:
@@ -101,11 +91,11 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
     envelope = chain.ind.envelope(url, m)
     out: dict[str, float] = {"ind_envelope_bytes": len(envelope)}
 
-    out["parse"] = _timed(lambda _: xmlsafe.parse(envelope), reps)
-    out["wss_verify"] = _timed(lambda root: wsse.verify_envelope(root, ind_trust, parts=wsse.REQUEST_PARTS, now=now),
+    out["parse"] = timed(lambda _: xmlsafe.parse(envelope), reps)
+    out["wss_verify"] = timed(lambda root: wsse.verify_envelope(root, ind_trust, parts=wsse.REQUEST_PARTS, now=now),
                                reps, lambda: xmlsafe.parse(envelope))
     payload = wsse.verify_envelope(xmlsafe.parse(envelope), ind_trust, parts=wsse.REQUEST_PARTS, now=now).payload
-    out["xsd_validate"] = _timed(lambda _: xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="ind"), reps)
+    out["xsd_validate"] = timed(lambda _: xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="ind"), reps)
 
     def ack_env() -> Any:
         body = ind_codec.encode_ontvangstbevestiging(str(uuid.uuid4()), m.melding_id, m.volgnummer, iso(now), "x" * 44)
@@ -113,14 +103,14 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
                                    action=ind_codec.ACTION_ONTVANG_RESPONSE, message_id=f"urn:uuid:{uuid.uuid4()}",
                                    relates_to=f"urn:uuid:{m.melding_id}")
 
-    out["wss_sign"] = _timed(lambda env: wsse.sign_envelope(env, gw, parts=wsse.RESPONSE_PARTS, now=now), reps, ack_env)
+    out["wss_sign"] = timed(lambda env: wsse.sign_envelope(env, gw, parts=wsse.RESPONSE_PARTS, now=now), reps, ack_env)
     duo = ind_to_duo.to_inburgeraarmelding(m, received_at=now, ruleset=ruleset)
-    out["enveloped_sign"] = _timed(lambda el: xmldsig.sign_enveloped(el, gw), reps,
+    out["enveloped_sign"] = timed(lambda el: xmldsig.sign_enveloped(el, gw), reps,
                                    lambda: duo_codec.encode_inburgeraarmelding(duo))
     signed = xmldsig.sign_enveloped(duo_codec.encode_inburgeraarmelding(duo), gw)
     ack = chain.duo._ack(DuoOntvangstbevestiging(bericht_id=duo.bericht_id, status="ONTVANGEN",
                                                  ontvangen_op=iso(now), bericht_digest="x" * 44, kenmerk="DUO-1"))
-    out["ack_verify"] = _timed(lambda root: xmldsig.verify_enveloped(root, duo_trust, now=now), reps,
+    out["ack_verify"] = timed(lambda root: xmldsig.verify_enveloped(root, duo_trust, now=now), reps,
                                lambda: xmlsafe.parse(ack))
 
     # A durable commit on the same backend: one ~3 KB row, its own transaction.
@@ -141,7 +131,7 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
         t0 = time.perf_counter()
         commit(None)
         commit_wall.append(time.perf_counter() - t0)
-    out["commit"] = _timed(commit, min(reps, 100))
+    out["commit"] = timed(commit, min(reps, 100))
     out["commit_wall"] = median(commit_wall)
     with commit_store.tx() as t:
         t.execute("DROP TABLE bench_commit")
@@ -152,7 +142,7 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
     post_url = chain.servers["duo"].url + "/inburgering/v1/meldingen"
     headers = {"Content-Type": "application/xml; charset=utf-8", "Idempotency-Key": duo.bericht_id}
     client.post(post_url, content=signed, headers=headers)  # the connection, the handshake: once
-    out["https_exchange"] = _timed(lambda _: client.post(post_url, content=signed, headers=headers), min(reps, 100))
+    out["https_exchange"] = timed(lambda _: client.post(post_url, content=signed, headers=headers), min(reps, 100))
     t0 = time.thread_time()
     fresh = httpx.Client(verify=tls.client_context(gw, [ca]), timeout=30)
     fresh.post(post_url, content=signed, headers=headers)
@@ -177,9 +167,9 @@ def _steps_insecure(chain: Any, dsn: str, directory: Path, reps: int) -> dict[st
     now = dt.datetime.now(dt.UTC)
     envelope = chain.ind.envelope("http://127.0.0.1:1/ind/meldingen", m)  # unsigned: the IND simulator has no key
     out: dict[str, float] = {"ind_envelope_bytes": len(envelope)}
-    out["parse"] = _timed(lambda _: xmlsafe.parse(envelope), reps)
+    out["parse"] = timed(lambda _: xmlsafe.parse(envelope), reps)
     payload = soap.split(xmlsafe.parse(envelope)).payload
-    out["xsd_validate"] = _timed(lambda _: xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="ind"), reps)
+    out["xsd_validate"] = timed(lambda _: xmlsafe.validate(payload, xmlsafe.IND_XSD, partner="ind"), reps)
     out.update(_commit_steps(dsn, directory, reps))
 
     # One plain-HTTP exchange with keep-alive (client CPU), to the simulated DUO, with the unsigned message.
@@ -192,7 +182,7 @@ def _steps_insecure(chain: Any, dsn: str, directory: Path, reps: int) -> dict[st
     assert post_url.startswith("http://")
     headers = {"Content-Type": "application/xml; charset=utf-8", "Idempotency-Key": duo.bericht_id}
     client.post(post_url, content=body, headers=headers)  # the connection: once
-    out["http_exchange"] = _timed(lambda _: client.post(post_url, content=body, headers=headers), min(reps, 100))
+    out["http_exchange"] = timed(lambda _: client.post(post_url, content=body, headers=headers), min(reps, 100))
     client.close()
     return out
 
@@ -218,7 +208,7 @@ def _commit_steps(dsn: str, directory: Path, reps: int) -> dict[str, float]:
         t0 = time.perf_counter()
         commit(None)
         commit_wall.append(time.perf_counter() - t0)
-    out = {"commit": _timed(commit, min(reps, 100)), "commit_wall": median(commit_wall)}
+    out = {"commit": timed(commit, min(reps, 100)), "commit_wall": median(commit_wall)}
     with commit_store.tx() as t:
         t.execute("DROP TABLE bench_commit")
     commit_store.close()

@@ -44,6 +44,17 @@ def median(values: Sequence[float]) -> float:
     return percentile(values, 50)
 
 
+def timed(fn: Callable[[Any], Any], reps: int, prepare: Callable[[], Any] | None = None) -> float:
+    """Median thread CPU seconds of ``fn(prepare())``; ``prepare`` is not timed."""
+    samples = []
+    for _ in range(reps):
+        arg = prepare() if prepare is not None else None
+        t0 = time.thread_time()
+        fn(arg)
+        samples.append(time.thread_time() - t0)
+    return median(samples)
+
+
 # ---------------------------------------------------------------- /proc
 
 

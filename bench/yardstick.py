@@ -25,33 +25,17 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import xmlsec
 from lxml import etree
 
+from bench.common import timed
+
 WSU_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd"
 STEPS = ("parse", "wss_verify", "xsd", "wss_sign", "enveloped_sign", "ack_verify")
-
-
-def _median(samples: list[float]) -> float:
-    s = sorted(samples)
-    return s[len(s) // 2]
-
-
-def timed(fn: Callable[[Any], Any], reps: int, prepare: Callable[[], Any] | None = None) -> float:
-    """Median thread CPU seconds of ``fn(prepare())``; ``prepare`` is not timed."""
-    samples = []
-    for _ in range(reps):
-        arg = prepare() if prepare is not None else None
-        t0 = time.thread_time()
-        fn(arg)
-        samples.append(time.thread_time() - t0)
-    return _median(samples)
 
 
 def _wss_verify(root: etree._Element, trust: Any, now: dt.datetime) -> None:

@@ -244,25 +244,21 @@ class Store:
         if value is None:
             return None
         value = bytes(value)
-        if value[:4] != atrest.MAGIC:
-            return value
-        if self.keyring is None:
-            raise StoreKeyMismatch(f"{column}: the record is sealed and no data key is configured ([encryption])")
-        try:
-            return self.keyring.open(value, _AAD[column])
-        except atrest.SealError as exc:
-            raise StoreKeyMismatch(f"{column}: {exc}") from None
+        return self._open(column, value, lambda ring: ring.open(value, _AAD[column])) if atrest.is_sealed(value) \
+            else value
 
     def unseal_text(self, column: str, value: Any) -> str | None:
         if value is None:
             return None
         value = str(value)
-        if not value.startswith(atrest.TEXT_PREFIX):
-            return value
+        return self._open(column, value, lambda ring: ring.open_text(value, _AAD[column])) \
+            if atrest.is_sealed(value) else value
+
+    def _open(self, column: str, value: Any, opener: Callable[[atrest.Keyring], Any]) -> Any:
         if self.keyring is None:
             raise StoreKeyMismatch(f"{column}: the record is sealed and no data key is configured ([encryption])")
         try:
-            return self.keyring.open_text(value, _AAD[column])
+            return opener(self.keyring)
         except atrest.SealError as exc:
             raise StoreKeyMismatch(f"{column}: {exc}") from None
 
