@@ -113,6 +113,7 @@ def record(directory: Path, *, meldingen: int, claims: int, seed: int) -> Any:
     _stricter_cjib()
     chain = start_chain(directory, duo_faults=DuoFaults(script=[503, 429, 200, 503]),
                         cjib_faults=CjibFaults(error_rate=0.15, retry_after_seconds=1, seed=seed))
+    assert chain.daemon is not None and chain.cjib is not None  # started, with CJIB
     store = chain.daemon.rt.store
     _ind_traffic(chain, meldingen, seed)
     _wait(lambda: _count(store, "SELECT COUNT(*) FROM ind_sequence") >= meldingen, 120)

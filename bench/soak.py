@@ -64,13 +64,14 @@ def soak(*, count: int, error_rate: float, pushers: int, pg: str | None, sample_
     dsn = f"sqlite:///{directory / 'gateway.db'}"
     if pg:
         dsn, drop = fresh_pg_database(pg)
-    from bench.bench_sandbox import PRODUCTION_REVOCATION
+    from bench.bench_sandbox import PRODUCTION_CRL_VALIDITY_SECONDS, PRODUCTION_REVOCATION
 
     overrides = {"ind": {"reconcile_interval_seconds": 3600.0, "gap_grace_seconds": 120.0},
                  "revocation": PRODUCTION_REVOCATION,
                  "partners": {"duo": {"policy": {"max_attempts": 50}}}}
     chain = start_chain(directory, dsn=dsn, start=False, with_cjib=False, overrides=overrides,
-                        duo_faults=Faults(error_rate=error_rate, retry_after_seconds=1.0, seed=7))
+                        duo_faults=Faults(error_rate=error_rate, retry_after_seconds=1.0, seed=7),
+                        crl_next_update_seconds=PRODUCTION_CRL_VALIDITY_SECONDS)
     duo = chain.duo
     take_ins: dict[str, int] = {}
     original = duo._take_in

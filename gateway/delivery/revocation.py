@@ -22,11 +22,14 @@ import httpx
 from gateway.core.errors import StoreError
 from gateway.security import revocation as rv
 
-__all__ = ["RevocationRefresher", "TICK_SECONDS"]
+__all__ = ["RevocationRefresher", "TICK_SECONDS", "LONGEST_SLEEP_SECONDS"]
 
-#: How often the refresher looks whether something is due (it only compares times; a CRL is due
-#: after an hour, an OCSP answer after minutes: once a second is soon enough, and a quarter of the idle wake-ups).
+#: The shortest sleep between two rounds (a fetch that failed is not tried again in a loop).
 TICK_SECONDS = 1.0
+#: Between rounds the refresher sleeps until the next CRL or OCSP answer is due (a CRL after an
+#: hour, an OCSP answer after minutes), but never longer than this; a reload that changes what is
+#: watched wakes it at once (``Revocation.on_retarget``).
+LONGEST_SLEEP_SECONDS = 60.0
 
 
 class RevocationRefresher:
@@ -36,6 +39,8 @@ class RevocationRefresher:
         self.config = rt.config.revocation
         self._ocsp_due: dict[tuple[str, int], float] = {}
         self._stop = threading.Event()
+        #: Set by ``stop`` and by a reload that changes what is watched.
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def load_cached(self) -> None:
@@ -68,14 +73,28 @@ class RevocationRefresher:
         return made
 
     def _crl_due(self, state: rv.CrlState | None, now: float) -> bool:
+        return now >= self._crl_due_at(state)
+
+    def _crl_due_at(self, state: rv.CrlState | None) -> float:
         if state is None:
-            return True
+            return 0.0
         if state.error and state.attempted_at and (state.fetched_at is None or state.attempted_at > state.fetched_at):
-            return now - state.attempted_at >= self.config.retry_seconds
+            return state.attempted_at + self.config.retry_seconds
         if state.fetched_at is None:
-            return True
+            return 0.0
         next_update = state.next_update if state.next_update is not None else float("inf")
-        return now >= next_update or now - state.fetched_at >= self.config.refresh_seconds
+        return min(next_update, state.fetched_at + self.config.refresh_seconds)
+
+    def seconds_to_next(self, now: float) -> float:
+        """How long the refresher may sleep: until the next CRL or OCSP answer is due, within
+        [``TICK_SECONDS``, ``LONGEST_SLEEP_SECONDS``]."""
+        states = {s.url: s for s in self.revocation.crl_states()}
+        due = [self._crl_due_at(states.get(url)) for url in self.revocation.watched_crls()]
+        if self.config.ocsp_interval_seconds > 0:
+            due.extend(self._ocsp_due.get((url, cert.serial_number), 0.0)
+                       for url, cert, _ in self.revocation.watched_ocsp())
+        soonest = min(due, default=now + LONGEST_SLEEP_SECONDS)
+        return min(max(soonest - now, TICK_SECONDS), LONGEST_SLEEP_SECONDS)
 
     def _fetch_crl(self, url: str, now: float) -> None:
         metrics = self.rt.metrics
@@ -117,18 +136,23 @@ class RevocationRefresher:
     # -------------------------------------------------------------- the thread
 
     def start(self) -> None:
+        self.revocation.on_retarget = self._wake.set
         self._thread = threading.Thread(target=self._run, name="revocation", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            sleep = TICK_SECONDS
             try:
                 self.refresh_due()
+                sleep = self.seconds_to_next(time.time())
             except Exception as exc:  # noqa: BLE001 - the refresher must outlive any one failure
                 self.rt.log.error("revocation_refresh_failed", error=type(exc).__name__, stage="revocation")
-            self._stop.wait(TICK_SECONDS)
+            self._wake.wait(sleep)
+            self._wake.clear()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)

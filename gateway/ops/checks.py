@@ -207,7 +207,7 @@ def certificate_findings(cfg: Config, now: dt.datetime | None = None, *,
         return [Finding("error", "gateway certificate", "tls is enabled but tls.cert_file or tls.key_file is empty",
                         cfg.source or None)]
     try:
-        own = keys.load_keypair(cfg.tls.key_file, cfg.tls.cert_file)
+        own = _keypair(cfg.tls.key_file, cfg.tls.cert_file)
         out.append(_expiry("gateway certificate", own.certificate, now, window, cfg.tls.cert_file))
         if cfg.tls.oin and keys.oin_of(own.certificate) != cfg.tls.oin:
             out.append(Finding("error", "gateway certificate", f"{cfg.tls.cert_file}: its subject serialNumber "
@@ -220,6 +220,38 @@ def certificate_findings(cfg: Config, now: dt.datetime | None = None, *,
         out.extend(_partner_certificates(name, pc.trust_anchor_files, pc.certificate_files, now, window,
                                          cfg.source or None, oin=pc.oin or None))
     return out
+
+
+#: Key pairs already judged, by the identity of their two files (see ``_keypair``).
+_KEYPAIRS: dict[tuple[Any, ...], Any] = {}
+
+
+def _keypair(key_file: str, cert_file: str) -> Any:
+    """``keys.load_keypair``, again only when either file changed.
+
+    Parsing a private key costs tens of milliseconds and the alerts job judges the certificates
+    every minute, on every process: without this, that was most of an idle gateway's CPU. A
+    replaced file (a key roll-over) has another inode, size or change time, and is read afresh;
+    a file that cannot be read is never remembered, so its error shows every time.
+    """
+    from gateway.security import keys
+
+    ident = (key_file, cert_file, _file_identity(key_file), _file_identity(cert_file))
+    pair = _KEYPAIRS.get(ident)
+    if pair is None:
+        pair = keys.load_keypair(key_file, cert_file)
+        if len(_KEYPAIRS) >= 8:  # the current and the next pair, and files replaced since: keep it small
+            _KEYPAIRS.clear()
+        _KEYPAIRS[ident] = pair
+    return pair
+
+
+def _file_identity(file: str) -> tuple[int, ...] | None:
+    try:
+        st = Path(file).stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _partner_certificates(name: str, anchor_files: list[str], certificate_files: list[str], now: dt.datetime,
@@ -275,11 +307,10 @@ def _partner_certificates(name: str, anchor_files: list[str], certificate_files:
 
 def _next_certificate(cfg: Config, now: dt.datetime, window: dt.timedelta) -> Finding:
     """The key that takes over at ``tls.switch_at`` must be loadable and valid from that moment."""
-    from gateway.security import keys
 
     what, file, at = "gateway next certificate", cfg.tls.next_cert_file, cfg.tls.switch_at
     try:
-        cert = keys.load_keypair(cfg.tls.next_key_file, file).certificate
+        cert = _keypair(cfg.tls.next_key_file, file).certificate
     except ConfigError as exc:
         return _error(what, exc, file)
     assert at is not None  # the config allows next_* only with switch_at

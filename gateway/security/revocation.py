@@ -130,6 +130,8 @@ class Revocation:
         self._ocsp: dict[str, _Ocsp] = {}
         self._lock = threading.Lock()
         self._issuers = {a.subject.public_bytes(): a for t in self.trusts for a in t.anchors}
+        #: Called after ``retarget`` (the refresher's wake-up: new certificates to watch now).
+        self.on_retarget: Callable[[], None] | None = None
 
     def retarget(self, trusts: Iterable[PartnerTrust], policies: Mapping[str, str]) -> None:
         """New pins, anchors and policies after a reload (gateway/reload.py); what is known of
@@ -139,6 +141,8 @@ class Revocation:
             self.trusts = trusts
             self.policies = dict(policies)
             self._issuers = {a.subject.public_bytes(): a for t in trusts for a in t.anchors}
+        if self.on_retarget is not None:
+            self.on_retarget()
 
     # -------------------------------------------------------------- what to watch
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,9 @@ def test_refresher_fetches_over_http_caches_and_a_restart_starts_from_the_cache(
         assert refresher.refresh_due() == 1 and ca.served["crl"] == 1
         assert refresher.refresh_due() == 0  # not due before nextUpdate
         row = store.crl_rows()[0]
+        # Between rounds it sleeps until the CRL's nextUpdate (30 s here), not a tick at a time.
+        now = dt.datetime.now(dt.UTC).timestamp()
+        assert 25 <= refresher.seconds_to_next(now) <= row["next_update"] - now + 0.001
         assert row["url"] == pki.crl_url(server.url) and row["crl"] and row["last_error"] is None
     # The CA is gone now: a new process starts from the cache and still knows the revocation.
     restarted = _Rt(store, Revocation([trust], policies={}, grace_seconds=0))
@@ -56,3 +60,24 @@ def test_refresher_fetches_over_http_caches_and_a_restart_starts_from_the_cache(
     assert later.refresh_due(now=row["next_update"] + 1) == 1  # due at nextUpdate; the fetch fails
     failed = store.crl_rows()[0]
     assert failed["last_error"] and failed["crl"] == row["crl"]
+    # After a failure it looks again after retry_seconds (1 s), and never sooner than a tick.
+    assert later.seconds_to_next(row["next_update"] + 1) == 1.0
+
+
+def test_a_reload_wakes_the_refresher_at_once(store: Any, tmp_path: Path) -> None:
+    ca = sandbox_ca.SandboxCA(tmp_path, next_update_seconds=3600)
+    with serve_in_thread(ca) as server:
+        pki.init(tmp_path, ca_url=server.url)
+        ind = keys.load_trust("ind", [tmp_path / "ca.pem"], [tmp_path / "ind.pem"])
+        rt = _Rt(store, Revocation([], policies={}, grace_seconds=0))
+        refresher = RevocationRefresher(rt)
+        refresher.start()
+        try:
+            assert refresher.seconds_to_next(dt.datetime.now(dt.UTC).timestamp()) == 60.0  # nothing watched
+            rt.revocation.retarget([ind], {})
+            deadline = dt.datetime.now(dt.UTC).timestamp() + 5
+            while ca.served["crl"] == 0 and dt.datetime.now(dt.UTC).timestamp() < deadline:
+                threading.Event().wait(0.05)
+            assert ca.served["crl"] == 1  # fetched within seconds, not after the 60 s sleep
+        finally:
+            refresher.stop()
