@@ -263,9 +263,13 @@ def _senders(rt: Runtime, ring: reloading.Keyring) -> list[tuple[Any, Any]]:
     return out
 
 
+#: How often each process gives freed C memory back (``gateway/ops/memory.py``).
+MEMORY_TRIM_SECONDS = 60.0
+
+
 def _jobs(rt: Runtime) -> list[jobs.Job]:
     """The periodic jobs: the routes', each with the partner client it reads from, and the alerts."""
-    from gateway.ops import alerts, retention
+    from gateway.ops import alerts, memory, retention
     from gateway.routes import cjib_to_duo, ind_to_duo
 
     out = []
@@ -276,6 +280,7 @@ def _jobs(rt: Runtime) -> list[jobs.Job]:
         out.append(jobs.Job("ind-reconcile", rt.config.ind.reconcile_interval_seconds,
                             lambda rt_: ind_to_duo.ind_reconcile(rt_, _ind_feed(rt_))))
     out.append(jobs.Job("alerts", rt.config.alerts.evaluate_seconds, alerts.run))
+    out.append(jobs.Job("memory", MEMORY_TRIM_SECONDS, lambda rt_: memory.trim(), leased=False))
     if any(rt.config.retention.terms().values()):
         out.append(jobs.Job("retention", rt.config.retention.interval_seconds, retention.run))
     if "cjib" in rt.config.partners and rt.secure:
@@ -315,6 +320,9 @@ def _cjib_feed(rt: Runtime) -> Any:
 
 def run(config: Config) -> int:
     """Run until SIGTERM/SIGINT; return the exit code."""
+    from gateway.ops import memory
+
+    memory.limit_arenas()  # before any thread starts (gateway/ops/memory.py says why)
     daemon = Daemon(config)
 
     async def main() -> None:

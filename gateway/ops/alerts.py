@@ -366,9 +366,7 @@ def _late(rt: Any, now: float) -> tuple[int, int]:
     from gateway.rules import rollout
 
     cfg = rt.config.alerts
-    report = rollout.delays(rt.store, since=now - cfg.late_window_seconds)
-    days = [int(r["vertragingDagen"]) for r in report.rows if int(r["vertragingDagen"]) > cfg.late_days]
-    return len(days), max(days, default=0)
+    return rollout.late_summary(rt.store, since=now - cfg.late_window_seconds, more_than_days=cfg.late_days)
 
 
 def _partners_down(rt: Any) -> dict[str, str]:

@@ -331,6 +331,27 @@ def delays(store: Store, since: float | None = None) -> DelayReport:
     return report
 
 
+#: ``vertragingDagen`` out of the facts JSON, per dialect (PostgreSQL keeps facts as text).
+_DELAY_DAYS = {"sqlite": "CAST(json_extract(facts, '$.vertragingDagen') AS INTEGER)",
+               "postgresql": "CAST(CAST(facts AS json) ->> 'vertragingDagen' AS INTEGER)"}
+
+
+def late_summary(store: Store, since: float, more_than_days: int) -> tuple[int, int]:
+    """(how many, the most days late) of the IND notifications received since ``since`` that came
+    more than ``more_than_days`` late: the alerts job's question, counted by the database.
+
+    ``delays`` answers the same for the report, row by row with each person opened; done every
+    minute over a day's notifications (a quarter of them late in the soak) that cost CPU and
+    memory in proportion to the traffic (bench/RESULTS.md, the soak).
+    """
+    days = _DELAY_DAYS[store.dialect]
+    sql = (f"SELECT COUNT(*), MAX(d) FROM (SELECT {days} AS d FROM messages WHERE route = :route "
+           "AND received_at >= :since AND facts NOT LIKE :on_time) late WHERE d > :days")
+    ((count, worst),) = store.query(sql, {"route": _IND_ROUTE, "on_time": '%"vertragingDagen":0,%', "since": since,
+                                          "days": max(more_than_days, 0)})
+    return int(count or 0), int(worst or 0)
+
+
 _delay_gauges: dict[int, Any] = {}
 
 
