@@ -7,7 +7,8 @@ against a fresh temporary SQLite store, with no network:
   ``gateway.routes.duo_to_cjib.handle_vorderingoverdracht``; feed-fetched IND notifications through
   ``accept_melding`` as ``gateway.routes.ind_to_duo.fetch_from`` does), with signature and certificate checks ON, verified with the
   archive's certificates at the recorded time. The TLS client certificate is taken to be the
-  partner's certificate from the archive (TLS itself is not recorded);
+  partner's certificate from the archive (TLS itself is not recorded). The checks run in worker
+  processes (``prechecks``); an IND push they pass goes on to the route's store part in order;
 - each recorded partner answer is handed to a real ``gateway.delivery.outbox.Worker`` through a sender
   that returns it, so retries, dead letters and the claim route's follow-ups
   (``gateway.routes.duo_to_cjib.follow_up``) run as they do live;
@@ -204,7 +205,7 @@ def default_config() -> Any:
     return Config()
 
 
-# ---------------------------------------------------------------- signatures, in parallel
+# ---------------------------------------------------------------- the endpoints' checks, in parallel
 
 _WORKER: dict[str, Any] = {}
 
