@@ -438,10 +438,10 @@ class _Replayer:
     def _stored(self, e: Entry, verified: Any) -> bool:
         """The rest of ``gateway.routes.ind_to_duo.handle_ontvang_melding`` for a push that IND's
         endpoint passed in a worker: the route's store part, at the recorded time. False when that
-        refuses it (a meldingId used before for other content): the store then wrote nothing (one
-        transaction, refused before it), and the whole endpoint runs again so the refusal and its
-        record come from the real code."""
-        from gateway.core.errors import InboundRefused
+        refuses it (a meldingId used before for other content) or the store fails: the store then
+        wrote nothing (one transaction, or refused before it), and the whole endpoint runs again so
+        the answer and its record come from the real code."""
+        from gateway.core.errors import InboundRefused, StoreError
         from gateway.core.store import InboundRecord
         from gateway.routes import ind_to_duo
 
@@ -450,7 +450,7 @@ class _Replayer:
                                received_at=received.timestamp(), message_key=verified.message_id)
         try:
             answer = ind_to_duo.accept_verified(self.rt, verified, record, received)
-        except InboundRefused:
+        except (InboundRefused, StoreError):
             self.rt.verify = True
             return False
         self.answers.append((e, answer.status, answer.body))
