@@ -46,7 +46,7 @@ def build(directory: Path, count: int, seed: int) -> None:
 
 
 def _cpu() -> float:
-    """CPU seconds of this process and its finished children (the signature-check workers)."""
+    """CPU seconds of this process and its finished children (the endpoint-check workers)."""
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 

@@ -7,7 +7,8 @@ against a fresh temporary SQLite store, with no network:
   ``gateway.routes.duo_to_cjib.handle_vorderingoverdracht``; feed-fetched IND notifications through
   ``accept_melding`` as ``gateway.routes.ind_to_duo.fetch_from`` does), with signature and certificate checks ON, verified with the
   archive's certificates at the recorded time. The TLS client certificate is taken to be the
-  partner's certificate from the archive (TLS itself is not recorded);
+  partner's certificate from the archive (TLS itself is not recorded). The checks run in worker
+  processes (``prechecks``); an IND push they pass goes on to the route's store part in order;
 - each recorded partner answer is handed to a real ``gateway.delivery.outbox.Worker`` through a sender
   that returns it, so retries, dead letters and the claim route's follow-ups
   (``gateway.routes.duo_to_cjib.follow_up``) run as they do live;
@@ -204,55 +205,76 @@ def default_config() -> Any:
     return Config()
 
 
-# ---------------------------------------------------------------- signatures, in parallel
+# ---------------------------------------------------------------- the endpoints' checks, in parallel
 
 _WORKER: dict[str, Any] = {}
 
+#: What the workers found for one inbound push: (seq, passes, the IND endpoint's checked notification).
+Verdict = tuple[int, bool, Any]
 
-def _init_worker(pems: dict[str, bytes], skew: int, max_bytes: int) -> None:
+
+def _init_worker(pems: dict[str, bytes], config: Any) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         archive = Archive(manifest={}, entries=[], certs=pems)
-        _WORKER.update(trust=_trust(archive, Path(tmp)), skew=skew, max_bytes=max_bytes)
+        trust = _trust(archive, Path(tmp))
+    _WORKER.update(trust=trust, config=config, certs={p: _cert_der(t) for p, t in trust.items()})
 
 
-def _verifies(item: tuple[int, str, bytes, float]) -> tuple[int, bool]:
-    """Does one inbound message pass the signature, certificate and timestamp checks?"""
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    from gateway.core.errors import GatewayError
-    from gateway.security import wsse, xmldsig
-    from gateway.wire import xmlsafe
-
+def _verifies(item: tuple[int, str, bytes, float]) -> Verdict:
+    """Does one inbound message pass the endpoint's checks (signature, certificate, timestamp, ...)?"""
     seq, partner, raw, t = item
     trust = _WORKER["trust"].get(partner)
     if trust is None:
-        return seq, False
+        return seq, False, None
+    if partner == "ind":
+        verified = _ind_checked(raw, trust, _when(t))
+        return seq, verified is not None, verified
+    return seq, _duo_verifies(raw, trust, _when(t)), None
+
+
+def _ind_checked(raw: bytes, trust: Any, now: dt.datetime) -> Any:
+    """IND's endpoint with every check on, up to the store: its checked notification, or None."""
+    from gateway.routes import ind_to_duo
+
+    # No store: the checks need none, and one that reached for it would fail here and run again,
+    # whole, in the replaying process.
+    rt = ReplayRuntime(config=_WORKER["config"], store=None, clock=FixedClock(now), ruleset=None,  # type: ignore[arg-type]
+                       own=None, trust={"ind": trust}, metrics=None, log=_Quiet())  # type: ignore[arg-type]
     try:
-        root = xmlsafe.parse(raw, max_bytes=_WORKER["max_bytes"])
-        if partner == "ind":
-            verified = wsse.verify_envelope(root, trust, parts=wsse.REQUEST_PARTS, now=_when(t),
-                                            max_skew_seconds=_WORKER["skew"])
-            return seq, trust.matches(verified.signer.public_bytes(Encoding.DER))
-        xmldsig.verify_enveloped(root, trust, now=_when(t))
-        return seq, True
+        return ind_to_duo.check_push(rt, raw, client_cert_der=_WORKER["certs"]["ind"], now=now)
+    except Exception:  # noqa: BLE001 - the replaying process runs the endpoint again and meets it there
+        return None
+
+
+def _duo_verifies(raw: bytes, trust: Any, now: dt.datetime) -> bool:
+    from gateway.core.errors import GatewayError
+    from gateway.security import xmldsig
+    from gateway.wire import xmlsafe
+
+    try:
+        xmldsig.verify_enveloped(xmlsafe.parse(raw, max_bytes=_WORKER["config"].ind.max_message_bytes), trust, now=now)
+        return True
     except (GatewayError, ValueError, etree.LxmlError):
-        return seq, False
+        return False
 
 
 @contextmanager
-def prechecks(archive: Archive, config: Any, workers: int) -> Iterator[Iterator[tuple[int, bool]]]:
-    """(seq, passes) for every inbound push, in order, checked on ``workers`` processes.
+def prechecks(archive: Archive, config: Any, workers: int) -> Iterator[Iterator[Verdict]]:
+    """(seq, passes, checked notification) for every inbound push, in order, checked on ``workers`` processes.
 
-    Why: signature checks are most of a replay's CPU time and independent of each other, so
-    they run in parallel with the (necessarily sequential) replay. A message that passes here is
-    replayed without checking again (the same bytes, trust and time give the same verdict); one
-    that fails is replayed with the checks on, so its refusal comes from the real code path.
+    Why: the endpoint's checks and parsing are most of a replay's CPU time and independent of
+    each other, so they run in parallel with the (necessarily sequential) store part. An IND push
+    that passes is handed, as IND's endpoint checked it, to the route's store part
+    (``accept_verified``), as the live route does, without parsing it again (the same bytes, trust
+    and time give the same result); a DUO push that passes is replayed without checking its
+    signature again. One that fails is replayed with the checks on, so its refusal comes from the
+    real code path.
     """
     from concurrent.futures import ProcessPoolExecutor
 
     items = [(e.seq, e.meta["partner"], e.payload or b"", e.at) for e in sorted(archive.entries, key=lambda x: x.seq)
              if _checked(e)]
-    args = (archive.certs, config.ind.clock_skew_seconds, config.ind.max_message_bytes)
+    args = (archive.certs, config)
     if workers <= 1 or len(items) < 50:  # a pool costs more than it saves for a few
         _init_worker(*args)
         yield map(_verifies, items)
@@ -303,7 +325,8 @@ class RulesHistory:
 
 
 class _Replayer:
-    def __init__(self, rt: ReplayRuntime, archive: Archive, verdicts: Iterator[tuple[int, bool]]) -> None:
+    def __init__(self, rt: ReplayRuntime, archive: Archive, verdicts: Iterator[Verdict], *,
+                 prechecked: bool) -> None:
         from gateway.delivery.outbox import CircuitBreaker, Worker
         from gateway.routes import duo_to_cjib
 
@@ -314,7 +337,7 @@ class _Replayer:
                                   follow_up=duo_to_cjib.follow_up(rt) if p == "cjib" else None)
                         for p, s in self.senders.items()}
         self.answers: list[tuple[Entry, int, bytes]] = []
-        self.checks = rt.verify
+        self.checks = prechecked
         self.verdicts = verdicts
         #: What happened to each delivery (partner, key), in order: queued, each attempt, stray answers.
         self.events: dict[tuple[str, str], list[str]] = {}
@@ -396,9 +419,11 @@ class _Replayer:
 
         meta, raw = e.meta, e.payload or b""
         if self.checks and _checked(e):
-            seq, passes = next(self.verdicts)
+            seq, passes, checked = next(self.verdicts)
             assert seq == e.seq, "signature checks out of step with the replay"
             self.rt.verify = not passes
+            if checked is not None and self._stored(e, checked):
+                return
         if meta["partner"] == "duo":
             headers = {"idempotency-key": meta["message_key"]} if meta.get("message_key") else {}
             answer = duo_to_cjib.handle_vorderingoverdracht(self.rt, raw, headers, self.certs.get("duo"))
@@ -409,6 +434,27 @@ class _Replayer:
         else:
             answer = ind_to_duo.handle_ontvang_melding(self.rt, raw, client_cert_der=self.certs.get("ind"))
         self.answers.append((e, answer.status, answer.body))
+
+    def _stored(self, e: Entry, verified: Any) -> bool:
+        """The rest of ``gateway.routes.ind_to_duo.handle_ontvang_melding`` for a push that IND's
+        endpoint passed in a worker: the route's store part, at the recorded time. False when that
+        refuses it (a meldingId used before for other content) or the store fails: the store then
+        wrote nothing (one transaction, or refused before it), and the whole endpoint runs again so
+        the answer and its record come from the real code."""
+        from gateway.core.errors import InboundRefused, StoreError
+        from gateway.core.store import InboundRecord
+        from gateway.routes import ind_to_duo
+
+        received = self.rt.clock.now()
+        record = InboundRecord(partner="ind", operation=ind_to_duo.OPERATION, raw=e.payload or b"",
+                               received_at=received.timestamp(), message_key=verified.message_id)
+        try:
+            answer = ind_to_duo.accept_verified(self.rt, verified, record, received)
+        except (InboundRefused, StoreError):
+            self.rt.verify = True
+            return False
+        self.answers.append((e, answer.status, answer.body))
+        return True
 
     def _from_feed(self, e: Entry) -> tuple[int, bytes]:
         # The same steps as gateway.routes.ind_to_duo.fetch_from for one fetched notification.
@@ -645,7 +691,9 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
            rules_from_build: bool = False) -> Report:
     """Replay the whole archive; the report holds one case per compared message.
 
-    ``workers``: processes for the signature checks (default: one per CPU). By default the
+    ``workers``: processes for the endpoints' checks (default: one per CPU; ``prechecks``). 0: no
+    such processes, every inbound message goes through its whole endpoint in this process, checks
+    on: slower, the path the faster one is tested against. By default the
     archive's rule-set history is followed (rule sets switched and roll-out corrections queued at
     their recorded times); ``rules_from_build`` assesses everything with this build's active rule
     set instead and reports whose indication would differ (``Report.impact``).
@@ -661,11 +709,11 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
             from gateway.runtime import load_ruleset
 
             rt.ruleset = load_ruleset(config)
-        verdicts: Iterator[tuple[int, bool]] = iter(())
-        if rt.verify:
+        verdicts: Iterator[Verdict] = iter(())
+        if rt.verify and workers != 0:
             verdicts = stack.enter_context(prechecks(archive, config, workers or os.cpu_count() or 1))
         try:
-            replayer = _Replayer(rt, archive, verdicts)
+            replayer = _Replayer(rt, archive, verdicts, prechecked=rt.verify and workers != 0)
             replayer.run(entries, progress, follow_history=not rules_from_build)
             outbound = _compare_outbound(rt, entries, replayer.events)
             impact: list[dict[str, Any]] = []

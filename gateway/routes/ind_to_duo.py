@@ -35,7 +35,7 @@ from gateway.runtime import Runtime
 from gateway.wire import soap, xmlsafe
 from gateway.wire.server import Answer
 
-__all__ = ["ROUTE", "OPERATION", "handle_request", "handle_ontvang_melding", "accept_melding", "accept_verified", "fetch_from",
+__all__ = ["ROUTE", "OPERATION", "handle_request", "handle_ontvang_melding", "check_push", "accept_melding", "accept_verified", "fetch_from",
            "ind_catch_up", "ind_reconcile", "inburgeraarmelding_delivery", "melding_facts", "melding_person",
            "decode_raw", "queue_correction", "CORRECTION_ROUTE"]
 
@@ -87,6 +87,22 @@ def handle_ontvang_melding(rt: Runtime, body: bytes, *, client_cert_der: bytes |
     except StoreError as exc:
         log_store_error(rt.log, exc, partner="ind", operation=OPERATION, stage="processing")
         return ind_server.unavailable_answer(ind_server.request_message_id(body, rt.config.ind.max_message_bytes))
+
+
+def check_push(rt: Runtime, body: bytes, *, client_cert_der: bytes | None,
+               now: dt.datetime) -> ind_server.Verified | None:
+    """What ``handle_ontvang_melding`` makes of a push before its store part (``accept_verified``),
+    every check on as configured in ``rt``; None when it refuses the push. Touches no store: replay
+    runs it in worker processes (``gateway.archive.replay.prechecks``)."""
+    passed: list[ind_server.Verified] = []
+
+    def accept(verified: ind_server.Verified) -> Answer:
+        passed.append(verified)
+        return Answer(200, ind_server.SOAP_CT, b"")
+
+    ind_server.handle_ontvang_melding(body, inbound=_inbound(rt), now=now, client_cert_der=client_cert_der,
+                                      headers=None, accept=accept, refused=lambda exc, key, answer: answer)
+    return passed[0] if passed else None
 
 
 # ---------------------------------------------------------------- intake: one commit

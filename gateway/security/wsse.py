@@ -168,7 +168,10 @@ def signature_value(envelope: etree._Element) -> str:
     What an answer's SignatureConfirmation must carry (WS-Security 1.1); call it on an envelope
     that ``verify_envelope`` accepted, or on one this side signed.
     """
-    layout = _Layout.of(envelope)
+    return _signature_value(_Layout.of(envelope))
+
+
+def _signature_value(layout: _Layout) -> str:
     found = layout.signature.findall(f"{{{DS_NS}}}SignatureValue")
     if len(found) != 1:
         raise SignatureInvalid("ds:Signature needs exactly one SignatureValue", stage=_STAGE)
@@ -228,7 +231,7 @@ def verify_envelope(envelope: etree._Element, trust: PartnerTrust, *, parts: Seq
     cert = _signer(layout, trust, now)
     signed = _verify_crypto(layout.signature, cert, placed)
     _check_timestamp(signed["Timestamp"], now, max_skew_seconds)
-    return _result(signed, cert, parts, signature_value(envelope))
+    return _result(signed, cert, parts, _signature_value(layout))
 
 
 @dataclass(frozen=True)

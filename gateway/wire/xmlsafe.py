@@ -83,31 +83,20 @@ def parse(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Element:
 _XINCLUDE_NS = ("http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude")
 
 
+#: Elements nested deeper than MAX_DEPTH: those at MAX_DEPTH + 1 below the root (the root is level 1).
+_TOO_DEEP = etree.XPath("*/" * (MAX_DEPTH - 1) + "*")
+
+
 def _check_structure(root: etree._Element) -> None:
-    for el in root.iter():
-        if not isinstance(el.tag, str):
-            if isinstance(el, etree._Entity):
-                raise MalformedInput("entity references are not allowed", stage="receiving")
-            continue
-        if el.tag.startswith("{") and el.tag[1:].split("}", 1)[0] in _XINCLUDE_NS:
-            raise MalformedInput("XInclude is not allowed", stage="receiving")
-    # Depth check: walk down the deepest chain only when the tree is large enough to matter.
-    depth = _depth(root)
-    if depth > MAX_DEPTH:
-        raise MalformedInput(f"nesting is {depth} levels deep; the limit is {MAX_DEPTH}", stage="receiving")
-
-
-def _depth(root: etree._Element) -> int:
-    deepest = 0
-    stack = [(root, 1)]
-    while stack:
-        el, d = stack.pop()
-        if d > deepest:
-            deepest = d
-            if deepest > MAX_DEPTH:
-                return deepest
-        stack.extend((child, d + 1) for child in el if isinstance(child.tag, str))
-    return deepest
+    # lxml walks and matches in C (a Python loop over every element cost ~0.3 ms a message);
+    # one walk for both kinds keeps the first offender in document order.
+    found = next(root.iter(etree.Entity, *(f"{{{ns}}}*" for ns in _XINCLUDE_NS)), None)
+    if found is not None and isinstance(found, etree._Entity):
+        raise MalformedInput("entity references are not allowed", stage="receiving")
+    if found is not None:
+        raise MalformedInput("XInclude is not allowed", stage="receiving")
+    if _TOO_DEEP(root):
+        raise MalformedInput(f"nesting is {MAX_DEPTH + 1} levels deep; the limit is {MAX_DEPTH}", stage="receiving")
 
 
 def verify_manifest(xsd_dir: Path = XSD_DIR) -> dict[str, str]:
