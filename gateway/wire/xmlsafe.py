@@ -96,7 +96,7 @@ def _check_structure(root: etree._Element) -> None:
     if found is not None:
         raise MalformedInput("XInclude is not allowed", stage="receiving")
     if _TOO_DEEP(root):
-        raise MalformedInput(f"nesting is {MAX_DEPTH + 1} levels deep; the limit is {MAX_DEPTH}", stage="receiving")
+        raise MalformedInput(f"nesting is deeper than {MAX_DEPTH} levels (the limit)", stage="receiving")
 
 
 def verify_manifest(xsd_dir: Path = XSD_DIR) -> dict[str, str]:

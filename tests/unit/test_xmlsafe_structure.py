@@ -20,7 +20,7 @@ def test_nesting_up_to_the_limit_is_taken(levels: int) -> None:
 
 @pytest.mark.parametrize("levels", [xmlsafe.MAX_DEPTH + 1, xmlsafe.MAX_DEPTH + 2, 200])
 def test_nesting_past_the_limit_is_refused(levels: int) -> None:
-    with pytest.raises(MalformedInput, match=f"nesting is {xmlsafe.MAX_DEPTH + 1} levels deep; the limit is 64"):
+    with pytest.raises(MalformedInput, match="nesting is deeper than 64 levels"):
         xmlsafe.parse(_nested(levels))
 
 
