@@ -101,13 +101,14 @@ class PinnedHttps:
 
     def request(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> Response:
         """One exchange; raises ``Timeout``, ``ServerCertificateRefused`` or ``Unanswered``."""
+        raw = http11.encode_request(method, self.prefix + path, self._host_header, headers, body)
         conn = self._take()
         try:
             if conn is None:
                 conn = self._connect()
             else:  # a kept-alive connection whose certificate was revoked since sends nothing more
                 self._refuse_if_bad(conn)
-            conn.sock.sendall(http11.encode_request(method, self.prefix + path, self._host_header, headers, body))
+            conn.sock.sendall(raw)
             answer, surplus = http11.read_answer(conn.sock, method=method, limit=self._max_response_bytes)
         except Unanswered:
             _close(conn)
