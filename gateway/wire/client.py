@@ -8,7 +8,8 @@ here, ``http.client`` about 0.46 ms; this client, a TLS socket with the framing 
 * the server certificate is checked (``tls.server_refusal``: the pin, the partner's OIN,
   revocation) right after the handshake and again before every request on a kept-alive
   connection, before a byte of the request is sent;
-* a connection older than ``max_session_seconds`` is not used again (Digikoppeling WT008);
+* a connection older than ``max_session_seconds`` is not used again (Digikoppeling WT008), nor
+  one idle for more than ``KEEPALIVE_SECONDS``;
 * connect and read timeouts (``Timeout``); any other failure is ``Unanswered``;
 * an idle connection the server has closed (or that has unexpected bytes waiting) is dropped
   before use, as httpcore does. A request that fails on the wire is not repeated here: whether
@@ -36,6 +37,9 @@ __all__ = ["PinnedHttps", "Response", "Unanswered", "Timeout", "ServerCertificat
 
 #: DUO's and CJIB's answers are a few kB; anything near this is not an answer we want in memory.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+#: An idle connection is not used after this long (httpx's keepalive_expiry): a server closing an
+#: idle connection of its own accord races our next request on it.
+KEEPALIVE_SECONDS = 5.0
 _MAX_IDLE = 8
 
 
@@ -68,12 +72,12 @@ class Response:
 
 
 class _Connection:
-    __slots__ = ("sock", "der", "born")
+    __slots__ = ("sock", "der", "born", "idle_since")
 
     def __init__(self, sock: socket.socket, der: bytes | None) -> None:
         self.sock = sock
         self.der = der
-        self.born = time.monotonic()
+        self.born = self.idle_since = time.monotonic()
 
 
 class PinnedHttps:
@@ -188,6 +192,7 @@ class PinnedHttps:
         if self._aged(conn):  # WT008
             _close(conn)
             return
+        conn.idle_since = time.monotonic()
         with self._lock:
             if not self._closed and len(self._idle) < _MAX_IDLE:
                 self._idle.append(conn)
@@ -205,9 +210,10 @@ class PinnedHttps:
         return limit is not None and time.monotonic() - conn.born > limit
 
     def _usable(self, conn: _Connection) -> bool:
-        """Not aged, and nothing to read: an idle connection that is readable was closed by the server."""
+        """Not aged, not idle too long, and nothing to read: an idle connection that is readable
+        was closed by the server."""
         sock = conn.sock
-        if self._aged(conn):
+        if self._aged(conn) or time.monotonic() - conn.idle_since > KEEPALIVE_SECONDS:
             return False
         if isinstance(sock, ssl.SSLSocket) and sock.pending():
             return False
