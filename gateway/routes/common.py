@@ -51,8 +51,29 @@ def content_digest(model: Any) -> str:
     Deduplication compares content: the same notification may arrive with other namespace
     prefixes (pushed through zeep, fetched through the feed) or another signature.
     """
-    data = json.dumps(dataclasses.asdict(model), sort_keys=True, default=str)
+    data = json.dumps(_plain(model), sort_keys=True, default=str)
     return hashlib.sha256(data.encode()).hexdigest()
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` for JSON, without its deep copy of every leaf (a quarter of the cost).
+
+    The JSON must stay byte for byte what ``asdict`` gave: stored digests are compared with new
+    ones (tests/unit/test_content_digest.py holds the two side by side).
+    """
+    names = _FIELDS.get(type(value))
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS.setdefault(type(value), tuple(f.name for f in dataclasses.fields(value)))
+    if names is not None:
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def sign_duo(rt: Runtime, element: etree._Element) -> bytes:

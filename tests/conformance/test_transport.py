@@ -242,6 +242,22 @@ def test_WT008_a_tls_session_has_a_maximum_lifetime_on_our_calls(wus: Wus) -> No
     assert first == again and later != first
 
 
+def test_WT008_a_tls_session_has_a_maximum_lifetime_on_the_calls_to_duo_and_cjib(wus: Wus) -> None:
+    from gateway.wire.client import PinnedHttps
+    from gateway.wire.server import serve_in_thread
+
+    server_ctx = tls.server_context(wus.pair("duo"), [str(wus.pki_dir / "ca.pem")])
+    trust = keys.load_trust("duo", [wus.pki_dir / "ca.pem"], [wus.pki_dir / "duo.pem"], oin=pki.OINS["duo"])
+    with serve_in_thread(_client_port, ssl_context=server_ctx) as server:
+        client = PinnedHttps(server.url, tls.client_context(wus.pair("gateway"), [str(wus.pki_dir / "ca.pem")]),
+                             trust, timeout_seconds=10, max_session_seconds=0.5)
+        first, again = (client.request("GET", "/", None, {}).content for _ in range(2))
+        time.sleep(0.8)
+        later = client.request("GET", "/", None, {}).content
+        client.close()
+    assert first == again and later != first
+
+
 def test_WT008_a_tls_session_has_a_maximum_lifetime_on_the_ind_feed_client(wus: Wus) -> None:
     from adapters.ind.client import PinnedAdapter
     from adapters.ind.zeep_wsse import close_session, tls_session
