@@ -57,7 +57,9 @@ class Exchange:
     def read(self, sock: socket.socket, *, limit: int) -> tuple[Answer, bool]:
         """The final answer (1xx skipped) and whether bytes beyond it were received."""
         conn = self._h11
-        status, headers, parts, size = 0, {}, [], 0
+        status, size = 0, 0
+        headers: dict[str, str] = {}
+        parts: list[bytes] = []
         while True:
             try:
                 event = conn.next_event()
