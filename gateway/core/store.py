@@ -40,7 +40,7 @@ from gateway.core.adapter import Delivery
 from gateway.core.errors import StoreError, StoreKeyMismatch, StoreSchemaMismatch, StoreUnavailable
 from gateway.security import atrest
 
-__all__ = ["Store", "NewDelivery", "OUTBOX_CHANNEL", "RULES_CHANNEL", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "SEALED", "open_store",
+__all__ = ["Store", "NewDelivery", "Lease", "OUTBOX_CHANNEL", "RULES_CHANNEL", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "SEALED", "open_store",
            "person_digest"]
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -112,10 +112,22 @@ class InboundRecord:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """A claim made at intake: the partner's delivery is stored leased to ``owner`` (an idle
+    worker of this process) for ``seconds``, as ``Store.claim`` would lease it."""
+
+    partner: str
+    owner: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class AcceptResult:
     kind: str  # accepted | repeat | conflict
     message_id: int
     ack: bytes | None
+    #: The delivery stored leased (``accept(lease=...)``), to be attempted by the lease's owner.
+    leased: Delivery | None = None
 
 
 @dataclass
@@ -540,8 +552,13 @@ class Store:
         sequence: tuple[int, str] | None = None,
         response_status: int = 200,
         state: str = "queued",
+        lease: Lease | None = None,
     ) -> AcceptResult:
         """Store one accepted message, its deliveries and its log in one transaction.
+
+        With ``lease``, the first delivery for its partner that is due now and has no order is
+        stored claimed by the lease's owner (``AcceptResult.leased``): one transaction fewer than
+        ``claim`` after the commit. Its lease runs out like any other if that worker never sends it.
 
         A concurrent or earlier acceptance of the same (route, key) wins: the result is then
         ``repeat`` (same digest: the stored ack is returned) or ``conflict`` (other content).
@@ -558,7 +575,13 @@ class Store:
                  "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None})
             if row is not None:
                 message_id = int(row[0])
-                later = [t.insert_delivery(message_id, d, now, event=False) for d in deliveries]
+                later, leased = [], None
+                for d in deliveries:
+                    mine = lease if (leased is None and lease is not None and d.partner == lease.partner
+                                     and d.order_key is None and d.not_before is None) else None
+                    later.append(t.insert_delivery(message_id, d, now, event=False, lease=mine))
+                    if mine is not None:
+                        leased = t.leased
                 t.events(message_id, [*events, *later], at=now)
                 if inbound is not None:
                     t.log_inbound(inbound, "accepted", message_id=message_id,
@@ -568,7 +591,7 @@ class Store:
                     t.execute("INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) VALUES (:v, :m, :at) "
                               "ON CONFLICT (volgnummer) DO NOTHING",
                               {"v": sequence[0], "m": sequence[1], "at": now})
-                return AcceptResult("accepted", message_id, ack)
+                return AcceptResult("accepted", message_id, ack, leased)
             existing = t.one("SELECT id, content_digest, ack FROM messages WHERE route = :r AND message_key = :k",
                              {"r": route, "k": message_key})
             assert existing is not None
@@ -913,6 +936,7 @@ class _Tx:
     def __init__(self, store: Store, conn: _Conn) -> None:
         self.store = store
         self.conn = conn
+        self.leased: Delivery | None = None  # set by insert_delivery(lease=...)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return self.conn.raw.execute(self.store._sql(self.conn, sql), params or {})
@@ -945,18 +969,29 @@ class _Tx:
             f"WHERE outbox_id IN ({', '.join(':' + k for k in names)}) GROUP BY outbox_id", names)
         return {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
-    def insert_delivery(self, message_id: int, d: NewDelivery, now: float, *,
-                        event: bool = True) -> tuple[str, str, dict[str, Any] | None]:
+    def insert_delivery(self, message_id: int, d: NewDelivery, now: float, *, event: bool = True,
+                        lease: Lease | None = None) -> tuple[str, str, dict[str, Any] | None]:
         """Queue ``d``; returns its "queued" event, which is logged here unless ``event`` is False
-        (the caller then logs it with its other events, in one statement)."""
-        self.execute(
-            "INSERT INTO outbox (message_id, partner, operation, idempotency_key, payload, order_key, state, "
-            "attempts, created_at, next_attempt_at) VALUES (:m, :p, :op, :key, :payload, :order, 'pending', 0, "
-            ":now, :due) ON CONFLICT (partner, idempotency_key) DO NOTHING",
-            {"m": message_id, "p": d.partner, "op": d.operation, "key": d.idempotency_key,
-             "payload": self.store.seal("outbox.payload", d.payload),
-             "order": d.order_key, "now": now, "due": d.not_before or now})
-        self.announce(d.partner)
+        (the caller then logs it with its other events, in one statement). With ``lease`` the row
+        is stored claimed (one claim counted, as ``Store.claim`` counts it) and ``self.leased``
+        is its Delivery (None when the idempotency key was queued before)."""
+        payload = self.store.seal("outbox.payload", d.payload)
+        params = {"m": message_id, "p": d.partner, "op": d.operation, "key": d.idempotency_key,
+                  "payload": payload, "order": d.order_key, "now": now, "due": d.not_before or now,
+                  "owner": lease.owner if lease else None, "until": now + lease.seconds if lease else None,
+                  "claims": 1 if lease else 0}
+        sql = ("INSERT INTO outbox (message_id, partner, operation, idempotency_key, payload, order_key, state, "
+               "attempts, created_at, next_attempt_at, lease_owner, lease_expires_at) VALUES (:m, :p, :op, :key, "
+               ":payload, :order, 'pending', :claims, :now, :due, :owner, :until) "
+               "ON CONFLICT (partner, idempotency_key) DO NOTHING")
+        if lease is None:
+            self.execute(sql, params)
+            self.announce(d.partner)
+        else:
+            row = self.one(sql + " RETURNING id", params)
+            self.leased = None if row is None else Delivery(
+                id=int(row[0]), partner=d.partner, operation=d.operation, idempotency_key=d.idempotency_key,
+                payload=d.payload, attempt=1, created_at=now, order_key=None)
         queued = ("processing", "queued", {"partner": d.partner, "operation": d.operation})
         if event:
             self.event(message_id, *queued, at=now)
