@@ -18,7 +18,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.config import Config
 from gateway.core.errors import ConfigError
 from gateway.core.observability import Metrics, get_logger
-from gateway.core.store import Store
+from gateway.core.store import Lease, Store
 from gateway.rules import engine as rules_mod
 
 __all__ = ["Doorbell", "Runtime", "build_runtime", "client_ssl", "load_data_keys", "load_security", "store_for", "next_keypair", "switched"]
@@ -43,6 +43,10 @@ class Doorbell:
     claim. ``schedule(delay)``: a row comes due then (a retry's ``next_attempt_at``, a lease's
     end); one worker wakes at that moment and looks. Without either, one worker looks every
     ``fallback_seconds``. ``set()`` wakes every waiter, for good (drain).
+
+    Handing over: a waiter that gives its ``owner`` can be ``reserve``d by intake; the delivery
+    is then leased to it in intake's own commit (no claim query) and ``hand``ed to it after that
+    commit, or the reservation is given back (``unreserve``) when there is nothing to hand.
     """
 
     MAX_RINGS = 10_000
@@ -54,11 +58,41 @@ class Doorbell:
         self._rings = 0
         self._closed = False
         self._poll_at = clock()  # the first waiter looks at once: work may be queued from before
+        self._idle: list[str] = []  # owners waiting that may be reserved, longest waiting first
+        self._reserved: set[str] = set()
+        self._handed: dict[str, Any] = {}
 
     def ring(self, n: int = 1) -> None:
         with self._cond:
             self._rings = min(self._rings + n, self.MAX_RINGS)
-            self._cond.notify(n)
+            # A reserved waiter does not answer rings: wake as many more as are reserved.
+            self._cond.notify(n + len(self._reserved))
+
+    def reserve(self) -> str | None:
+        """An idle waiter's owner, kept waiting for ``hand`` or ``unreserve``; None if none waits."""
+        with self._cond:
+            if self._closed or not self._idle:
+                return None
+            owner = self._idle.pop(0)
+            self._reserved.add(owner)
+            return owner
+
+    def hand(self, owner: str, delivery: Any) -> None:
+        """Give the reserved waiter ``owner`` the delivery leased to it."""
+        with self._cond:
+            self._reserved.discard(owner)
+            self._handed[owner] = delivery
+            self._cond.notify_all()
+
+    def unreserve(self, owner: str) -> None:
+        with self._cond:
+            self._reserved.discard(owner)
+            self._cond.notify_all()
+
+    def handed(self, owner: str) -> Any | None:
+        """The delivery handed to ``owner`` (once), if any."""
+        with self._cond:
+            return self._handed.pop(owner, None)
 
     def take(self, n: int) -> None:
         """``n`` rings are answered already (one claim took that many rows)."""
@@ -80,21 +114,33 @@ class Doorbell:
             self._closed = True
             self._cond.notify_all()
 
-    def wait(self) -> str:
-        """Block until there is something to do: "work" (a ring), "poll" (this waiter looks now,
-        the others wait on) or "wake" (``set``)."""
+    def wait(self, owner: str | None = None) -> str:
+        """Block until there is something to do: "handed" (a delivery for ``owner``: take it with
+        ``handed``), "work" (a ring), "poll" (this waiter looks now, the others wait on) or "wake"
+        (``set``). With ``owner`` the waiter may be reserved meanwhile."""
         with self._cond:
-            while True:
-                if self._closed:
-                    return "wake"
-                if self._rings > 0:
-                    self._rings -= 1
-                    return "work"
-                now = self._clock()
-                if now >= self._poll_at:
-                    self._poll_at = now + self.fallback_seconds
-                    return "poll"
-                self._cond.wait(self._poll_at - now)
+            try:
+                while True:
+                    if owner is not None and owner in self._handed:
+                        return "handed"
+                    if owner in self._reserved:
+                        self._cond.wait(1.0)  # intake's commit is under way; hand or unreserve follows
+                        continue
+                    if self._closed:
+                        return "wake"
+                    if self._rings > 0:
+                        self._rings -= 1
+                        return "work"
+                    now = self._clock()
+                    if now >= self._poll_at:
+                        self._poll_at = now + self.fallback_seconds
+                        return "poll"
+                    if owner is not None and owner not in self._idle:
+                        self._idle.append(owner)
+                    self._cond.wait(self._poll_at - now)
+            finally:
+                if owner in self._idle:
+                    self._idle.remove(owner)
 
     def is_set(self) -> bool:
         """Rings waiting to be answered (compatibility with the Event this replaces)."""
@@ -134,6 +180,23 @@ class Runtime:
         bell = self.wake.get(partner)
         if bell is not None:
             bell.ring()
+
+    def reserve(self, partner: str) -> Lease | None:
+        """A lease for one of the partner's idle workers of this process, if one waits: intake
+        stores its delivery leased to it (``Store.accept(lease=...)``) and then ``hand``s it over."""
+        bell = self.wake.get(partner)
+        owner = bell.reserve() if bell is not None else None
+        if owner is None:
+            return None
+        return Lease(partner, owner, self.config.partner(partner).policy.lease_seconds)
+
+    def hand(self, lease: Lease, delivery: Any | None) -> None:
+        """After intake's commit: give the worker its delivery (None: nothing was leased to it)."""
+        bell = self.wake[lease.partner]
+        if delivery is None:
+            bell.unreserve(lease.owner)
+        else:
+            bell.hand(lease.owner, delivery)
 
     def partner_trust(self, partner: str) -> Any | None:
         return self.trust.get(partner)

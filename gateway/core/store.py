@@ -40,7 +40,7 @@ from gateway.core.adapter import Delivery
 from gateway.core.errors import StoreError, StoreKeyMismatch, StoreSchemaMismatch, StoreUnavailable
 from gateway.security import atrest
 
-__all__ = ["Store", "NewDelivery", "OUTBOX_CHANNEL", "RULES_CHANNEL", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "SEALED", "open_store",
+__all__ = ["Store", "NewDelivery", "Lease", "OUTBOX_CHANNEL", "RULES_CHANNEL", "InboundRecord", "AcceptResult", "SCHEMA_VERSION", "SEALED", "open_store",
            "person_digest"]
 
 SQL_DIR = Path(__file__).resolve().parent / "sql"
@@ -112,10 +112,22 @@ class InboundRecord:
 
 
 @dataclass(frozen=True)
+class Lease:
+    """A claim made at intake: the partner's delivery is stored leased to ``owner`` (an idle
+    worker of this process) for ``seconds``, as ``Store.claim`` would lease it."""
+
+    partner: str
+    owner: str
+    seconds: float
+
+
+@dataclass(frozen=True)
 class AcceptResult:
     kind: str  # accepted | repeat | conflict
     message_id: int
     ack: bytes | None
+    #: The delivery stored leased (``accept(lease=...)``), to be attempted by the lease's owner.
+    leased: Delivery | None = None
 
 
 @dataclass
@@ -417,8 +429,12 @@ class Store:
         return cached
 
     @contextmanager
-    def tx(self, write: bool = True) -> Iterator[_Tx]:
-        """A transaction; commits on success, rolls back on error."""
+    def tx(self, write: bool = True, *, single: bool = False) -> Iterator[_Tx]:
+        """A transaction; commits on success, rolls back on error.
+
+        ``single``: a read of one statement. On PostgreSQL it runs without BEGIN and COMMIT (the
+        connection is in autocommit, so the statement is its own transaction): two round trips fewer.
+        """
         conn = self._conn()
         conn.depth += 1
         try:
@@ -434,6 +450,8 @@ class Store:
                         self._drop(conn)  # in an unknown state: start afresh next time
                     raise
                 conn.raw.execute("COMMIT")
+            elif single and not write and conn.depth == 1:
+                yield _Tx(self, conn)
             else:
                 with conn.raw.transaction():
                     yield _Tx(self, conn)
@@ -513,7 +531,7 @@ class Store:
 
     def lookup(self, route: str, message_key: str) -> tuple[int, str, bytes | None] | None:
         """(message id, content digest, stored ack) of an accepted message, if any."""
-        with self.tx(write=False) as t:
+        with self.tx(write=False, single=True) as t:
             row = t.one("SELECT id, content_digest, ack FROM messages WHERE route = :r AND message_key = :k",
                         {"r": route, "k": message_key})
         return (int(row[0]), row[1], self.unseal("messages.ack", row[2])) if row else None
@@ -534,41 +552,48 @@ class Store:
         sequence: tuple[int, str] | None = None,
         response_status: int = 200,
         state: str = "queued",
+        lease: Lease | None = None,
     ) -> AcceptResult:
         """Store one accepted message, its deliveries and its log in one transaction.
+
+        With ``lease``, the first delivery for its partner that is due now and has no order is
+        stored claimed by the lease's owner (``AcceptResult.leased``): one transaction fewer than
+        ``claim`` after the commit. Its lease runs out like any other if that worker never sends it.
 
         A concurrent or earlier acceptance of the same (route, key) wins: the result is then
         ``repeat`` (same digest: the stored ack is returned) or ``conflict`` (other content).
         """
         now = inbound.received_at if inbound else time.time()
         with self.tx() as t:
+            # The INSERT decides (ON CONFLICT): no SELECT first, the message is new nearly always.
+            row = t.one(
+                "INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, "
+                "facts, person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, "
+                ":person, :at) ON CONFLICT (route, message_key) DO NOTHING RETURNING id",
+                {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
+                 "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
+                 "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None})
+            if row is not None:
+                message_id = int(row[0])
+                later, leased = [], None
+                for d in deliveries:
+                    mine = lease if (leased is None and lease is not None and d.partner == lease.partner
+                                     and d.order_key is None and d.not_before is None) else None
+                    later.append(t.insert_delivery(message_id, d, now, event=False, lease=mine))
+                    if mine is not None:
+                        leased = t.leased
+                t.events(message_id, [*events, *later], at=now)
+                if inbound is not None:
+                    t.log_inbound(inbound, "accepted", message_id=message_id,
+                                  response_status=response_status, response_body=ack)
+                t.person_lookup(message_id, person, self.lookup_key)
+                if sequence is not None:
+                    t.execute("INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) VALUES (:v, :m, :at) "
+                              "ON CONFLICT (volgnummer) DO NOTHING",
+                              {"v": sequence[0], "m": sequence[1], "at": now})
+                return AcceptResult("accepted", message_id, ack, leased)
             existing = t.one("SELECT id, content_digest, ack FROM messages WHERE route = :r AND message_key = :k",
                              {"r": route, "k": message_key})
-            if existing is None:
-                row = t.one(
-                    "INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, "
-                    "facts, person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, "
-                    ":person, :at) ON CONFLICT (route, message_key) DO NOTHING RETURNING id",
-                    {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
-                     "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
-                     "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None})
-                if row is not None:
-                    message_id = int(row[0])
-                    for stage, event, detail in events:
-                        t.event(message_id, stage, event, detail, at=now)
-                    for d in deliveries:
-                        t.insert_delivery(message_id, d, now)
-                    if inbound is not None:
-                        t.log_inbound(inbound, "accepted", message_id=message_id,
-                                      response_status=response_status, response_body=ack)
-                    t.person_lookup(message_id, person, self.lookup_key)
-                    if sequence is not None:
-                        t.execute("INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) VALUES (:v, :m, :at) "
-                                  "ON CONFLICT (volgnummer) DO NOTHING",
-                                  {"v": sequence[0], "m": sequence[1], "at": now})
-                    return AcceptResult("accepted", message_id, ack)
-                existing = t.one("SELECT id, content_digest, ack FROM messages WHERE route = :r AND message_key = :k",
-                                 {"r": route, "k": message_key})
             assert existing is not None
             message_id, digest, stored_ack = int(existing[0]), existing[1], self.unseal("messages.ack", existing[2])
             kind_ = "repeat" if digest == content_digest else "conflict"
@@ -610,7 +635,8 @@ class Store:
                 "ORDER BY o.next_attempt_at, o.id LIMIT :limit {skip_locked}) "
                 "RETURNING id, partner, operation, idempotency_key, payload, attempts, created_at, message_id, order_key",
                 {"owner": owner, "until": now + lease_seconds, "partner": partner, "now": now, "limit": limit})
-            counts = t.attempt_counts([int(r[0]) for r in rows])
+            # A row claimed for the first time has no attempt rows (each comes from an earlier claim).
+            counts = t.attempt_counts([int(r[0]) for r in rows if int(r[5]) > 1])
             out = []
             for r in rows:
                 oid, claims = int(r[0]), int(r[5])
@@ -664,34 +690,28 @@ class Store:
     ) -> bool:
         """Record one attempt and move the delivery on; False when our lease was lost."""
         now = time.time() if now is None else now
+        attempt = {"id": delivery.id, "n": delivery.attempt, "w": owner, "s": started_at, "d": duration_ms,
+                   "h": http_status, "o": outcome, "detail": detail}
         with self.tx() as t:
-            # Locked: a takeover in flight must commit before we judge whether the lease is still ours.
-            row = t.one("SELECT message_id, lease_owner, state FROM outbox WHERE id = :id {for_update}",
-                        {"id": delivery.id})
-            if row is None or row[1] != owner or row[2] != "pending":
-                # Another worker took over after our lease expired; its attempt counts, not ours.
-                t.execute("INSERT INTO attempts (outbox_id, attempt, worker, started_at, duration_ms, http_status, "
-                          "outcome, detail) VALUES (:id, :n, :w, :s, :d, :h, :o, :detail)",
-                          {"id": delivery.id, "n": delivery.attempt, "w": owner, "s": started_at, "d": duration_ms,
-                           "h": http_status, "o": f"{outcome}-lease-lost", "detail": detail})
-                return False
-            message_id = int(row[0])
-            t.execute("INSERT INTO attempts (outbox_id, attempt, worker, started_at, duration_ms, http_status, "
-                      "outcome, detail) VALUES (:id, :n, :w, :s, :d, :h, :o, :detail)",
-                      {"id": delivery.id, "n": delivery.attempt, "w": owner, "s": started_at, "d": duration_ms,
-                       "h": http_status, "o": outcome, "detail": detail})
-            t.execute(
+            # The lease check and the move in one statement: it locks the row, so a takeover in
+            # flight commits before the WHERE is judged (PostgreSQL re-reads the row after the wait).
+            message_id = t.update_leased(
                 "UPDATE outbox SET state = :state, lease_owner = NULL, lease_expires_at = NULL, "
                 "next_attempt_at = COALESCE(:next, next_attempt_at), last_error = :err, "
                 "delivered_at = CASE WHEN :state = 'delivered' THEN :now ELSE delivered_at END, "
                 "receipt = COALESCE(:receipt, receipt), receipt_ref = COALESCE(:ref, receipt_ref), "
-                "dead_reason = CASE WHEN :state = 'dead' THEN :err ELSE dead_reason END WHERE id = :id",
+                "dead_reason = CASE WHEN :state = 'dead' THEN :err ELSE dead_reason END "
+                "WHERE id = :id AND lease_owner = :owner AND state = 'pending'",
                 {"state": new_state, "next": next_attempt_at, "err": None if new_state == "delivered" else detail,
-                 "now": now, "receipt": self.seal("outbox.receipt", receipt), "ref": receipt_ref, "id": delivery.id})
-            for d in enqueue:
-                t.insert_delivery(message_id, d, now)
-            if message_event is not None:
-                t.event(message_id, *message_event, at=now)
+                 "now": now, "receipt": self.seal("outbox.receipt", receipt), "ref": receipt_ref, "id": delivery.id,
+                 "owner": owner})
+            if message_id is None:
+                # Another worker took over after our lease expired; its attempt counts, not ours.
+                t.attempt({**attempt, "o": f"{outcome}-lease-lost"})
+                return False
+            t.attempt(attempt)
+            later = [t.insert_delivery(message_id, d, now, event=False) for d in enqueue]
+            t.events(message_id, [*later, *([message_event] if message_event is not None else [])], at=now)
             t.refresh_message_state(message_id, now)
         return True
 
@@ -709,7 +729,7 @@ class Store:
         """When the next pending delivery may be claimed: its due time, or its lease's end if later."""
         # A row leased by another worker is not claimable before its lease ends; counting it as due
         # made idle workers poll every 5 ms while a sibling (or another process) held due rows.
-        with self.tx(write=False) as t:
+        with self.tx(write=False, single=True) as t:
             # An ordered row behind a pending one of its order is not claimable (Store.claim): it
             # counts from when that one is done (its worker then claims again), not as due now.
             row = t.one("SELECT MIN(CASE WHEN o.lease_expires_at > o.next_attempt_at THEN o.lease_expires_at "
@@ -916,6 +936,7 @@ class _Tx:
     def __init__(self, store: Store, conn: _Conn) -> None:
         self.store = store
         self.conn = conn
+        self.leased: Delivery | None = None  # set by insert_delivery(lease=...)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return self.conn.raw.execute(self.store._sql(self.conn, sql), params or {})
@@ -948,16 +969,51 @@ class _Tx:
             f"WHERE outbox_id IN ({', '.join(':' + k for k in names)}) GROUP BY outbox_id", names)
         return {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
-    def insert_delivery(self, message_id: int, d: NewDelivery, now: float) -> None:
-        self.execute(
-            "INSERT INTO outbox (message_id, partner, operation, idempotency_key, payload, order_key, state, "
-            "attempts, created_at, next_attempt_at) VALUES (:m, :p, :op, :key, :payload, :order, 'pending', 0, "
-            ":now, :due) ON CONFLICT (partner, idempotency_key) DO NOTHING",
-            {"m": message_id, "p": d.partner, "op": d.operation, "key": d.idempotency_key,
-             "payload": self.store.seal("outbox.payload", d.payload),
-             "order": d.order_key, "now": now, "due": d.not_before or now})
-        self.announce(d.partner)
-        self.event(message_id, "processing", "queued", {"partner": d.partner, "operation": d.operation}, at=now)
+    def insert_delivery(self, message_id: int, d: NewDelivery, now: float, *, event: bool = True,
+                        lease: Lease | None = None) -> tuple[str, str, dict[str, Any] | None]:
+        """Queue ``d``; returns its "queued" event, which is logged here unless ``event`` is False
+        (the caller then logs it with its other events, in one statement). With ``lease`` the row
+        is stored claimed (one claim counted, as ``Store.claim`` counts it) and ``self.leased``
+        is its Delivery (None when the idempotency key was queued before)."""
+        payload = self.store.seal("outbox.payload", d.payload)
+        params = {"m": message_id, "p": d.partner, "op": d.operation, "key": d.idempotency_key,
+                  "payload": payload, "order": d.order_key, "now": now, "due": d.not_before or now,
+                  "owner": lease.owner if lease else None, "until": now + lease.seconds if lease else None,
+                  "claims": 1 if lease else 0}
+        sql = ("INSERT INTO outbox (message_id, partner, operation, idempotency_key, payload, order_key, state, "
+               "attempts, created_at, next_attempt_at, lease_owner, lease_expires_at) VALUES (:m, :p, :op, :key, "
+               ":payload, :order, 'pending', :claims, :now, :due, :owner, :until) "
+               "ON CONFLICT (partner, idempotency_key) DO NOTHING")
+        if lease is None:
+            self.execute(sql, params)
+            self.announce(d.partner)
+        else:
+            row = self.one(sql + " RETURNING id", params)
+            self.leased = None if row is None else Delivery(
+                id=int(row[0]), partner=d.partner, operation=d.operation, idempotency_key=d.idempotency_key,
+                payload=d.payload, attempt=1, created_at=now, order_key=None)
+        queued = ("processing", "queued", {"partner": d.partner, "operation": d.operation})
+        if event:
+            self.event(message_id, *queued, at=now)
+        return queued
+
+    def update_leased(self, sql: str, params: dict[str, Any]) -> int | None:
+        """Run ``sql``, an UPDATE of outbox row ``:id`` whose WHERE checks the lease; the row's
+        message id when it matched, None when the lease was no longer ours."""
+        if self.store.dialect == "postgresql":
+            row = self.one(sql + " RETURNING message_id", params)  # one round trip
+            return int(row[0]) if row else None
+        # SQLite: the writer holds the database lock (BEGIN IMMEDIATE), so the SELECT after the
+        # UPDATE sees the same row; together they cost less CPU here than UPDATE ... RETURNING
+        # (about 190 against 280 µs with the commit, a row with a 2 kB receipt).
+        if self.rowcount(sql, params) == 0:
+            return None
+        row = self.one("SELECT message_id FROM outbox WHERE id = :id", {"id": params["id"]})
+        return int(row[0]) if row else None
+
+    def attempt(self, row: dict[str, Any]) -> None:
+        self.execute("INSERT INTO attempts (outbox_id, attempt, worker, started_at, duration_ms, http_status, "
+                     "outcome, detail) VALUES (:id, :n, :w, :s, :d, :h, :o, :detail)", row)
 
     def announce(self, partner: str) -> None:
         """New outbox work for ``partner`` becomes due when this transaction commits: on PostgreSQL,
@@ -986,8 +1042,18 @@ class _Tx:
 
     def event(self, message_id: int | None, stage: str, event: str, detail: dict[str, Any] | None, *,
               at: float) -> None:
-        self.execute("INSERT INTO events (message_id, at, stage, event, detail) VALUES (:m, :at, :s, :e, :d)",
-                     {"m": message_id, "at": at, "s": stage, "e": event, "d": _json(detail) if detail else None})
+        self.events(message_id, [(stage, event, detail)], at=at)
+
+    def events(self, message_id: int | None, events: Sequence[tuple[str, str, dict[str, Any] | None]], *,
+               at: float) -> None:
+        """Several events of one message, in their order, in one statement (one round trip)."""
+        rows = [{"m": message_id, "at": at, "s": stage, "e": event, "d": _json(detail) if detail else None}
+                for stage, event, detail in events]
+        sql = "INSERT INTO events (message_id, at, stage, event, detail) VALUES (:m, :at, :s, :e, :d)"
+        if len(rows) == 1:
+            self.execute(sql, rows[0])
+        elif rows:
+            self.executemany(sql, rows)
 
     def operator_action(self, operator: str, action: str, target: str, note: str | None, at: float, *,
                         channel: str = "cli") -> None:
@@ -1004,11 +1070,11 @@ class _Tx:
         # stored in clear for the lookup (the person column itself is what the message carries).
         if key is None or not person:
             return
-        for kind in ("bsn", "vNummer"):
-            if person.get(kind):
-                self.execute("INSERT INTO person_lookup (digest, message_id) VALUES (:d, :m) "
-                             "ON CONFLICT (digest, message_id) DO NOTHING",
-                             {"d": person_digest(key, kind, str(person[kind])), "m": message_id})
+        rows = [{"d": person_digest(key, kind, str(person[kind])), "m": message_id}
+                for kind in ("bsn", "vNummer") if person.get(kind)]
+        if rows:
+            self.executemany("INSERT INTO person_lookup (digest, message_id) VALUES (:d, :m) "
+                             "ON CONFLICT (digest, message_id) DO NOTHING", rows)
 
     def set_kv(self, name: str, value: str) -> None:
         self.execute("INSERT INTO state_kv (name, value, updated_at) VALUES (:n, :v, :at) "
@@ -1016,22 +1082,24 @@ class _Tx:
                      {"n": name, "v": value, "at": time.time()})
 
     def refresh_message_state(self, message_id: int, now: float) -> None:
-        rows = self.all("SELECT state, attempts FROM outbox WHERE message_id = :m", {"m": message_id})
-        states = [r[0] for r in rows]
-        if "dead" in states:
-            state = "dead"
-        elif "pending" not in states and "refused" in states:
-            state = "refused_by_partner"
-        elif "pending" in states:
-            state = "retrying" if any(r[0] == "pending" and int(r[1]) > 0 for r in rows) else "queued"
-        elif states and all(s == "resolved" for s in states):
-            state = "resolved"
-        elif states:
-            state = "delivered"
-        else:
-            state = "accepted"
-        self.execute("UPDATE messages SET state = :s, updated_at = :now WHERE id = :m AND state <> :s",
-                     {"s": state, "now": now, "m": message_id})
+        """The message's state from its deliveries', in one statement (changed only when it differs)."""
+        # The subquery twice rather than UPDATE ... FROM, which SQLite runs about twice as slowly.
+        self.execute(f"UPDATE messages SET state = ({_MESSAGE_STATE}), updated_at = :now "
+                     f"WHERE id = :m AND state <> ({_MESSAGE_STATE})", {"now": now, "m": message_id})
+
+
+#: A message's state from its deliveries: any dead -> dead; none pending and one refused ->
+#: refused_by_partner; pending ones: retrying once one was claimed, else queued; all resolved ->
+#: resolved; all done -> delivered; no deliveries -> accepted.
+_MESSAGE_STATE = (
+    "SELECT CASE WHEN COUNT(*) = 0 THEN 'accepted' "
+    "WHEN SUM(CASE WHEN o.state = 'dead' THEN 1 ELSE 0 END) > 0 THEN 'dead' "
+    "WHEN SUM(CASE WHEN o.state = 'pending' THEN 1 ELSE 0 END) = 0 "
+    "AND SUM(CASE WHEN o.state = 'refused' THEN 1 ELSE 0 END) > 0 THEN 'refused_by_partner' "
+    "WHEN SUM(CASE WHEN o.state = 'pending' AND o.attempts > 0 THEN 1 ELSE 0 END) > 0 THEN 'retrying' "
+    "WHEN SUM(CASE WHEN o.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'queued' "
+    "WHEN SUM(CASE WHEN o.state = 'resolved' THEN 1 ELSE 0 END) = COUNT(*) THEN 'resolved' "
+    "ELSE 'delivered' END AS v FROM outbox o WHERE o.message_id = :m")
 
 
 def person_digest(key: bytes, kind: str, value: str) -> str:

@@ -152,6 +152,10 @@ class Worker(threading.Thread):
         self._claimed = 0
         self._limit = batch
         self._ordered = False
+        # A delivery intake stored leased to this worker (Doorbell.hand): attempted without a claim.
+        self._handed: Delivery | None = None
+        self._last_state = ""  # the state the last attempt left its delivery in
+        self._settled = False  # the last run_once changed no due time (see _run_handed)
 
     def run(self) -> None:
         bell = self.rt.wake[self.partner]
@@ -166,13 +170,26 @@ class Worker(threading.Thread):
                         # A full batch: more may be due. An ordered row done: the next one of its
                         # order may be claimable now (no ring announces that).
                         continue
-                self._schedule(bell)
+                if not self._settled:
+                    self._schedule(bell)
             except StoreError as exc:
                 log_store_error(self.rt.log, exc, partner=self.partner, stage="sending")
                 bell.schedule(STORE_RETRY_SECONDS)
             if self.stopping.is_set():
                 break
-            bell.wait()
+            if bell.wait(self.owner) == "handed":
+                self._handed = bell.handed(self.owner)
+        self._give_back_handed()
+
+    def _give_back_handed(self) -> None:
+        """Stopping with a delivery handed over and not attempted: release it (or, if the store
+        is down, its lease runs out)."""
+        if self._handed is not None:
+            try:
+                self.rt.store.release([self._handed.id], self.owner)
+            except StoreError as exc:
+                log_store_error(self.rt.log, exc, partner=self.partner, stage="sending")
+            self._handed = None
 
     def _catch_up(self) -> None:
         """Record what the store could not take before it went away (raises StoreError while down)."""
@@ -198,8 +215,10 @@ class Worker(threading.Thread):
 
     def run_once(self) -> bool:
         """Claim and attempt one batch; False when there was nothing to do (or the breaker is open)."""
-        self._claimed, self._ordered = 0, False
+        self._claimed, self._ordered, self._settled = 0, False, False
         allowed = self.breaker.allow()
+        if self._handed is not None:
+            return self._run_handed(allowed)
         if allowed == 0:
             return False
         limit = self._limit = self.batch if allowed < 0 else 1
@@ -217,6 +236,22 @@ class Worker(threading.Thread):
         self._claimed = len(claimed)
         self._ordered = any(d.order_key is not None for d in claimed)
         self._attempt_all(claimed)
+        return True
+
+    def _run_handed(self, allowed: int) -> bool:
+        """Attempt the delivery handed over (it is leased to this worker already), unless the
+        breaker is open: then it is given back, to be claimed when the breaker lets it."""
+        handed, self._handed = self._handed, None
+        assert handed is not None
+        if allowed == 0:
+            self._unreleased = [handed.id]
+            self._catch_up()
+            return False
+        self._claimed, self._limit, self._last_state = 1, self.batch, ""
+        self._attempt_all([handed])
+        # Done for good (not pending again): no due time changed, and none was taken from the
+        # doorbell's schedule (a hand-over is not a poll), so there is no next_due to look up.
+        self._settled = self._last_state != "pending"
         return True
 
     def _attempt_all(self, claimed: Sequence[Delivery]) -> None:
@@ -262,6 +297,7 @@ class Worker(threading.Thread):
         if self.follow_up is not None and outcome.kind in ("success", "permanent"):
             follow, handled = self.follow_up(d, outcome)
         state, next_at, detail = self._decide(d, outcome, handled)
+        self._last_state = state
         event = _event_for(state, outcome, d)
         record: dict[str, Any] = dict(
             delivery=d, owner=self.owner, started_at=started, duration_ms=duration_ms,

@@ -85,3 +85,47 @@ def test_the_fallback_look_comes_by_itself() -> None:
     t0 = time.monotonic()
     assert bell.wait() == "poll"
     assert 0.25 <= time.monotonic() - t0 < 1.5
+
+
+def test_a_reserved_waiter_gets_the_delivery_handed_to_it() -> None:
+    bell = Doorbell(fallback_seconds=60.0)
+    assert bell.wait() == "poll"
+    assert bell.reserve() is None  # nobody waits
+    seen: list[str] = []
+    t = threading.Thread(target=lambda: seen.append(bell.wait("w1")), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 2
+    owner = None
+    while owner is None and time.monotonic() < deadline:
+        owner = bell.reserve()
+        time.sleep(0.01)
+    assert owner == "w1"
+    assert bell.reserve() is None  # reserved once only
+    time.sleep(0.1)
+    assert seen == []  # waits for the hand-over
+    bell.hand("w1", "delivery")
+    t.join(2)
+    assert seen == ["handed"] and bell.handed("w1") == "delivery" and bell.handed("w1") is None
+
+
+def test_a_reserved_waiter_given_back_waits_on_and_a_ring_still_wakes_another() -> None:
+    bell = Doorbell(fallback_seconds=60.0)
+    assert bell.wait() == "poll"
+    seen: list[str] = []
+    first = threading.Thread(target=lambda: seen.append("w1:" + bell.wait("w1")), daemon=True)
+    first.start()
+    deadline = time.monotonic() + 2
+    while bell.reserve() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = threading.Thread(target=lambda: seen.append("w2:" + bell.wait("w2")), daemon=True)
+    second.start()
+    time.sleep(0.1)
+    bell.ring()  # w1 is reserved: w2 answers
+    second.join(2)
+    assert seen == ["w2:work"]
+    bell.unreserve("w1")
+    time.sleep(0.1)
+    assert seen == ["w2:work"]  # w1 waits on: nothing to do
+    bell.set()
+    first.join(2)
+    assert seen == ["w2:work", "w1:wake"]
