@@ -34,6 +34,7 @@ import httpx
 from adapters.cjib import codec
 from gateway.core.adapter import Outcome
 from gateway.core.errors import DeliveryError, InboundRefused, PermanentDelivery, TransientDelivery
+from gateway.wire.client import Timeout, Unanswered
 
 __all__ = ["DEFAULT_RETRY_AFTER_SECONDS", "classify", "classify_exception", "retry_after", "feed_error",
            "feed_transient"]
@@ -72,12 +73,11 @@ _RETRY_DETAIL = {
 }
 
 
-def classify_exception(exc: Exception) -> Outcome:
+def classify_exception(exc: Unanswered) -> Outcome:
     """No answer (connection refused or reset, timeout, TLS failure): try again later."""
-    kind = type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return Outcome("retry", detail=f"no answer from CJIB in time ({kind})")
-    return Outcome("retry", detail=f"no answer from CJIB ({kind})")
+    if isinstance(exc, Timeout):
+        return Outcome("retry", detail=f"no answer from CJIB in time ({exc.kind})")
+    return Outcome("retry", detail=f"no answer from CJIB ({exc.kind})")
 
 
 def feed_error(status: int, headers: Mapping[str, str], body: bytes) -> DeliveryError | None:

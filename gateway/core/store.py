@@ -579,9 +579,9 @@ class Store:
                 for d in deliveries:
                     mine = lease if (leased is None and lease is not None and d.partner == lease.partner
                                      and d.order_key is None and d.not_before is None) else None
-                    later.append(t.insert_delivery(message_id, d, now, event=False, lease=mine))
-                    if mine is not None:
-                        leased = t.leased
+                    queued, handed = t.insert_delivery(message_id, d, now, event=False, lease=mine)
+                    later.append(queued)
+                    leased = leased or handed
                 t.events(message_id, [*events, *later], at=now)
                 if inbound is not None:
                     t.log_inbound(inbound, "accepted", message_id=message_id,
@@ -710,7 +710,7 @@ class Store:
                 t.attempt({**attempt, "o": f"{outcome}-lease-lost"})
                 return False
             t.attempt(attempt)
-            later = [t.insert_delivery(message_id, d, now, event=False) for d in enqueue]
+            later = [t.insert_delivery(message_id, d, now, event=False)[0] for d in enqueue]
             t.events(message_id, [*later, *([message_event] if message_event is not None else [])], at=now)
             t.refresh_message_state(message_id, now)
         return True
@@ -936,7 +936,6 @@ class _Tx:
     def __init__(self, store: Store, conn: _Conn) -> None:
         self.store = store
         self.conn = conn
-        self.leased: Delivery | None = None  # set by insert_delivery(lease=...)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         return self.conn.raw.execute(self.store._sql(self.conn, sql), params or {})
@@ -970,11 +969,11 @@ class _Tx:
         return {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in rows}
 
     def insert_delivery(self, message_id: int, d: NewDelivery, now: float, *, event: bool = True,
-                        lease: Lease | None = None) -> tuple[str, str, dict[str, Any] | None]:
+                        lease: Lease | None = None) -> tuple[tuple[str, str, dict[str, Any] | None], Delivery | None]:
         """Queue ``d``; returns its "queued" event, which is logged here unless ``event`` is False
-        (the caller then logs it with its other events, in one statement). With ``lease`` the row
-        is stored claimed (one claim counted, as ``Store.claim`` counts it) and ``self.leased``
-        is its Delivery (None when the idempotency key was queued before)."""
+        (the caller then logs it with its other events, in one statement), and, with ``lease``, the
+        Delivery stored claimed (one claim counted, as ``Store.claim`` counts it; None when the
+        idempotency key was queued before, or without ``lease``)."""
         payload = self.store.seal("outbox.payload", d.payload)
         params = {"m": message_id, "p": d.partner, "op": d.operation, "key": d.idempotency_key,
                   "payload": payload, "order": d.order_key, "now": now, "due": d.not_before or now,
@@ -984,18 +983,19 @@ class _Tx:
                "attempts, created_at, next_attempt_at, lease_owner, lease_expires_at) VALUES (:m, :p, :op, :key, "
                ":payload, :order, 'pending', :claims, :now, :due, :owner, :until) "
                "ON CONFLICT (partner, idempotency_key) DO NOTHING")
+        leased = None
         if lease is None:
             self.execute(sql, params)
             self.announce(d.partner)
         else:
             row = self.one(sql + " RETURNING id", params)
-            self.leased = None if row is None else Delivery(
+            leased = None if row is None else Delivery(
                 id=int(row[0]), partner=d.partner, operation=d.operation, idempotency_key=d.idempotency_key,
                 payload=d.payload, attempt=1, created_at=now, order_key=None)
         queued = ("processing", "queued", {"partner": d.partner, "operation": d.operation})
         if event:
             self.event(message_id, *queued, at=now)
-        return queued
+        return queued, leased
 
     def update_leased(self, sql: str, params: dict[str, Any]) -> int | None:
         """Run ``sql``, an UPDATE of outbox row ``:id`` whose WHERE checks the lease; the row's

@@ -68,7 +68,6 @@ class Response:
     status_code: int
     headers: Mapping[str, str]  # names in lower case
     content: bytes
-    server_der: bytes | None  # the certificate checked before this request was sent
 
 
 class _Connection:
@@ -130,7 +129,7 @@ class PinnedHttps:
             self._give(conn)
         else:  # the server said Connection: close, or framed the answer by closing
             _close(conn)
-        return Response(answer.status, answer.headers, answer.body, conn.der)
+        return Response(answer.status, answer.headers, answer.body)
 
     def rekey(self, trust: object | None) -> None:
         """New trust for the next request; idle connections go, so the next handshake uses new keys."""
