@@ -362,7 +362,11 @@ def _install_profile(out: Path) -> None:
         wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
         setattr(owner, attr, wrapper)
 
-    for group, items in PROFILED.items():
+    # GW_BENCH_PROFILE_EXTRA="module:Function,module:Class.method": more functions to time (wrapped
+    # first, so that modules importing them by name take the wrapper).
+    extra = [(m, n) for m, _, n in (x.partition(":") for x in os.environ.get("GW_BENCH_PROFILE_EXTRA", "").split(",") if x)]
+    groups: dict[str, list[tuple[str, str]]] = {"extra": extra, **PROFILED}
+    for group, items in groups.items():
         for module, name in items:
             mod = importlib.import_module(module)
             if "." in name:

@@ -173,6 +173,12 @@ class Store:
         else:
             raise StoreError("unknown store DSN scheme (use sqlite:///FILE or postgresql://...)")
         self._local = threading.local()
+        #: SQLite: writes and single-statement reads take turns on one shared connection, whose
+        #: page cache then survives every commit (a connection's cache is thrown away whenever
+        #: another connection writes); writers queue on the file's lock anyway. Longer reads (the
+        #: console's) keep a connection per thread, so they never hold up intake (WAL).
+        self._shared: _Conn | None = None
+        self._turn = threading.RLock()
         self._all: list[_Conn] = []
         self._lock = threading.Lock()
         # Reachability, shared by the threads: why the store is down (None: up), since when, how
@@ -325,6 +331,8 @@ class Store:
         conn.dropped = True
         if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
+        if self._shared is conn:
+            self._shared = None
         with self._lock:
             if conn in self._all:
                 self._all.remove(conn)
@@ -350,8 +358,8 @@ class Store:
 
     # ------------------------------------------------------------ connections
 
-    def _conn(self) -> _Conn:
-        conn: _Conn | None = getattr(self._local, "conn", None)
+    def _conn(self, shared: bool = False) -> _Conn:
+        conn: _Conn | None = self._shared if shared else getattr(self._local, "conn", None)
         if conn is not None and conn.depth == 0 and conn.generation < self._generation:
             self._drop(conn)  # another thread saw the connection to the database lost
             conn = None
@@ -365,7 +373,10 @@ class Store:
                 cause = _cause(exc.__cause__) if exc.__cause__ is not None else exc.message
                 raise self._mark_down(cause, lost=False) from exc
             conn = _Conn(raw, self.dialect, generation=self._generation)
-            self._local.conn = conn
+            if shared:
+                self._shared = conn
+            else:
+                self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
             if self.dialect == "postgresql":
@@ -401,11 +412,12 @@ class Store:
         not kept in the log file either (PostgreSQL: nothing to do; VACUUM reclaims dead rows)."""
         if self.dialect != "sqlite":
             return
-        conn = self._conn()
-        try:  # outside a transaction: a checkpoint cannot run inside one
-            conn.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"store failed: {type(exc).__name__}: {_scrub(str(exc))}") from exc
+        with self._turn:
+            conn = self._conn(shared=True)
+            try:  # outside a transaction: a checkpoint cannot run inside one
+                conn.raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store failed: {type(exc).__name__}: {_scrub(str(exc))}") from exc
 
     def close(self) -> None:
         with self._lock:
@@ -416,6 +428,7 @@ class Store:
                     pass
             self._all.clear()
         self._local = threading.local()
+        self._shared = None
 
     def _sql(self, conn: _Conn, sql: str) -> str:
         cached = conn.statements.get(sql)
@@ -434,8 +447,18 @@ class Store:
 
         ``single``: a read of one statement. On PostgreSQL it runs without BEGIN and COMMIT (the
         connection is in autocommit, so the statement is its own transaction): two round trips fewer.
+        On SQLite it takes its turn on the writers' connection (``_shared``), like a write (and so
+        does every read of an in-memory database, which exists only in its one connection).
         """
-        conn = self._conn()
+        if self.dialect == "sqlite" and (write or single or self._path == ":memory:"):
+            with self._turn, self._tx(self._conn(shared=True), write) as t:
+                yield t
+        else:
+            with self._tx(self._conn(), write, single) as t:
+                yield t
+
+    @contextmanager
+    def _tx(self, conn: _Conn, write: bool, single: bool = False) -> Iterator[_Tx]:
         conn.depth += 1
         try:
             if self.dialect == "sqlite":
