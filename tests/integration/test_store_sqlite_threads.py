@@ -5,15 +5,14 @@ operator's slow read never holds up intake."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gateway.core.store import InboundRecord, NewDelivery, Store
+from gateway.core.store import Store
+from tests.integration.test_store_concurrency import _accept, race
 
 THREADS = 8
 
@@ -26,31 +25,9 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
-def _accept(store: Store, key: str, digest: str = "d1") -> Any:
-    now = time.time()
-    return store.accept(
-        route="ind-duo", kind="VergunningMelding", message_key=key, content_digest=digest,
-        inbound=InboundRecord(partner="ind", operation="OntvangMelding", raw=b"<x/>", received_at=now,
-                              message_key=key, content_digest=digest),
-        ack=b"<ack/>", facts={"k": key}, person=None,
-        deliveries=[NewDelivery("duo", "InburgeraarMelding", f"bericht-{key}", b"<payload/>")],
-        events=[("receiving", "received", None)])
-
-
-def _race(fn: Any) -> list[Any]:
-    barrier = threading.Barrier(THREADS)
-
-    def go(i: int) -> Any:
-        barrier.wait()
-        return fn(i)
-
-    with ThreadPoolExecutor(THREADS) as pool:
-        return list(pool.map(go, range(THREADS)))
-
-
 def test_threads_racing_on_one_key_store_one_message(store: Store) -> None:
     for round_ in range(5):
-        results = _race(lambda i, k=f"melding-{round_}": _accept(store, k))
+        results = race(THREADS, lambda i, k=f"melding-{round_}", n=round_ + 1: _accept(store, k, seq=n))
         assert sorted(r.kind for r in results) == ["accepted"] + ["repeat"] * (THREADS - 1)
         assert len({r.message_id for r in results}) == 1
     assert store.query("SELECT COUNT(*) FROM messages")[0][0] == 5
@@ -62,11 +39,11 @@ def test_threads_writing_and_reading_see_every_commit(store: Store) -> None:
         seen = []
         for j in range(20):
             key = f"m{i}-{j}"
-            _accept(store, key)
+            _accept(store, key, seq=1000 * i + j + 1)
             seen.append(store.lookup("ind-duo", key) is not None)  # a one-statement read, after the commit
         return seen
 
-    assert all(all(s) for s in _race(work))
+    assert all(all(s) for s in race(THREADS, work))
     assert store.query("SELECT COUNT(*) FROM messages")[0][0] == THREADS * 20
 
 
