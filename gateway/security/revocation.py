@@ -155,7 +155,7 @@ class Revocation:
     # -------------------------------------------------------------- what to watch
 
     def watched_crls(self) -> list[str]:
-        return sorted({u for t in self.trusts for c in t.certificates for u in crl_urls(c)})
+        return sorted({u for t in self.trusts for c in t.certificates for u in _pointers(c)[0]})
 
     def watched_ocsp(self) -> list[tuple[str, x509.Certificate, x509.Certificate]]:
         """(responder, certificate, issuer) for every pinned certificate that names a responder."""
@@ -163,7 +163,7 @@ class Revocation:
         for t in self.trusts:
             for c in t.certificates:
                 issuer = self.issuer_of(c)
-                out.extend((u, c, issuer) for u in ocsp_urls(c) if issuer is not None)
+                out.extend((u, c, issuer) for u in _pointers(c)[1] if issuer is not None)
         return out
 
     def issuer_of(self, cert: x509.Certificate) -> x509.Certificate | None:
