@@ -10,6 +10,7 @@ import re
 import shutil
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +194,11 @@ def _damage_truncated(path: Path) -> tuple[int, str]:
 
 
 def _damage_digest(path: Path) -> tuple[int, str]:
-    row = json.loads((path / "index.jsonl").read_text().splitlines()[7])
+    rows = [json.loads(line) for line in (path / "index.jsonl").read_text().splitlines()]
+    # Payloads are stored by content: damage one that a single entry uses (a repeated push with
+    # the same bytes shares its file with the first, which the reader would then name).
+    uses = Counter(r.get("payload") for r in rows)
+    row = next(r for r in rows[7:] if r.get("payload") and uses[r["payload"]] == 1)
     target = path / row["payload"]
     target.write_bytes(target.read_bytes().replace(b"<", b" <", 1))
     return row["seq"], row["payload"]
