@@ -35,7 +35,7 @@ from gateway.runtime import Runtime
 from gateway.wire import soap, xmlsafe
 from gateway.wire.server import Answer
 
-__all__ = ["ROUTE", "OPERATION", "handle_request", "handle_ontvang_melding", "check_push", "accept_melding", "accept_verified", "fetch_from",
+__all__ = ["ROUTE", "OPERATION", "handle_request", "handle_ontvang_melding", "check_push", "accept_melding", "accept_verified", "prepare", "Prepared", "fetch_from",
            "ind_catch_up", "ind_reconcile", "inburgeraarmelding_delivery", "melding_facts", "melding_person",
            "decode_raw", "queue_correction", "CORRECTION_ROUTE"]
 
@@ -114,20 +114,55 @@ def accept_melding(rt: Runtime, payload: etree._Element, record: InboundRecord, 
     return accept_verified(rt, ind_server.verify_melding(payload, message_id=message_id), record, received)
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What ``accept_verified`` makes of a checked notification without the store: its content
+    digest and, should it be new, the DUO message, its delivery and the acknowledgement."""
+
+    content: str
+    duo: InburgeraarMelding
+    delivery: NewDelivery
+    ack: bytes
+    #: The rule set that assessed ``duo`` (``RuleSet.version``).
+    ruleset: str
+
+
+def prepare(rt: Runtime, verified: ind_server.Verified, received: dt.datetime,
+            ruleset: Any | None = None) -> Prepared:
+    """The store-free part of ``accept_verified``, with ``ruleset`` (default: ``rt.ruleset``).
+    Replay makes it in its worker processes (``gateway.archive.replay.prechecks``)."""
+    ruleset = ruleset or rt.ruleset
+    duo, delivery, ack = _new_message(rt, verified, received, ruleset)
+    return Prepared(content_digest(verified.melding), duo, delivery, ack, ruleset.version)
+
+
+def _new_message(rt: Runtime, verified: ind_server.Verified, received: dt.datetime,
+                 ruleset: Any) -> tuple[InburgeraarMelding, NewDelivery, bytes]:
+    melding = verified.melding
+    duo, delivery = inburgeraarmelding_delivery(rt, melding, received, ruleset)
+    ack = ind_server.ack_envelope(rt.own, melding, received, verified.digest, confirm=verified.signature_value)
+    return duo, delivery, ack
+
+
 def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundRecord,
-                    received: dt.datetime) -> Answer:
-    """Deduplicate, translate, store in one commit; return the signed acknowledgement."""
-    melding, digest = verified.melding, verified.digest
+                    received: dt.datetime, prepared: Prepared | None = None) -> Answer:
+    """Deduplicate, translate, store in one commit; return the signed acknowledgement.
+
+    ``prepared``: ``prepare``'s result for this notification, ``rt`` and ``received``, made
+    beforehand (by replay, in a worker); the caller vouches that it is what ``prepare`` would
+    make now.
+    """
+    melding = verified.melding
     # Deduplication compares content, since the same notification may come with other namespace
     # prefixes (pushed through zeep, fetched through the feed).
-    content = content_digest(melding)
+    content = prepared.content if prepared is not None else content_digest(melding)
     record = InboundRecord(partner=record.partner, operation=record.operation, raw=record.raw,
                            received_at=record.received_at, channel=record.channel,
                            message_key=melding.melding_id, content_digest=content)
     known = rt.store.lookup(ROUTE, melding.melding_id)
     if known is None:
-        duo, delivery = inburgeraarmelding_delivery(rt, melding, received)
-        ack = ind_server.ack_envelope(rt.own, melding, received, digest, confirm=verified.signature_value)
+        duo, delivery, ack = ((prepared.duo, prepared.delivery, prepared.ack) if prepared is not None
+                              else _new_message(rt, verified, received, rt.ruleset))
         # An idle DUO worker of this process is reserved and the delivery stored leased to it, in
         # this commit: it sends at once, without a claim transaction of its own.
         lease = rt.reserve(delivery.partner)
