@@ -117,10 +117,13 @@ def accept_melding(rt: Runtime, payload: etree._Element, record: InboundRecord, 
 @dataclasses.dataclass(frozen=True)
 class Prepared:
     """What ``accept_verified`` makes of a checked notification without the store: its content
-    digest and, should it be new, the DUO message, its delivery and the acknowledgement."""
+    digest and, should it be new, its facts and person, the DUO delivery and the acknowledgement.
+    (The facts rather than the DUO message itself: they are all the store part reads of it, and
+    replay sends this between processes.)"""
 
     content: str
-    duo: InburgeraarMelding
+    facts: dict[str, Any]
+    person: dict[str, Any]
     delivery: NewDelivery
     ack: bytes
     #: The rule set that assessed ``duo`` (``RuleSet.version``).
@@ -132,16 +135,17 @@ def prepare(rt: Runtime, verified: ind_server.Verified, received: dt.datetime,
     """The store-free part of ``accept_verified``, with ``ruleset`` (default: ``rt.ruleset``).
     Replay makes it in its worker processes (``gateway.archive.replay.prechecks``)."""
     ruleset = ruleset or rt.ruleset
-    duo, delivery, ack = _new_message(rt, verified, received, ruleset)
-    return Prepared(content_digest(verified.melding), duo, delivery, ack, ruleset.version)
+    return Prepared(content_digest(verified.melding), *_new_message(rt, verified, received, ruleset),
+                    ruleset=ruleset.version)
 
 
 def _new_message(rt: Runtime, verified: ind_server.Verified, received: dt.datetime,
-                 ruleset: Any) -> tuple[InburgeraarMelding, NewDelivery, bytes]:
+                 ruleset: Any) -> tuple[dict[str, Any], dict[str, Any], NewDelivery, bytes]:
+    """(facts, person, DUO delivery, acknowledgement) of a new notification."""
     melding = verified.melding
     duo, delivery = inburgeraarmelding_delivery(rt, melding, received, ruleset)
     ack = ind_server.ack_envelope(rt.own, melding, received, verified.digest, confirm=verified.signature_value)
-    return duo, delivery, ack
+    return melding_facts(melding, duo), melding_person(melding), delivery, ack
 
 
 def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundRecord,
@@ -161,8 +165,8 @@ def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundR
                            message_key=melding.melding_id, content_digest=content)
     known = rt.store.lookup(ROUTE, melding.melding_id)
     if known is None:
-        duo, delivery, ack = ((prepared.duo, prepared.delivery, prepared.ack) if prepared is not None
-                              else _new_message(rt, verified, received, rt.ruleset))
+        facts, person, delivery, ack = ((prepared.facts, prepared.person, prepared.delivery, prepared.ack)
+                                        if prepared is not None else _new_message(rt, verified, received, rt.ruleset))
         # An idle DUO worker of this process is reserved and the delivery stored leased to it, in
         # this commit: it sends at once, without a claim transaction of its own.
         lease = rt.reserve(delivery.partner)
@@ -170,17 +174,16 @@ def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundR
         try:
             result = rt.store.accept(
                 route=ROUTE, kind="VergunningMelding", message_key=melding.melding_id, content_digest=content,
-                inbound=record, ack=ack, facts=melding_facts(melding, duo), person=melding_person(melding),
+                inbound=record, ack=ack, facts=facts, person=person,
                 deliveries=[delivery], sequence=(melding.volgnummer, melding.melding_id), lease=lease,
                 events=[("receiving", "received", {"channel": record.channel}),
                         ("processing", "validated", None),
-                        ("processing", "translated", {"berichtId": duo.bericht_id, "regel": duo.beoordeling.regel,
-                                                      "plichtIndicatie": duo.beoordeling.plicht_indicatie})])
+                        ("processing", "translated", {k: facts[k] for k in ("berichtId", "regel", "plichtIndicatie")})])
         finally:
             if lease is not None:
                 rt.hand(lease, result.leased if result is not None else None)
         if result.kind == "accepted":
-            _after_accept(rt, melding, duo, record.channel, handed=result.leased is not None)
+            _after_accept(rt, melding, facts["vertragingDagen"], record.channel, handed=result.leased is not None)
     else:
         result = AcceptResult("repeat" if known[1] == content else "conflict", known[0], known[2])
     if result.kind == "conflict":
@@ -199,11 +202,9 @@ def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundR
     return Answer(200, ind_server.SOAP_CT, answer)
 
 
-def _after_accept(rt: Runtime, melding: IndMelding, duo: InburgeraarMelding, channel: str, *,
-                  handed: bool = False) -> None:
+def _after_accept(rt: Runtime, melding: IndMelding, delay: int, channel: str, *, handed: bool = False) -> None:
     if not handed:  # a delivery handed to a worker needs no ring
         rt.notify("duo")
-    delay = duo.levering.vertraging_dagen
     if delay > 0:
         # Loud at once: DUO must extend this person's integration term by the delay.
         rt.metrics.late.inc()
