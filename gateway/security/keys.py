@@ -167,14 +167,14 @@ class PartnerTrust:
             raise OinMismatch(f"the {role} certificate's subject serialNumber is not {self.partner}'s OIN",
                               code=code, partner=self.partner)
 
-    def _der(self, cert: x509.Certificate) -> bytes:
-        # The certificates checked at every message are the pinned objects themselves (by_kid,
-        # check_peer): their DER is kept rather than encoded again (about 7 us each time).
+    def der_of(self, cert: x509.Certificate) -> bytes:
+        """``cert``'s DER. The certificates checked at every message are the pinned objects
+        themselves (``by_kid``, ``check_peer``): their DER is kept, not encoded again (about 7 us)."""
         known = self._ders.get(id(cert))
         return known[1] if known is not None and known[0] is cert else cert.public_bytes(serialization.Encoding.DER)
 
     def _check_pinned(self, cert: x509.Certificate, now: datetime) -> None:
-        der = self._der(cert)
+        der = self.der_of(cert)
         if der not in self._by_der:
             raise CertificateRefused("the certificate is not one configured for this partner", partner=self.partner)
         issuers = self._issuers[der]
