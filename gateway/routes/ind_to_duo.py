@@ -126,7 +126,7 @@ class Prepared:
     person: dict[str, Any]
     delivery: NewDelivery
     ack: bytes
-    #: The rule set that assessed ``duo`` (``RuleSet.version``).
+    #: The rule set that made the assessment in ``facts`` and the DUO message (``RuleSet.version``).
     ruleset: str
 
 
