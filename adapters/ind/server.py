@@ -159,13 +159,11 @@ def _check_envelope(inbound: Inbound, body: bytes, client_cert_der: bytes | None
 
 
 def _check_tls_matches_signer(trust: object, client_cert_der: bytes | None, signer: object) -> None:
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     if client_cert_der is None:
         raise CertificateRefused("no TLS client certificate was presented", partner="ind", stage="receiving")
     if not trust.matches(client_cert_der):  # type: ignore[attr-defined]
         raise CertificateRefused("the TLS client certificate is not IND's", partner="ind", stage="receiving")
-    if not trust.matches(signer.public_bytes(Encoding.DER)):  # type: ignore[attr-defined]
+    if not trust.matches(trust.der_of(signer)):  # type: ignore[attr-defined]
         raise CertificateRefused("the signing certificate is not IND's", partner="ind", stage="receiving")
 
 

@@ -61,6 +61,8 @@ def _plain(value: Any) -> Any:
     The JSON must stay byte for byte what ``asdict`` gave: stored digests are compared with new
     ones (tests/unit/test_content_digest.py holds the two side by side).
     """
+    if type(value) in _LEAVES:  # most values: no dataclass look-up for them
+        return value
     names = _FIELDS.get(type(value))
     if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
         names = _FIELDS.setdefault(type(value), tuple(f.name for f in dataclasses.fields(value)))
@@ -74,6 +76,8 @@ def _plain(value: Any) -> Any:
 
 
 _FIELDS: dict[type, tuple[str, ...]] = {}
+#: Types ``_plain`` returns as they are (exact types: a subclass could be a dataclass too).
+_LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
 def sign_duo(rt: Runtime, element: etree._Element) -> bytes:

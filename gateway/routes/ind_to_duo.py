@@ -35,7 +35,7 @@ from gateway.runtime import Runtime
 from gateway.wire import soap, xmlsafe
 from gateway.wire.server import Answer
 
-__all__ = ["ROUTE", "OPERATION", "handle_request", "handle_ontvang_melding", "check_push", "accept_melding", "accept_verified", "fetch_from",
+__all__ = ["ROUTE", "OPERATION", "handle_request", "handle_ontvang_melding", "check_push", "accept_melding", "accept_verified", "prepare", "Prepared", "fetch_from",
            "ind_catch_up", "ind_reconcile", "inburgeraarmelding_delivery", "melding_facts", "melding_person",
            "decode_raw", "queue_correction", "CORRECTION_ROUTE"]
 
@@ -114,20 +114,59 @@ def accept_melding(rt: Runtime, payload: etree._Element, record: InboundRecord, 
     return accept_verified(rt, ind_server.verify_melding(payload, message_id=message_id), record, received)
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """What ``accept_verified`` makes of a checked notification without the store: its content
+    digest and, should it be new, its facts and person, the DUO delivery and the acknowledgement.
+    (The facts rather than the DUO message itself: they are all the store part reads of it, and
+    replay sends this between processes.)"""
+
+    content: str
+    facts: dict[str, Any]
+    person: dict[str, Any]
+    delivery: NewDelivery
+    ack: bytes
+    #: The rule set that made the assessment in ``facts`` and the DUO message (``RuleSet.version``).
+    ruleset: str
+
+
+def prepare(rt: Runtime, verified: ind_server.Verified, received: dt.datetime,
+            ruleset: Any | None = None) -> Prepared:
+    """The store-free part of ``accept_verified``, with ``ruleset`` (default: ``rt.ruleset``).
+    Replay makes it in its worker processes (``gateway.archive.replay.prechecks``)."""
+    ruleset = ruleset or rt.ruleset
+    return Prepared(content_digest(verified.melding), *_new_message(rt, verified, received, ruleset),
+                    ruleset=ruleset.version)
+
+
+def _new_message(rt: Runtime, verified: ind_server.Verified, received: dt.datetime,
+                 ruleset: Any) -> tuple[dict[str, Any], dict[str, Any], NewDelivery, bytes]:
+    """(facts, person, DUO delivery, acknowledgement) of a new notification."""
+    melding = verified.melding
+    duo, delivery = inburgeraarmelding_delivery(rt, melding, received, ruleset)
+    ack = ind_server.ack_envelope(rt.own, melding, received, verified.digest, confirm=verified.signature_value)
+    return melding_facts(melding, duo), melding_person(melding), delivery, ack
+
+
 def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundRecord,
-                    received: dt.datetime) -> Answer:
-    """Deduplicate, translate, store in one commit; return the signed acknowledgement."""
-    melding, digest = verified.melding, verified.digest
+                    received: dt.datetime, prepared: Prepared | None = None) -> Answer:
+    """Deduplicate, translate, store in one commit; return the signed acknowledgement.
+
+    ``prepared``: ``prepare``'s result for this notification, ``rt`` and ``received``, made
+    beforehand (by replay, in a worker); the caller vouches that it is what ``prepare`` would
+    make now.
+    """
+    melding = verified.melding
     # Deduplication compares content, since the same notification may come with other namespace
     # prefixes (pushed through zeep, fetched through the feed).
-    content = content_digest(melding)
+    content = prepared.content if prepared is not None else content_digest(melding)
     record = InboundRecord(partner=record.partner, operation=record.operation, raw=record.raw,
                            received_at=record.received_at, channel=record.channel,
                            message_key=melding.melding_id, content_digest=content)
     known = rt.store.lookup(ROUTE, melding.melding_id)
     if known is None:
-        duo, delivery = inburgeraarmelding_delivery(rt, melding, received)
-        ack = ind_server.ack_envelope(rt.own, melding, received, digest, confirm=verified.signature_value)
+        facts, person, delivery, ack = ((prepared.facts, prepared.person, prepared.delivery, prepared.ack)
+                                        if prepared is not None else _new_message(rt, verified, received, rt.ruleset))
         # An idle DUO worker of this process is reserved and the delivery stored leased to it, in
         # this commit: it sends at once, without a claim transaction of its own.
         lease = rt.reserve(delivery.partner)
@@ -135,17 +174,16 @@ def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundR
         try:
             result = rt.store.accept(
                 route=ROUTE, kind="VergunningMelding", message_key=melding.melding_id, content_digest=content,
-                inbound=record, ack=ack, facts=melding_facts(melding, duo), person=melding_person(melding),
+                inbound=record, ack=ack, facts=facts, person=person,
                 deliveries=[delivery], sequence=(melding.volgnummer, melding.melding_id), lease=lease,
                 events=[("receiving", "received", {"channel": record.channel}),
                         ("processing", "validated", None),
-                        ("processing", "translated", {"berichtId": duo.bericht_id, "regel": duo.beoordeling.regel,
-                                                      "plichtIndicatie": duo.beoordeling.plicht_indicatie})])
+                        ("processing", "translated", {k: facts[k] for k in ("berichtId", "regel", "plichtIndicatie")})])
         finally:
             if lease is not None:
                 rt.hand(lease, result.leased if result is not None else None)
         if result.kind == "accepted":
-            _after_accept(rt, melding, duo, record.channel, handed=result.leased is not None)
+            _after_accept(rt, melding, facts["vertragingDagen"], record.channel, handed=result.leased is not None)
     else:
         result = AcceptResult("repeat" if known[1] == content else "conflict", known[0], known[2])
     if result.kind == "conflict":
@@ -164,11 +202,9 @@ def accept_verified(rt: Runtime, verified: ind_server.Verified, record: InboundR
     return Answer(200, ind_server.SOAP_CT, answer)
 
 
-def _after_accept(rt: Runtime, melding: IndMelding, duo: InburgeraarMelding, channel: str, *,
-                  handed: bool = False) -> None:
+def _after_accept(rt: Runtime, melding: IndMelding, delay: int, channel: str, *, handed: bool = False) -> None:
     if not handed:  # a delivery handed to a worker needs no ring
         rt.notify("duo")
-    delay = duo.levering.vertraging_dagen
     if delay > 0:
         # Loud at once: DUO must extend this person's integration term by the delay.
         rt.metrics.late.inc()

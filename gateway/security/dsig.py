@@ -47,7 +47,7 @@ _MAX_CACHED = 64
 
 _lock = threading.Lock()
 _private: dict[int, tuple[object, xmlsec.Key]] = {}
-_public: dict[bytes, xmlsec.Key] = {}
+_public: dict[int, tuple[x509.Certificate, xmlsec.Key]] = {}
 
 
 def private_key(key: KeyPair) -> xmlsec.Key:
@@ -67,19 +67,19 @@ def private_key(key: KeyPair) -> xmlsec.Key:
 
 
 def public_key(cert: x509.Certificate) -> xmlsec.Key:
-    """The public key of a pinned certificate as libxmlsec1 takes it; converted once per certificate."""
-    der = cert.public_bytes(serialization.Encoding.DER)
+    """The public key of a pinned certificate as libxmlsec1 takes it; converted once per certificate
+    object (as ``private_key``: the pinned objects live as long as the trust that holds them)."""
     with _lock:
-        cached = _public.get(der)
-    if cached is not None:
-        return cached
+        cached = _public.get(id(cert))
+    if cached is not None and cached[0] is cert:
+        return cached[1]
     pem = cert.public_key().public_bytes(serialization.Encoding.PEM,
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
     loaded = xmlsec.Key.from_memory(pem, xmlsec.constants.KeyDataFormatPem)
     with _lock:
         if len(_public) >= _MAX_CACHED:
             _public.clear()
-        _public[der] = loaded
+        _public[id(cert)] = (cert, loaded)
     return loaded
 
 

@@ -89,3 +89,55 @@ def test_awkward_pushes_replay_the_same_with_and_without_workers(pushes: Archive
     assert {"DUPLICATE_DIFFERENT_CONTENT", "SIGNATURE", "EXPIRED", "MALFORMED"} <= faults, faults
     for workers in (None, 1):
         assert _cases(replay(pushes, workers=workers)) == _cases(reference)
+
+
+@pytest.fixture(scope="module")
+def switching(tmp_path_factory: pytest.TempPathFactory) -> tuple[Archive, Any]:
+    """60 pushes whose rule set switches twice (start events of the history), then a repeat and a
+    conflict. The workers assess each push with the rule set they foresee; the second switch (an
+    event without a version: the configured rule set) they do not foresee."""
+    from adapters.ind.simulator import generate_meldingen
+    from gateway.archive.pseudonym import SandboxKeys
+    from gateway.core.config import Config, RulesConfig
+    from tests import rules_history as h
+
+    directory = tmp_path_factory.mktemp("switching")
+    config = Config(rules=RulesConfig(directory=str(h.rules_dir(directory)), active=h.FAULTY))
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    keys = SandboxKeys.make(directory / "pki", start - dt.timedelta(days=30))
+    meldingen = list(generate_meldingen(60, 23, now=start))
+    other = dataclasses.replace(meldingen[5], persoon=dataclasses.replace(meldingen[5].persoon, geslachtsnaam="Anders"))
+    pushes = [*meldingen, meldingen[30], other]
+    entries = []
+    for i, m in enumerate(pushes):
+        when = start + dt.timedelta(seconds=5 * i)
+        meta = {"seq": i + 1, "kind": "inbound", "route": "ind-duo", "partner": "ind", "operation": "OntvangMelding",
+                "channel": "push", "message_key": m.melding_id, "t": when.timestamp(), "at": when.isoformat(),
+                "http_status": None, "outcome": None}
+        entries.append(Entry(meta, _push(m, keys, when)))
+
+    def switch(n: int, version: str) -> dict[str, Any]:
+        t = start + dt.timedelta(seconds=5 * n - 1)
+        return {"source": "start", "version": version, "t": t.timestamp(), "at": t.isoformat(), "corrections": None}
+
+    history = [switch(0, h.FAULTY), switch(20, h.CURRENT), switch(40, "")]
+    path = directory / "archive"
+    write_archive(path, entries, {"created": start.isoformat(), "rule_set_history": history}, keys.pems)
+    recorded = read_archive(path)
+    update_archive(path, recorded, replay(recorded, config=config, workers=0))
+    return read_archive(path), config
+
+
+def test_a_rule_set_switch_replays_the_same_with_and_without_workers(switching: tuple[Archive, Any]) -> None:
+    from tests import rules_history as h
+
+    archive, config = switching
+    reference = replay(archive, config=config, workers=0)
+    assert reference.differences == []
+    assessed = [c.produced.split(b"regelsetVersie>")[1].split(b"@")[0].decode()
+                for c in reference.cases if c.name.startswith("duo InburgeraarMelding") and c.produced]
+    assert assessed == [h.FAULTY] * 20 + [h.CURRENT] * 20 + [h.FAULTY] * 20
+    fates = [c.produced_meta.get("outcome") for c in reference.cases if "answer to ind" in c.name]
+    assert fates[60:] == ["repeat", "refused"], fates[60:]
+    for workers in (None, 1, 2):
+        assert _cases(replay(archive, config=config, workers=workers)) == _cases(reference)
