@@ -276,12 +276,16 @@ def load_data_keys(config: Config) -> Any:
         raise ConfigError(f"encryption: {exc}", file=e.key_file or None) from None
 
 
+def ruleset_path(config: Config, name: str | None = None) -> Path:
+    """Where the rule set ``name`` (default: the active one) lives in the rules directory."""
+    return Path(config.rules.directory) / f"{name or config.rules.active}.yaml"
+
+
 def load_ruleset(config: Config, name: str | None = None) -> Any:
     name = name or config.rules.active
-    directory = Path(config.rules.directory)
-    path = directory / f"{name}.yaml"
+    path = ruleset_path(config, name)
     if not path.exists():
-        raise ConfigError(f"the active rule set {name!r} is not in {directory}", file=str(path))
+        raise ConfigError(f"the active rule set {name!r} is not in {Path(config.rules.directory)}", file=str(path))
     return rules_mod.load(path)
 
 

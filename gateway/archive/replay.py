@@ -334,18 +334,24 @@ def _rules_plan(archive: Archive, entries: list[Entry], rt: ReplayRuntime, follo
     ``_Replayer._history_until``. A guess, for the workers: the replaying process takes their
     assessment only if it was made with the rule set in force then (``Prepared.ruleset``), so a
     wrong guess costs time, never a difference."""
+    from gateway.runtime import ruleset_path
+
     path = str(rt.ruleset.path)
     history = RulesHistory((archive.manifest.get("rule_set_history") or []) if follow_history else [])
-    directory = Path(rt.config.rules.directory)
     plan = {}
     for e in entries:
         for event in history.due(e.at):
-            candidate = directory / f"{str(event.get('version', '')).split('@')[0]}.yaml"
+            candidate = ruleset_path(rt.config, _ruleset_name(event))
             if history.switches(event) and candidate.exists():
                 path = str(candidate)
         if _checked(e):
             plan[e.seq] = path
     return plan
+
+
+def _ruleset_name(event: dict[str, Any]) -> str:
+    """The rule set a history event names ("name@sha256:..." in the archive)."""
+    return str(event.get("version", "")).split("@")[0]
 
 
 # ---------------------------------------------------------------- replaying
@@ -442,7 +448,7 @@ class _Replayer:
         from gateway.core.errors import ConfigError
         from gateway.runtime import load_ruleset
 
-        name = str(event.get("version", "")).split("@")[0]
+        name = _ruleset_name(event)
         try:
             return load_ruleset(self.rt.config, name)
         except ConfigError:

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from gateway.security import pki, tls
-from gateway.security.keys import KeyPair, PartnerTrust, load_keypair, load_trust
+from gateway.security import tls
+from gateway.security.keys import KeyPair, PartnerTrust
 from gateway.wire.client import PinnedHttps, ServerCertificateRefused, Timeout, Unanswered
 from gateway.wire.server import serve_in_thread
+from tests.pki_fixtures import keypair, trust
 
 
 @dataclass
@@ -36,15 +37,10 @@ class Keys:
 
 
 @pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
-    d = tmp_path_factory.mktemp("pki")
-    pki.init(d)
-
-    def pair(name: str) -> KeyPair:
-        return load_keypair(d / f"{name}-key.pem", d / f"{name}.pem")
-
-    return Keys(d, pair("gateway"), pair("duo"), load_trust("duo", [d / "ca.pem"], [d / "duo.pem"]),
-                load_trust("gateway", [d / "ca.pem"], [d / "gateway.pem"]))
+def keys(pki_paths: dict[str, Any]) -> Keys:
+    # The suite's sandbox PKI (tests/conftest.py), with the helpers the security tests use.
+    return Keys(pki_paths["dir"], keypair(pki_paths, "gateway"), keypair(pki_paths, "duo"),
+                trust(pki_paths, "duo"), trust(pki_paths, "gateway"))
 
 
 class PortApp:
