@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
@@ -130,3 +130,12 @@ class Metrics:
         self.revocation_soft_fail = Counter("gateway_revocation_soft_fail_total",
                                             "Certificates accepted with unknown revocation status (soft-fail)",
                                             ["partner"], registry=r)
+        self._extra: dict[str, Any] = {}
+
+    def extra(self, name: str, make: Callable[[CollectorRegistry], Any]) -> Any:
+        """Metrics another module registers on first use, kept with this registry: a cache keyed by
+        ``id(metrics)`` outside it handed a new runtime the gauges of a freed one at the same address."""
+        found = self._extra.get(name)
+        if found is None:
+            found = self._extra[name] = make(self.registry)
+        return found

@@ -333,9 +333,6 @@ def run(rt: Any) -> dict[str, int]:
     return counts
 
 
-_cert_gauges: dict[int, Any] = {}
-
-
 def _export_certificates(rt: Any) -> None:
     """``gateway_certificate_not_after_seconds`` per certificate (own and pinned), for Prometheus'
     expiry rule (deploy/prometheus/alerts.yml)."""
@@ -345,11 +342,9 @@ def _export_certificates(rt: Any) -> None:
 
     if not rt.config.tls.enabled:
         return
-    gauge = _cert_gauges.get(id(rt.metrics))
-    if gauge is None:
-        gauge = _cert_gauges[id(rt.metrics)] = Gauge(
-            "gateway_certificate_not_after_seconds", "End of validity (epoch seconds) of the gateway's own "
-            "certificate and each pinned partner certificate", ["certificate"], registry=rt.metrics.registry)
+    gauge = rt.metrics.extra("certificates", lambda r: Gauge(
+        "gateway_certificate_not_after_seconds", "End of validity (epoch seconds) of the gateway's own "
+        "certificate and each pinned partner certificate", ["certificate"], registry=r))
     files = [("gateway", rt.config.tls.cert_file)] + [
         (name, f) for name, pc in rt.config.partners.items() for f in pc.certificate_files]
     gauge.clear()

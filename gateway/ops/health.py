@@ -21,7 +21,7 @@ import datetime as dt
 import time
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from gateway.core.errors import StoreError, StoreUnavailable
 from gateway.rules import rollout as ruleops
@@ -241,35 +241,32 @@ def _cjib_feed(rt: Runtime, now: float) -> dict[str, Any]:
             "seconds_since_last_read": None if since is None else round(since, 1)}
 
 
-_gauges: dict[int, dict[str, Gauge]] = {}
+def _health_gauges(r: CollectorRegistry) -> dict[str, Gauge]:
+    return {
+        "messages": Gauge("gateway_messages", "Messages by route and state", ["route", "state"], registry=r),
+        "oldest": Gauge("gateway_oldest_undelivered_seconds", "Age of the oldest undelivered message",
+                        ["route"], registry=r),
+        "since_ok": Gauge("gateway_seconds_since_last_success", "Time since the last delivery per route",
+                          ["route"], registry=r),
+        "waiting": Gauge("gateway_waiting_deliveries", "Deliveries waiting per route", ["route"], registry=r),
+        "dead": Gauge("gateway_dead_letters", "Dead letters waiting for an operator", ["route"], registry=r),
+        "gaps": Gauge("gateway_ind_sequence_gaps", "Open gaps in IND's volgnummer", registry=r),
+        "status": Gauge("gateway_health_status", "0 ok, 1 degraded, 2 failing", registry=r),
+        "feed": Gauge("gateway_cjib_feed_seconds_since_read", "Time since CJIB's feed was read", registry=r),
+        "live": Gauge("gateway_live_processes", "gateway run processes with a recent heartbeat", registry=r),
+        "store_up": Gauge("gateway_store_up", "1 when the store answered the last evaluation, 0 when it "
+                          "is unreachable", registry=r),
+        "alerts": Gauge("gateway_alerts_open", "Alerts open now (gateway alerts)", registry=r),
+        "unsent": Gauge("gateway_alert_notifications_unsent", "Alert notifications that failed to go out "
+                        "and are being retried", registry=r),
+        "beat": Gauge("gateway_heartbeat_age_seconds", "Time since each process's last heartbeat "
+                      "(processes not stopped cleanly)", ["instance", "host", "pid"], registry=r),
+    }
 
 
 def export(rt: Runtime, report: dict[str, Any]) -> None:
     """Put the evaluation into the runtime's Prometheus registry."""
-    g = _gauges.get(id(rt.metrics))
-    if g is None:
-        r = rt.metrics.registry
-        g = {
-            "messages": Gauge("gateway_messages", "Messages by route and state", ["route", "state"], registry=r),
-            "oldest": Gauge("gateway_oldest_undelivered_seconds", "Age of the oldest undelivered message",
-                            ["route"], registry=r),
-            "since_ok": Gauge("gateway_seconds_since_last_success", "Time since the last delivery per route",
-                              ["route"], registry=r),
-            "waiting": Gauge("gateway_waiting_deliveries", "Deliveries waiting per route", ["route"], registry=r),
-            "dead": Gauge("gateway_dead_letters", "Dead letters waiting for an operator", ["route"], registry=r),
-            "gaps": Gauge("gateway_ind_sequence_gaps", "Open gaps in IND's volgnummer", registry=r),
-            "status": Gauge("gateway_health_status", "0 ok, 1 degraded, 2 failing", registry=r),
-            "feed": Gauge("gateway_cjib_feed_seconds_since_read", "Time since CJIB's feed was read", registry=r),
-            "live": Gauge("gateway_live_processes", "gateway run processes with a recent heartbeat", registry=r),
-            "store_up": Gauge("gateway_store_up", "1 when the store answered the last evaluation, 0 when it "
-                              "is unreachable", registry=r),
-            "alerts": Gauge("gateway_alerts_open", "Alerts open now (gateway alerts)", registry=r),
-            "unsent": Gauge("gateway_alert_notifications_unsent", "Alert notifications that failed to go out "
-                            "and are being retried", registry=r),
-            "beat": Gauge("gateway_heartbeat_age_seconds", "Time since each process's last heartbeat "
-                          "(processes not stopped cleanly)", ["instance", "host", "pid"], registry=r),
-        }
-        _gauges[id(rt.metrics)] = g
+    g: dict[str, Gauge] = rt.metrics.extra("health", _health_gauges)
     store_up = report["checks"].get("store", {}).get("status", "ok") == "ok"
     g["store_up"].set(1 if store_up else 0)
     g["status"].set(_RANK[report["status"]])

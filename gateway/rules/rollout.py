@@ -352,22 +352,16 @@ def late_summary(store: Store, since: float, more_than_days: int) -> tuple[int, 
     return int(count or 0), int(worst or 0)
 
 
-_delay_gauges: dict[int, Any] = {}
-
-
 def export_delay_metrics(rt: Any) -> None:
     """Late notifications per delay bucket and their total days, as gauges in the runtime's registry."""
     from prometheus_client import Gauge
 
-    g = _delay_gauges.get(id(rt.metrics))
-    if g is None:
-        registry = rt.metrics.registry
-        g = _delay_gauges[id(rt.metrics)] = (
-            Gauge("gateway_delayed_notifications", "IND notifications stored past the delivery window, "
-                  "by days late", ["bucket"], registry=registry),
-            Gauge("gateway_delayed_notifications_days", "Days past the delivery window, summed over all "
-                  "late IND notifications", registry=registry),
-        )
+    g = rt.metrics.extra("delays", lambda r: (
+        Gauge("gateway_delayed_notifications", "IND notifications stored past the delivery window, "
+              "by days late", ["bucket"], registry=r),
+        Gauge("gateway_delayed_notifications_days", "Days past the delivery window, summed over all "
+              "late IND notifications", registry=r),
+    ))
     report = delays(rt.store)
     for label, n in report.buckets().items():
         g[0].labels(label).set(n)
