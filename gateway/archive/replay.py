@@ -327,7 +327,10 @@ def prechecks(archive: Archive, config: Any, workers: int, rules: dict[int, str]
     chunks = [(n, min(n + 32, len(items))) for n in range(0, len(items), 32)]
     if workers <= 1 or len(items) < 50:  # a pool costs more than it saves for a few
         _init_worker(*args)
-        yield itertools.chain.from_iterable(map(_verdicts, chunks))
+        try:
+            yield itertools.chain.from_iterable(map(_verdicts, chunks))
+        finally:
+            _WORKER.pop("items", None)  # this process's: the archive's bytes are not kept after the replay
         return
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=args) as pool:
         yield itertools.chain.from_iterable(pool.map(_verdicts, chunks))
