@@ -218,17 +218,23 @@ Verdict = tuple[int, bool, Any, Any]
 Item = tuple[int, str, bytes, float, str | None]
 
 
-def _init_worker(pems: dict[str, bytes], config: Any) -> None:
+def _init_worker(pems: dict[str, bytes], config: Any, items: list[Item], rulesets: dict[str, Any]) -> None:
+    """``items``: every push to check, handed over once with the pool (under fork, without being
+    pickled) so that a task is a span of them rather than their bytes. ``rulesets``: those the
+    replaying process has loaded, by file, so that each worker need not parse them again."""
     with tempfile.TemporaryDirectory() as tmp:
         archive = Archive(manifest={}, entries=[], certs=pems)
         trust = _trust(archive, Path(tmp))
-    _WORKER.update(trust=trust, config=config, certs={p: _cert_der(t) for p, t in trust.items()}, rulesets={})
+    _WORKER.update(trust=trust, config=config, certs={p: _cert_der(t) for p, t in trust.items()},
+                   rulesets=dict(rulesets), items=items)
 
 
-def _verdicts(chunk: list[Item]) -> list[Verdict]:
-    """The verdicts on consecutive pushes: every push's checks first, then what the IND route makes
-    of each that passed before the store. The two apart, because interleaved each evicts the other's
-    working set from the CPU caches (a replay of 3,000 pushes took about 6% more CPU so)."""
+def _verdicts(span: tuple[int, int]) -> list[Verdict]:
+    """The verdicts on consecutive pushes (``span`` of the items): every push's checks first, then
+    what the IND route makes of each that passed before the store. The two apart, because
+    interleaved each evicts the other's working set from the CPU caches (a replay of 3,000 pushes
+    took about 6% more CPU so)."""
+    chunk: list[Item] = _WORKER["items"][span[0]:span[1]]
     checks = [_verifies(item) for item in chunk]
     return [(seq, passes, verified, _prepared(rt, verified, item[4]) if rt is not None else None)
             for (seq, passes, verified, rt), item in zip(checks, chunk, strict=True)]
@@ -293,8 +299,8 @@ def _duo_verifies(raw: bytes, trust: Any, now: dt.datetime) -> bool:
 
 
 @contextmanager
-def prechecks(archive: Archive, config: Any, workers: int,
-              rules: dict[int, str] | None = None) -> Iterator[Iterator[Verdict]]:
+def prechecks(archive: Archive, config: Any, workers: int, rules: dict[int, str] | None = None,
+              rulesets: dict[str, Any] | None = None) -> Iterator[Iterator[Verdict]]:
     """(seq, passes, checked notification, prepared) for every inbound push, in order, checked on
     ``workers`` processes.
 
@@ -309,17 +315,22 @@ def prechecks(archive: Archive, config: Any, workers: int,
     ``rules``: per seq, the rule set file an IND push will be assessed with (``_rules_plan``); the
     workers then also make the route's store-free part (``ind_to_duo.prepare``: the mapping, the
     DUO message and the acknowledgement), which would otherwise be most of the sequential part.
+    ``rulesets``: rule sets already loaded, by file (``RuleSet.path``), which the workers take
+    instead of loading them again.
     """
     from concurrent.futures import ProcessPoolExecutor
 
     rules = rules or {}
     items: list[Item] = [(e.seq, e.meta["partner"], e.payload or b"", e.at, rules.get(e.seq))
                          for e in sorted(archive.entries, key=lambda x: x.seq) if _checked(e)]
-    args = (archive.certs, config)
-    chunks = [items[n:n + 32] for n in range(0, len(items), 32)]
+    args = (archive.certs, config, items, rulesets or {})
+    chunks = [(n, min(n + 32, len(items))) for n in range(0, len(items), 32)]
     if workers <= 1 or len(items) < 50:  # a pool costs more than it saves for a few
         _init_worker(*args)
-        yield itertools.chain.from_iterable(map(_verdicts, chunks))
+        try:
+            yield itertools.chain.from_iterable(map(_verdicts, chunks))
+        finally:
+            _WORKER.pop("items", None)  # this process's: the archive's bytes are not kept after the replay
         return
     with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=args) as pool:
         yield itertools.chain.from_iterable(pool.map(_verdicts, chunks))
@@ -428,6 +439,7 @@ class _Replayer:
                 progress(n, len(entries))
         if follow_history:
             self._history_until(float("inf"))
+        self._note_queued()
 
     def _history_until(self, t: float) -> None:
         """Switch rule sets and queue roll-out corrections recorded up to ``t``, at their times."""
@@ -459,14 +471,18 @@ class _Replayer:
             return None
 
     def _note_queued(self) -> None:
+        """Note the deliveries queued since the last call, in the order they were queued.
+
+        Called before each recorded answer and at the end rather than after every exchange (a
+        read, one transaction, per exchange): a delivery's story only grows by "queued" (here) and
+        by the attempts that answers make, so each story keeps its order."""
         for oid, partner, key in self.rt.store.query(
                 "SELECT id, partner, idempotency_key FROM outbox WHERE id > :n ORDER BY id", {"n": self._seen["outbox"]}):
             self.events.setdefault((partner, key), []).append("queued")
             self._seen["outbox"] = int(oid)
 
     def _note(self, e: Entry) -> None:
-        """Record what the step did: deliveries it queued, and what became of an inbound or feed entry."""
-        self._note_queued()
+        """Record what became of an inbound or feed entry (the deliveries it queued: ``_note_queued``)."""
         if e.kind == "inbound":
             rows = self.rt.store.query("SELECT id, outcome, fault_code FROM inbound WHERE id > :n ORDER BY id",
                                        {"n": self._seen["inbound"]})
@@ -565,6 +581,7 @@ class _Replayer:
         meta = e.meta
         if str(meta.get("outcome", "")).endswith("-lease-lost") or meta["partner"] not in self.workers:
             return
+        self._note_queued()
         story = self.events.setdefault((meta["partner"], meta["message_key"]), [])
         delivery = self._lease(meta["partner"], meta["message_key"])
         if delivery is None:  # not queued (yet), or already final: the comparison reports it
@@ -787,7 +804,8 @@ def replay(archive: Archive, *, config: Any | None = None, verify: bool = True,
         verdicts: Iterator[Verdict] = iter(())
         if rt.verify and workers != 0:
             plan = _rules_plan(archive, entries, rt, follow_history=not rules_from_build)
-            verdicts = stack.enter_context(prechecks(archive, config, workers or os.cpu_count() or 1, plan))
+            verdicts = stack.enter_context(prechecks(archive, config, workers or os.cpu_count() or 1, plan,
+                                                     {str(rt.ruleset.path): rt.ruleset}))
         try:
             replayer = _Replayer(rt, archive, verdicts, prechecked=rt.verify and workers != 0)
             replayer.run(entries, progress, follow_history=not rules_from_build)
