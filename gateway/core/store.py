@@ -21,6 +21,7 @@ state around it (the migration's advisory lock) must stay on one connection.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -646,12 +647,8 @@ class Store:
             "route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
             "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
             "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None}
-        ctes = ["m AS (INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, facts, "
-                "person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, :person, :at) "
-                "ON CONFLICT (route, message_key) DO NOTHING RETURNING id)"]
         mine = _leased_index(deliveries, lease)
         for i, d in enumerate(deliveries):
-            ctes.append(_OUTBOX_CTE.format(i=i))
             leased = lease if i == mine else None
             p.update({f"p{i}": d.partner, f"op{i}": d.operation, f"k{i}": d.idempotency_key,
                       f"pl{i}": self.seal("outbox.payload", d.payload), f"ok{i}": d.order_key,
@@ -659,45 +656,29 @@ class Store:
                       f"un{i}": now + leased.seconds if leased else None, f"c{i}": 1 if leased else 0})
         timeline = [*events, *(("processing", "queued", {"partner": d.partner, "operation": d.operation})
                                for d in deliveries)]
-        if timeline:
-            ctes.append(_values_cte("e", "INSERT INTO events (message_id, at, stage, event, detail) "
-                                         "SELECT m.id, :at, v.s, v.e, v.d", "(s, e, d)", "ORDER BY v.n", [
-                [f":es{n}", f":ee{n}", f":ed{n}"] for n in range(len(timeline))]))
-            for n, (stage, event, detail) in enumerate(timeline):
-                p.update({f"es{n}": stage, f"ee{n}": event, f"ed{n}": _json(detail) if detail else None})
+        for n, (stage, event, detail) in enumerate(timeline):
+            p.update({f"es{n}": stage, f"ee{n}": event, f"ed{n}": _json(detail) if detail else None})
         if inbound is not None:
-            ctes.append("i AS (INSERT INTO inbound (received_at, partner, operation, channel, message_key, raw, "
-                        "content_digest, outcome, fault_code, fault_detail, response_status, response_body, message_id) "
-                        "SELECT :iat, :ip, :iop, :ich, :ikey, :iraw, :idigest, 'accepted', NULL, NULL, :irs, :irb, m.id "
-                        "FROM m)")
             p.update({"iat": inbound.received_at, "ip": inbound.partner, "iop": inbound.operation,
                       "ich": inbound.channel, "ikey": inbound.message_key, "iraw": self.seal("inbound.raw", inbound.raw),
                       "idigest": inbound.content_digest, "irs": response_status,
                       "irb": self.seal("inbound.response_body", ack)})
         digests = _person_digests(person, self.lookup_key)
-        if digests:
-            ctes.append(_values_cte("l", "INSERT INTO person_lookup (digest, message_id) SELECT v.d, m.id", "(d)",
-                                    "ON CONFLICT (digest, message_id) DO NOTHING",
-                                    [[f":ld{n}"] for n in range(len(digests))]))
-            p.update({f"ld{n}": digest for n, digest in enumerate(digests)})
+        p.update({f"ld{n}": digest for n, digest in enumerate(digests)})
         if sequence is not None:
-            ctes.append("q AS (INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) SELECT :sv, :sm, :at FROM m "
-                        "ON CONFLICT (volgnummer) DO NOTHING)")
             p.update({"sv": sequence[0], "sm": sequence[1]})
-        sql = "WITH " + ", ".join(ctes) + " SELECT (SELECT id FROM m)" + "".join(
-            f", (SELECT id FROM o{i})" for i in range(len(deliveries)))
+        sql = _accept_sql(len(deliveries), len(timeline), inbound is not None, len(digests), sequence is not None)
         with self.tx(single=True) as t:
             row = t.one(sql, p)
         if row is None or row[0] is None:
             return None
-        message_id = int(row[0])
         handed = None
         if mine is not None and row[1 + mine] is not None:
             d = deliveries[mine]
             handed = Delivery(id=int(row[1 + mine]), partner=d.partner, operation=d.operation,
                               idempotency_key=d.idempotency_key, payload=d.payload, attempt=1, created_at=now,
                               order_key=None)
-        return AcceptResult("accepted", message_id, ack, handed)
+        return AcceptResult("accepted", int(row[0]), ack, handed)
 
     def log_inbound(self, record: InboundRecord, outcome: str, *, fault_code: str | None = None,
                     fault_detail: str | None = None, response_status: int | None = None,
@@ -811,28 +792,13 @@ class Store:
     def _finish_at_once(self, attempt: dict[str, Any], move: dict[str, Any],
                         message_event: tuple[str, str, dict[str, Any] | None] | None) -> bool:
         """PostgreSQL: ``finish_attempt`` (nothing to enqueue) as one statement in autocommit, one
-        round trip instead of six. The lease check and the move are the UPDATE, as in the
-        transaction; the attempt row is written either way (``-lease-lost`` when the UPDATE matched
-        nothing); the event and the message's state only with the move. CTEs see the outbox as it
-        was before the statement, so the message's state is figured from its other deliveries and
-        the moved row as the UPDATE returns it."""
+        round trip instead of six (``_finish_sql``)."""
         p = {**move, **attempt, "lost": f"{attempt['o']}-lease-lost"}
-        ctes = [f"u AS ({_FINISH} RETURNING message_id, state, attempts)",
-                "a AS (INSERT INTO attempts (outbox_id, attempt, worker, started_at, duration_ms, http_status, outcome, "
-                "detail) VALUES (:id, :n, :w, :s, :d, :h, CASE WHEN EXISTS (SELECT 1 FROM u) THEN :o ELSE :lost END, "
-                ":detail))"]
         if message_event is not None:
-            ctes.append("e AS (INSERT INTO events (message_id, at, stage, event, detail) "
-                        "SELECT u.message_id, :now, :es, :ee, :ed FROM u)")
             stage, event, detail = message_event
             p.update({"es": stage, "ee": event, "ed": _json(detail) if detail else None})
-        states = _MESSAGE_STATE_OF.format(rows="(SELECT o.state, o.attempts FROM outbox o WHERE o.message_id = "
-                                               "(SELECT message_id FROM u) AND o.id <> :id "
-                                               "UNION ALL SELECT state, attempts FROM u) o")
-        ctes.append(f"r AS (UPDATE messages SET state = ({states}), updated_at = :now "
-                    f"WHERE id = (SELECT message_id FROM u) AND state <> ({states}))")
         with self.tx(single=True) as t:
-            row = t.one("WITH " + ", ".join(ctes) + " SELECT (SELECT message_id FROM u)", p)
+            row = t.one(_finish_sql(message_event is not None), p)
         return row is not None and row[0] is not None
 
     def release(self, ids: Sequence[int], owner: str) -> None:
@@ -1223,6 +1189,28 @@ _FINISH = (
     "dead_reason = CASE WHEN :state = 'dead' THEN :err ELSE dead_reason END "
     "WHERE id = :id AND lease_owner = :owner AND state = 'pending'")
 
+@functools.lru_cache(maxsize=2)
+def _finish_sql(event: bool) -> str:
+    """``Store._finish_at_once``'s statement. The lease check and the move are the UPDATE, as in
+    ``finish_attempt``'s transaction; the attempt row is written either way (``-lease-lost`` when
+    the UPDATE matched nothing); the event and the message's state only with the move. CTEs see
+    the tables as they were before the statement, so the message's state is figured from its other
+    deliveries and the moved row as the UPDATE returns it."""
+    ctes = [f"u AS ({_FINISH} RETURNING message_id, state, attempts)",
+            "a AS (INSERT INTO attempts (outbox_id, attempt, worker, started_at, duration_ms, http_status, outcome, "
+            "detail) VALUES (:id, :n, :w, :s, :d, :h, CASE WHEN EXISTS (SELECT 1 FROM u) THEN :o ELSE :lost END, "
+            ":detail))"]
+    if event:
+        ctes.append("e AS (INSERT INTO events (message_id, at, stage, event, detail) "
+                    "SELECT u.message_id, :now, :es, :ee, :ed FROM u)")
+    states = _MESSAGE_STATE_OF.format(rows="(SELECT o.state, o.attempts FROM outbox o WHERE o.message_id = "
+                                           "(SELECT message_id FROM u) AND o.id <> :id "
+                                           "UNION ALL SELECT state, attempts FROM u) o")
+    ctes.append(f"r AS (UPDATE messages SET state = ({states}), updated_at = :now "
+                f"WHERE id = (SELECT message_id FROM u) AND state <> ({states}))")
+    return "WITH " + ", ".join(ctes) + " SELECT (SELECT message_id FROM u)"
+
+
 #: A message's state from its deliveries' (``{rows}``: state and attempts of each, as ``o``): any
 #: dead -> dead; none pending and one refused -> refused_by_partner; pending ones: retrying once
 #: one was claimed, else queued; all resolved -> resolved; all done -> delivered; no deliveries ->
@@ -1237,6 +1225,33 @@ _MESSAGE_STATE_OF = (
     "WHEN SUM(CASE WHEN o.state = 'resolved' THEN 1 ELSE 0 END) = COUNT(*) THEN 'resolved' "
     "ELSE 'delivered' END AS v FROM {rows}")
 _MESSAGE_STATE = _MESSAGE_STATE_OF.format(rows="outbox o WHERE o.message_id = :m")
+
+
+@functools.lru_cache(maxsize=64)
+def _accept_sql(deliveries: int, events: int, inbound: bool, digests: int, sequence: bool) -> str:
+    """``Store._accept_at_once``'s statement for this many parts (made once per shape: the same
+    string each time, so the dialect's and psycopg's caches find it at once)."""
+    ctes = ["m AS (INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, facts, "
+            "person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, :person, :at) "
+            "ON CONFLICT (route, message_key) DO NOTHING RETURNING id)"]
+    ctes += [_OUTBOX_CTE.format(i=i) for i in range(deliveries)]
+    if events:
+        ctes.append(_values_cte("e", "INSERT INTO events (message_id, at, stage, event, detail) "
+                                     "SELECT m.id, :at, v.s, v.e, v.d", "(s, e, d)", "ORDER BY v.n",
+                                [[f":es{n}", f":ee{n}", f":ed{n}"] for n in range(events)]))
+    if inbound:
+        ctes.append("i AS (INSERT INTO inbound (received_at, partner, operation, channel, message_key, raw, "
+                    "content_digest, outcome, fault_code, fault_detail, response_status, response_body, message_id) "
+                    "SELECT :iat, :ip, :iop, :ich, :ikey, :iraw, :idigest, 'accepted', NULL, NULL, :irs, :irb, m.id "
+                    "FROM m)")
+    if digests:
+        ctes.append(_values_cte("l", "INSERT INTO person_lookup (digest, message_id) SELECT v.d, m.id", "(d)",
+                                "ON CONFLICT (digest, message_id) DO NOTHING", [[f":ld{n}"] for n in range(digests)]))
+    if sequence:
+        ctes.append("q AS (INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) SELECT :sv, :sm, :at FROM m "
+                    "ON CONFLICT (volgnummer) DO NOTHING)")
+    return "WITH " + ", ".join(ctes) + " SELECT (SELECT id FROM m)" + "".join(
+        f", (SELECT id FROM o{i})" for i in range(deliveries))
 
 
 #: One delivery of ``Store._accept_at_once`` (the i-th), inserted only with the new message.
