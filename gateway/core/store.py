@@ -4,11 +4,8 @@ All SQL of the gateway lives here or in ``gateway/core/sql/``. Queries use ``:na
 for PostgreSQL they are rewritten once to psycopg's ``%(name)s``. Each thread has its own
 connection. A write transaction on SQLite starts with ``BEGIN IMMEDIATE`` so two writers never
 deadlock on a lock upgrade; on PostgreSQL the outbox is claimed with ``FOR UPDATE SKIP LOCKED``.
-
-The two writes of every notification, ``accept`` and ``finish_attempt``, cost the least CPU each
-backend allows: on SQLite the writers that queue while one commits share the next transaction
-(group commit, ``Store._write``: one fsync for several, each caller answered after that commit);
-on PostgreSQL each is one statement of CTEs in autocommit (one round trip instead of six to eight).
+On PostgreSQL the two writes of every notification, ``accept`` and ``finish_attempt``, are one
+statement of CTEs each, in autocommit (one round trip instead of six to eight).
 
 Driver errors are translated to ``gateway.core.errors.StoreError`` in one place (``Store.tx``).
 
@@ -146,16 +143,6 @@ class _Conn:
     dropped: bool = False
 
 
-@dataclass
-class _Work:
-    """One caller's part of a shared SQLite transaction (``Store._write``)."""
-
-    work: Callable[[_Tx], Any]
-    done: bool = False
-    result: Any = None
-    error: BaseException | None = None
-
-
 #: Reconnect back-off: first wait, ceiling (seconds); each wait is multiplied by a jitter in [0.5, 1].
 RECONNECT_INITIAL_SECONDS = 0.1
 RECONNECT_MAX_SECONDS = 2.0
@@ -195,9 +182,6 @@ class Store:
         #: console's) keep a connection per thread, so they never hold up intake (WAL).
         self._shared: _Conn | None = None
         self._turn = threading.RLock()
-        #: SQLite: the writes waiting to be run in the next shared transaction (``_write``).
-        self._queue: list[_Work] = []
-        self._queue_lock = threading.Lock()
         self._all: list[_Conn] = []
         self._lock = threading.Lock()
         # Reachability, shared by the threads: why the store is down (None: up), since when, how
@@ -479,55 +463,6 @@ class Store:
             with self._tx(self._conn(), write, single) as t:
                 yield t
 
-    def _write(self, work: Callable[[_Tx], Any]) -> Any:
-        """``work(t)`` in a write transaction; on SQLite in one shared with the other writers of
-        ``_write`` that wait for their turn meanwhile (group commit): while one transaction
-        commits (its fsync), the next writers queue, and whichever takes the turn next runs them
-        all in one transaction, one commit, one fsync. Each caller returns only after the commit
-        that holds its writes. When a shared transaction fails, each work runs again alone, so an
-        error reaches only the caller whose work caused it."""
-        if self.dialect != "sqlite":
-            with self.tx() as t:
-                return work(t)
-        mine = _Work(work)
-        with self._queue_lock:
-            self._queue.append(mine)
-        with self._turn:
-            if not mine.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._run_batch(batch)
-        if mine.error is not None:
-            raise mine.error
-        return mine.result
-
-    def _run_batch(self, batch: list[_Work]) -> None:
-        """Run ``batch`` in one transaction; if that fails, each in its own (the caller holds the turn)."""
-        try:
-            if len(batch) > 1:
-                try:
-                    with self._tx(self._conn(shared=True), True) as t:
-                        results = [w.work(t) for w in batch]
-                except Exception:  # noqa: BLE001 - nothing was committed: each runs alone below
-                    pass
-                except BaseException as exc:  # interrupted: nothing was committed, none may pass for done
-                    for w in batch:
-                        w.error = exc
-                    raise
-                else:
-                    for w, result in zip(batch, results, strict=True):
-                        w.result = result
-                    return
-            for w in batch:
-                try:
-                    with self._tx(self._conn(shared=True), True) as t:
-                        w.result = w.work(t)
-                except BaseException as exc:  # noqa: BLE001 - raised in its caller's thread
-                    w.error = exc
-        finally:
-            for w in batch:
-                w.done = True
-
     @contextmanager
     def _tx(self, conn: _Conn, write: bool, single: bool = False) -> Iterator[_Tx]:
         conn.depth += 1
@@ -664,51 +599,42 @@ class Store:
                                             deliveries, events, sequence, response_status, state, lease, now)
             if accepted is not None:
                 return accepted
-        return self._write(lambda t: self._accept_in(
-            t, route, kind, message_key, content_digest, inbound, ack, facts, person, deliveries, events, sequence,
-            response_status, state, lease, now))
-
-    def _accept_in(self, t: _Tx, route: str, kind: str, message_key: str, content_digest: str,
-                   inbound: InboundRecord | None, ack: bytes | None, facts: dict[str, Any],
-                   person: dict[str, Any] | None, deliveries: Sequence[NewDelivery],
-                   events: Sequence[tuple[str, str, dict[str, Any] | None]], sequence: tuple[int, str] | None,
-                   response_status: int, state: str, lease: Lease | None, now: float) -> AcceptResult:
-        """``accept``'s statements in transaction ``t``."""
-        # The INSERT decides (ON CONFLICT): no SELECT first, the message is new nearly always.
-        message_id = t.insert_id(
-            "INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, "
-            "facts, person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, "
-            ":person, :at) ON CONFLICT (route, message_key) DO NOTHING",
-            {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
-             "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
-             "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None})
-        if message_id is not None:
-            later, leased = [], None
-            for d in deliveries:
-                mine = lease if (leased is None and lease is not None and d.partner == lease.partner
-                                 and d.order_key is None and d.not_before is None) else None
-                queued, handed = t.insert_delivery(message_id, d, now, event=False, lease=mine)
-                later.append(queued)
-                leased = leased or handed
-            t.events(message_id, [*events, *later], at=now)
-            if inbound is not None:
-                t.log_inbound(inbound, "accepted", message_id=message_id,
-                              response_status=response_status, response_body=ack)
-            t.person_lookup(message_id, person, self.lookup_key)
-            if sequence is not None:
-                t.execute("INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) VALUES (:v, :m, :at) "
-                          "ON CONFLICT (volgnummer) DO NOTHING",
-                          {"v": sequence[0], "m": sequence[1], "at": now})
-            return AcceptResult("accepted", message_id, ack, leased)
-        existing = t.one("SELECT id, content_digest, ack FROM messages WHERE route = :r AND message_key = :k",
-                         {"r": route, "k": message_key})
-        assert existing is not None
-        message_id, digest, stored_ack = int(existing[0]), existing[1], self.unseal("messages.ack", existing[2])
-        kind_ = "repeat" if digest == content_digest else "conflict"
-        if inbound is not None and kind_ == "repeat":
-            t.log_inbound(inbound, "repeat", message_id=message_id, response_status=response_status,
-                          response_body=stored_ack)
-        return AcceptResult(kind_, message_id, stored_ack)
+        with self.tx() as t:
+            # The INSERT decides (ON CONFLICT): no SELECT first, the message is new nearly always.
+            message_id = t.insert_id(
+                "INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, "
+                "facts, person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, "
+                ":person, :at) ON CONFLICT (route, message_key) DO NOTHING",
+                {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
+                 "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
+                 "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None})
+            if message_id is not None:
+                later, leased = [], None
+                for d in deliveries:
+                    mine = lease if (leased is None and lease is not None and d.partner == lease.partner
+                                     and d.order_key is None and d.not_before is None) else None
+                    queued, handed = t.insert_delivery(message_id, d, now, event=False, lease=mine)
+                    later.append(queued)
+                    leased = leased or handed
+                t.events(message_id, [*events, *later], at=now)
+                if inbound is not None:
+                    t.log_inbound(inbound, "accepted", message_id=message_id,
+                                  response_status=response_status, response_body=ack)
+                t.person_lookup(message_id, person, self.lookup_key)
+                if sequence is not None:
+                    t.execute("INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) VALUES (:v, :m, :at) "
+                              "ON CONFLICT (volgnummer) DO NOTHING",
+                              {"v": sequence[0], "m": sequence[1], "at": now})
+                return AcceptResult("accepted", message_id, ack, leased)
+            existing = t.one("SELECT id, content_digest, ack FROM messages WHERE route = :r AND message_key = :k",
+                             {"r": route, "k": message_key})
+            assert existing is not None
+            message_id, digest, stored_ack = int(existing[0]), existing[1], self.unseal("messages.ack", existing[2])
+            kind_ = "repeat" if digest == content_digest else "conflict"
+            if inbound is not None and kind_ == "repeat":
+                t.log_inbound(inbound, "repeat", message_id=message_id, response_status=response_status,
+                              response_body=stored_ack)
+            return AcceptResult(kind_, message_id, stored_ack)
 
     def _accept_at_once(self, route: str, kind: str, message_key: str, content_digest: str,
                         inbound: InboundRecord | None, ack: bytes | None, facts: dict[str, Any],
@@ -851,7 +777,19 @@ class Store:
                 "owner": owner}
         if self.dialect == "postgresql" and not enqueue:
             return self._finish_at_once(attempt, move, message_event)
-        return bool(self._write(lambda t: _finish_in(t, attempt, move, enqueue, message_event, now)))
+        with self.tx() as t:
+            # The lease check and the move in one statement: it locks the row, so a takeover in
+            # flight commits before the WHERE is judged (PostgreSQL re-reads the row after the wait).
+            message_id = t.update_leased(_FINISH, move)
+            if message_id is None:
+                # Another worker took over after our lease expired; its attempt counts, not ours.
+                t.attempt({**attempt, "o": f"{outcome}-lease-lost"})
+                return False
+            t.attempt(attempt)
+            later = [t.insert_delivery(message_id, d, now, event=False)[0] for d in enqueue]
+            t.events(message_id, [*later, *([message_event] if message_event is not None else [])], at=now)
+            t.refresh_message_state(message_id, now)
+        return True
 
     def _finish_at_once(self, attempt: dict[str, Any], move: dict[str, Any],
                         message_event: tuple[str, str, dict[str, Any] | None] | None) -> bool:
@@ -1242,23 +1180,6 @@ class _Tx:
         # The subquery twice rather than UPDATE ... FROM, which SQLite runs about twice as slowly.
         self.execute(f"UPDATE messages SET state = ({_MESSAGE_STATE}), updated_at = :now "
                      f"WHERE id = :m AND state <> ({_MESSAGE_STATE})", {"now": now, "m": message_id})
-
-
-def _finish_in(t: _Tx, attempt: dict[str, Any], move: dict[str, Any], enqueue: Sequence[NewDelivery],
-               message_event: tuple[str, str, dict[str, Any] | None] | None, now: float) -> bool:
-    """``finish_attempt``'s statements in transaction ``t``."""
-    # The lease check and the move in one statement: it locks the row, so a takeover in
-    # flight commits before the WHERE is judged (PostgreSQL re-reads the row after the wait).
-    message_id = t.update_leased(_FINISH, move)
-    if message_id is None:
-        # Another worker took over after our lease expired; its attempt counts, not ours.
-        t.attempt({**attempt, "o": f"{attempt['o']}-lease-lost"})
-        return False
-    t.attempt(attempt)
-    later = [t.insert_delivery(message_id, d, now, event=False)[0] for d in enqueue]
-    t.events(message_id, [*later, *([message_event] if message_event is not None else [])], at=now)
-    t.refresh_message_state(message_id, now)
-    return True
 
 
 #: The lease check and the move of ``finish_attempt``: an UPDATE of outbox row ``:id``.

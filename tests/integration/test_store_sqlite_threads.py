@@ -4,18 +4,13 @@ operator's slow read never holds up intake."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import threading
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from gateway.core.errors import StoreError
 from gateway.core.store import Store
 from tests.integration.test_store_concurrency import _accept, race
 
@@ -85,57 +80,3 @@ def test_an_in_memory_store_reads_what_it_wrote() -> None:
         assert s.lookup("ind-duo", "one") is not None
     finally:
         s.close()
-
-
-
-def _while_the_turn_is_held(store: Store, calls: list[Callable[[], Any]]) -> list[Future[Any]]:
-    """Start ``calls`` in threads while another writer holds the turn (its commit in progress),
-    and let go once every one of them waits in the queue."""
-    pool = ThreadPoolExecutor(len(calls))
-    with store._turn:
-        futures = [pool.submit(call) for call in calls]
-        deadline = time.monotonic() + 10
-        while len(store._queue) < len(calls) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert len(store._queue) == len(calls)
-    pool.shutdown(wait=False)
-    return futures
-
-
-def _batches(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    sizes: list[int] = []
-    run = store._run_batch
-
-    def counted(batch: list[Any]) -> None:
-        sizes.append(len(batch))
-        run(batch)
-
-    monkeypatch.setattr(store, "_run_batch", counted)
-    return sizes
-
-
-def test_writers_waiting_for_their_turn_share_one_commit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    batches = _batches(store, monkeypatch)
-    futures = _while_the_turn_is_held(store, [lambda i=i: _accept(store, f"m{i}", seq=i + 1) for i in range(THREADS)])
-    assert all(f.result(timeout=10).kind == "accepted" for f in futures)
-    assert batches == [THREADS]  # group commit: one transaction for all of them
-    assert store.query("SELECT COUNT(*) FROM messages")[0][0] == THREADS
-
-
-def test_a_write_failing_in_a_shared_commit_fails_alone(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A delivery that does not exist: its attempt row breaks the foreign key. The shared
-    transaction is rolled back, then each write runs alone: only that caller sees the error."""
-    _accept(store, "first")
-    (leased,) = store.claim("duo", "w", limit=1, lease_seconds=30)
-    bogus = dataclasses.replace(leased, id=999_999)
-    batches = _batches(store, monkeypatch)
-    finish = functools.partial(store.finish_attempt, bogus, "w", started_at=time.time(), duration_ms=1.0,
-                               http_status=200, outcome="success", detail="ok", new_state="delivered")
-    futures = _while_the_turn_is_held(
-        store, [finish, *(lambda i=i: _accept(store, f"m{i}", seq=i + 2) for i in range(THREADS - 1))])
-    with pytest.raises(StoreError):
-        futures[0].result(timeout=10)
-    assert all(f.result(timeout=10).kind == "accepted" for f in futures[1:])
-    assert batches == [THREADS]
-    assert store.query("SELECT COUNT(*) FROM messages")[0][0] == THREADS
-    assert store.query("SELECT COUNT(*) FROM attempts")[0][0] == 0
