@@ -4,6 +4,8 @@ All SQL of the gateway lives here or in ``gateway/core/sql/``. Queries use ``:na
 for PostgreSQL they are rewritten once to psycopg's ``%(name)s``. Each thread has its own
 connection. A write transaction on SQLite starts with ``BEGIN IMMEDIATE`` so two writers never
 deadlock on a lock upgrade; on PostgreSQL the outbox is claimed with ``FOR UPDATE SKIP LOCKED``.
+On PostgreSQL the two writes of every notification, ``accept`` and ``finish_attempt``, are one
+statement of CTEs each, in autocommit (one round trip instead of six to eight).
 
 Driver errors are translated to ``gateway.core.errors.StoreError`` in one place (``Store.tx``).
 
@@ -21,6 +23,7 @@ state around it (the migration's advisory lock) must stay on one connection.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -445,10 +448,13 @@ class Store:
     def tx(self, write: bool = True, *, single: bool = False) -> Iterator[_Tx]:
         """A transaction; commits on success, rolls back on error.
 
-        ``single``: a read of one statement. On PostgreSQL it runs without BEGIN and COMMIT (the
-        connection is in autocommit, so the statement is its own transaction): two round trips fewer.
-        On SQLite it takes its turn on the writers' connection (``_shared``), like a write (and so
-        does every read of an in-memory database, which exists only in its one connection).
+        ``single``: one statement. On PostgreSQL it runs without BEGIN and COMMIT (the connection
+        is in autocommit, so the statement is its own transaction, committed when it returns): two
+        round trips fewer. A write may be single only on PostgreSQL and only when it is one
+        statement (``Store.accept``'s and ``finish_attempt``'s, whose parts are CTEs of one INSERT
+        or UPDATE). On SQLite it takes its turn on the writers' connection (``_shared``), like a
+        write (and so does every read of an in-memory database, which exists only in its one
+        connection).
         """
         if self.dialect == "sqlite" and (write or single or self._path == ":memory:"):
             with self._turn, self._tx(self._conn(shared=True), write) as t:
@@ -473,7 +479,7 @@ class Store:
                         self._drop(conn)  # in an unknown state: start afresh next time
                     raise
                 conn.raw.execute("COMMIT")
-            elif single and not write and conn.depth == 1:
+            elif single and conn.depth == 1:
                 yield _Tx(self, conn)
             else:
                 with conn.raw.transaction():
@@ -587,17 +593,22 @@ class Store:
         ``repeat`` (same digest: the stored ack is returned) or ``conflict`` (other content).
         """
         now = inbound.received_at if inbound else time.time()
+        if self.dialect == "postgresql" and not any(d.partner not in self.served for d in deliveries):
+            # One statement, one round trip (no NOTIFY to send: every partner's worker is here).
+            accepted = self._accept_at_once(route, kind, message_key, content_digest, inbound, ack, facts, person,
+                                            deliveries, events, sequence, response_status, state, lease, now)
+            if accepted is not None:
+                return accepted
         with self.tx() as t:
             # The INSERT decides (ON CONFLICT): no SELECT first, the message is new nearly always.
-            row = t.one(
+            message_id = t.insert_id(
                 "INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, "
                 "facts, person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, "
-                ":person, :at) ON CONFLICT (route, message_key) DO NOTHING RETURNING id",
+                ":person, :at) ON CONFLICT (route, message_key) DO NOTHING",
                 {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
                  "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
                  "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None})
-            if row is not None:
-                message_id = int(row[0])
+            if message_id is not None:
                 later, leased = [], None
                 for d in deliveries:
                     mine = lease if (leased is None and lease is not None and d.partner == lease.partner
@@ -624,6 +635,52 @@ class Store:
                 t.log_inbound(inbound, "repeat", message_id=message_id, response_status=response_status,
                               response_body=stored_ack)
             return AcceptResult(kind_, message_id, stored_ack)
+
+    def _accept_at_once(self, route: str, kind: str, message_key: str, content_digest: str,
+                        inbound: InboundRecord | None, ack: bytes | None, facts: dict[str, Any],
+                        person: dict[str, Any] | None, deliveries: Sequence[NewDelivery],
+                        events: Sequence[tuple[str, str, dict[str, Any] | None]], sequence: tuple[int, str] | None,
+                        response_status: int, state: str, lease: Lease | None, now: float) -> AcceptResult | None:
+        """PostgreSQL: ``accept``'s writes as one INSERT of the message whose other parts are CTEs
+        that insert only FROM the new message's row, so a repeat or conflict writes nothing; in
+        autocommit the statement is its own transaction (no BEGIN, no COMMIT: one round trip instead
+        of eight). None when the message was there already: ``accept``'s transaction then says what."""
+        p: dict[str, Any] = {
+            "route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
+            "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
+            "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None}
+        mine = _leased_index(deliveries, lease)
+        for i, d in enumerate(deliveries):
+            leased = lease if i == mine else None
+            p.update({f"p{i}": d.partner, f"op{i}": d.operation, f"k{i}": d.idempotency_key,
+                      f"pl{i}": self.seal("outbox.payload", d.payload), f"ok{i}": d.order_key,
+                      f"due{i}": d.not_before or now, f"ow{i}": leased.owner if leased else None,
+                      f"un{i}": now + leased.seconds if leased else None, f"c{i}": 1 if leased else 0})
+        timeline = [*events, *(("processing", "queued", {"partner": d.partner, "operation": d.operation})
+                               for d in deliveries)]
+        for n, (stage, event, detail) in enumerate(timeline):
+            p.update({f"es{n}": stage, f"ee{n}": event, f"ed{n}": _json(detail) if detail else None})
+        if inbound is not None:
+            p.update({"iat": inbound.received_at, "ip": inbound.partner, "iop": inbound.operation,
+                      "ich": inbound.channel, "ikey": inbound.message_key, "iraw": self.seal("inbound.raw", inbound.raw),
+                      "idigest": inbound.content_digest, "irs": response_status,
+                      "irb": self.seal("inbound.response_body", ack)})
+        digests = _person_digests(person, self.lookup_key)
+        p.update({f"ld{n}": digest for n, digest in enumerate(digests)})
+        if sequence is not None:
+            p.update({"sv": sequence[0], "sm": sequence[1]})
+        sql = _accept_sql(len(deliveries), len(timeline), inbound is not None, len(digests), sequence is not None)
+        with self.tx(single=True) as t:
+            row = t.one(sql, p)
+        if row is None or row[0] is None:
+            return None
+        handed = None
+        if mine is not None and row[1 + mine] is not None:
+            d = deliveries[mine]
+            handed = Delivery(id=int(row[1 + mine]), partner=d.partner, operation=d.operation,
+                              idempotency_key=d.idempotency_key, payload=d.payload, attempt=1, created_at=now,
+                              order_key=None)
+        return AcceptResult("accepted", int(row[0]), ack, handed)
 
     def log_inbound(self, record: InboundRecord, outcome: str, *, fault_code: str | None = None,
                     fault_detail: str | None = None, response_status: int | None = None,
@@ -715,19 +772,15 @@ class Store:
         now = time.time() if now is None else now
         attempt = {"id": delivery.id, "n": delivery.attempt, "w": owner, "s": started_at, "d": duration_ms,
                    "h": http_status, "o": outcome, "detail": detail}
+        move = {"state": new_state, "next": next_attempt_at, "err": None if new_state == "delivered" else detail,
+                "now": now, "receipt": self.seal("outbox.receipt", receipt), "ref": receipt_ref, "id": delivery.id,
+                "owner": owner}
+        if self.dialect == "postgresql" and not enqueue:
+            return self._finish_at_once(attempt, move, message_event)
         with self.tx() as t:
             # The lease check and the move in one statement: it locks the row, so a takeover in
             # flight commits before the WHERE is judged (PostgreSQL re-reads the row after the wait).
-            message_id = t.update_leased(
-                "UPDATE outbox SET state = :state, lease_owner = NULL, lease_expires_at = NULL, "
-                "next_attempt_at = COALESCE(:next, next_attempt_at), last_error = :err, "
-                "delivered_at = CASE WHEN :state = 'delivered' THEN :now ELSE delivered_at END, "
-                "receipt = COALESCE(:receipt, receipt), receipt_ref = COALESCE(:ref, receipt_ref), "
-                "dead_reason = CASE WHEN :state = 'dead' THEN :err ELSE dead_reason END "
-                "WHERE id = :id AND lease_owner = :owner AND state = 'pending'",
-                {"state": new_state, "next": next_attempt_at, "err": None if new_state == "delivered" else detail,
-                 "now": now, "receipt": self.seal("outbox.receipt", receipt), "ref": receipt_ref, "id": delivery.id,
-                 "owner": owner})
+            message_id = t.update_leased(_FINISH, move)
             if message_id is None:
                 # Another worker took over after our lease expired; its attempt counts, not ours.
                 t.attempt({**attempt, "o": f"{outcome}-lease-lost"})
@@ -737,6 +790,18 @@ class Store:
             t.events(message_id, [*later, *([message_event] if message_event is not None else [])], at=now)
             t.refresh_message_state(message_id, now)
         return True
+
+    def _finish_at_once(self, attempt: dict[str, Any], move: dict[str, Any],
+                        message_event: tuple[str, str, dict[str, Any] | None] | None) -> bool:
+        """PostgreSQL: ``finish_attempt`` (nothing to enqueue) as one statement in autocommit, one
+        round trip instead of six (``_finish_sql``)."""
+        p = {**move, **attempt, "lost": f"{attempt['o']}-lease-lost"}
+        if message_event is not None:
+            stage, event, detail = message_event
+            p.update({"es": stage, "ee": event, "ed": _json(detail) if detail else None})
+        with self.tx(single=True) as t:
+            row = t.one(_finish_sql(message_event is not None), p)
+        return row is not None and row[0] is not None
 
     def release(self, ids: Sequence[int], owner: str) -> None:
         """Give leased deliveries back untouched (graceful shutdown before the attempt began)."""
@@ -981,6 +1046,16 @@ class _Tx:
     def rowcount(self, sql: str, params: dict[str, Any] | None = None) -> int:
         return int(self.execute(sql, params).rowcount)
 
+    def insert_id(self, sql: str, params: dict[str, Any]) -> int | None:
+        """The id of the row an INSERT (``ON CONFLICT ... DO NOTHING``) made; None when it made none."""
+        if self.store.dialect == "postgresql":
+            row = self.one(sql + " RETURNING id", params)
+            return int(row[0]) if row else None
+        # SQLite: the cursor's lastrowid costs less than RETURNING (about 20 µs a statement here);
+        # it keeps the previous insert's id when this one did nothing, hence the rowcount.
+        cursor = self.execute(sql, params)
+        return int(cursor.lastrowid) if cursor.rowcount > 0 else None
+
     def attempt_counts(self, outbox_ids: Sequence[int]) -> dict[int, tuple[int, int]]:
         """Per outbox id: (attempt rows, attempts recorded by the lease holder, i.e. not lease-lost)."""
         if not outbox_ids:
@@ -1011,9 +1086,9 @@ class _Tx:
             self.execute(sql, params)
             self.announce(d.partner)
         else:
-            row = self.one(sql + " RETURNING id", params)
-            leased = None if row is None else Delivery(
-                id=int(row[0]), partner=d.partner, operation=d.operation, idempotency_key=d.idempotency_key,
+            oid = self.insert_id(sql, params)
+            leased = None if oid is None else Delivery(
+                id=oid, partner=d.partner, operation=d.operation, idempotency_key=d.idempotency_key,
                 payload=d.payload, attempt=1, created_at=now, order_key=None)
         queued = ("processing", "queued", {"partner": d.partner, "operation": d.operation})
         if event:
@@ -1053,15 +1128,14 @@ class _Tx:
     def log_inbound(self, r: InboundRecord, outcome: str, *, fault_code: str | None = None,
                     fault_detail: str | None = None, response_status: int | None = None,
                     response_body: bytes | None = None, message_id: int | None = None) -> int:
-        row = self.one(
+        return self.insert_id(
             "INSERT INTO inbound (received_at, partner, operation, channel, message_key, raw, content_digest, "
             "outcome, fault_code, fault_detail, response_status, response_body, message_id) VALUES (:at, :p, :op, "
-            ":ch, :key, :raw, :digest, :outcome, :fc, :fd, :rs, :rb, :m) RETURNING id",
+            ":ch, :key, :raw, :digest, :outcome, :fc, :fd, :rs, :rb, :m)",
             {"at": r.received_at, "p": r.partner, "op": r.operation, "ch": r.channel, "key": r.message_key,
              "raw": self.store.seal("inbound.raw", r.raw), "digest": r.content_digest, "outcome": outcome,
              "fc": fault_code, "fd": fault_detail, "rs": response_status,
-             "rb": self.store.seal("inbound.response_body", response_body), "m": message_id})
-        return int(row[0]) if row else 0
+             "rb": self.store.seal("inbound.response_body", response_body), "m": message_id}) or 0
 
     def event(self, message_id: int | None, stage: str, event: str, detail: dict[str, Any] | None, *,
               at: float) -> None:
@@ -1091,10 +1165,7 @@ class _Tx:
     def person_lookup(self, message_id: int, person: dict[str, Any] | None, key: bytes | None) -> None:
         # Only keyed hashes: the console finds a message by BSN or V-number without either being
         # stored in clear for the lookup (the person column itself is what the message carries).
-        if key is None or not person:
-            return
-        rows = [{"d": person_digest(key, kind, str(person[kind])), "m": message_id}
-                for kind in ("bsn", "vNummer") if person.get(kind)]
+        rows = [{"d": digest, "m": message_id} for digest in _person_digests(person, key)]
         if rows:
             self.executemany("INSERT INTO person_lookup (digest, message_id) VALUES (:d, :m) "
                              "ON CONFLICT (digest, message_id) DO NOTHING", rows)
@@ -1111,10 +1182,42 @@ class _Tx:
                      f"WHERE id = :m AND state <> ({_MESSAGE_STATE})", {"now": now, "m": message_id})
 
 
-#: A message's state from its deliveries: any dead -> dead; none pending and one refused ->
-#: refused_by_partner; pending ones: retrying once one was claimed, else queued; all resolved ->
-#: resolved; all done -> delivered; no deliveries -> accepted.
-_MESSAGE_STATE = (
+#: The lease check and the move of ``finish_attempt``: an UPDATE of outbox row ``:id``.
+_FINISH = (
+    "UPDATE outbox SET state = :state, lease_owner = NULL, lease_expires_at = NULL, "
+    "next_attempt_at = COALESCE(:next, next_attempt_at), last_error = :err, "
+    "delivered_at = CASE WHEN :state = 'delivered' THEN :now ELSE delivered_at END, "
+    "receipt = COALESCE(:receipt, receipt), receipt_ref = COALESCE(:ref, receipt_ref), "
+    "dead_reason = CASE WHEN :state = 'dead' THEN :err ELSE dead_reason END "
+    "WHERE id = :id AND lease_owner = :owner AND state = 'pending'")
+
+@functools.lru_cache(maxsize=2)
+def _finish_sql(event: bool) -> str:
+    """``Store._finish_at_once``'s statement. The lease check and the move are the UPDATE, as in
+    ``finish_attempt``'s transaction; the attempt row is written either way (``-lease-lost`` when
+    the UPDATE matched nothing); the event and the message's state only with the move. CTEs see
+    the tables as they were before the statement, so the message's state is figured from its other
+    deliveries and the moved row as the UPDATE returns it."""
+    ctes = [f"u AS ({_FINISH} RETURNING message_id, state, attempts)",
+            "a AS (INSERT INTO attempts (outbox_id, attempt, worker, started_at, duration_ms, http_status, outcome, "
+            "detail) VALUES (:id, :n, :w, :s, :d, :h, CASE WHEN EXISTS (SELECT 1 FROM u) THEN :o ELSE :lost END, "
+            ":detail))"]
+    if event:
+        ctes.append("e AS (INSERT INTO events (message_id, at, stage, event, detail) "
+                    "SELECT u.message_id, :now, :es, :ee, :ed FROM u)")
+    states = _MESSAGE_STATE_OF.format(rows="(SELECT o.state, o.attempts FROM outbox o WHERE o.message_id = "
+                                           "(SELECT message_id FROM u) AND o.id <> :id "
+                                           "UNION ALL SELECT state, attempts FROM u) o")
+    ctes.append(f"r AS (UPDATE messages SET state = ({states}), updated_at = :now "
+                f"WHERE id = (SELECT message_id FROM u) AND state <> ({states}))")
+    return "WITH " + ", ".join(ctes) + " SELECT (SELECT message_id FROM u)"
+
+
+#: A message's state from its deliveries' (``{rows}``: state and attempts of each, as ``o``): any
+#: dead -> dead; none pending and one refused -> refused_by_partner; pending ones: retrying once
+#: one was claimed, else queued; all resolved -> resolved; all done -> delivered; no deliveries ->
+#: accepted.
+_MESSAGE_STATE_OF = (
     "SELECT CASE WHEN COUNT(*) = 0 THEN 'accepted' "
     "WHEN SUM(CASE WHEN o.state = 'dead' THEN 1 ELSE 0 END) > 0 THEN 'dead' "
     "WHEN SUM(CASE WHEN o.state = 'pending' THEN 1 ELSE 0 END) = 0 "
@@ -1122,7 +1225,67 @@ _MESSAGE_STATE = (
     "WHEN SUM(CASE WHEN o.state = 'pending' AND o.attempts > 0 THEN 1 ELSE 0 END) > 0 THEN 'retrying' "
     "WHEN SUM(CASE WHEN o.state = 'pending' THEN 1 ELSE 0 END) > 0 THEN 'queued' "
     "WHEN SUM(CASE WHEN o.state = 'resolved' THEN 1 ELSE 0 END) = COUNT(*) THEN 'resolved' "
-    "ELSE 'delivered' END AS v FROM outbox o WHERE o.message_id = :m")
+    "ELSE 'delivered' END AS v FROM {rows}")
+_MESSAGE_STATE = _MESSAGE_STATE_OF.format(rows="outbox o WHERE o.message_id = :m")
+
+
+@functools.lru_cache(maxsize=64)
+def _accept_sql(deliveries: int, events: int, inbound: bool, digests: int, sequence: bool) -> str:
+    """``Store._accept_at_once``'s statement for this many parts (made once per shape: the same
+    string each time, so the dialect's and psycopg's caches find it at once)."""
+    ctes = ["m AS (INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, facts, "
+            "person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, :person, :at) "
+            "ON CONFLICT (route, message_key) DO NOTHING RETURNING id)"]
+    ctes += [_OUTBOX_CTE.format(i=i) for i in range(deliveries)]
+    if events:
+        ctes.append(_values_cte("e", "INSERT INTO events (message_id, at, stage, event, detail) "
+                                     "SELECT m.id, :at, v.s, v.e, v.d", "(s, e, d)", "ORDER BY v.n",
+                                [[f":es{n}", f":ee{n}", f":ed{n}"] for n in range(events)]))
+    if inbound:
+        ctes.append("i AS (INSERT INTO inbound (received_at, partner, operation, channel, message_key, raw, "
+                    "content_digest, outcome, fault_code, fault_detail, response_status, response_body, message_id) "
+                    "SELECT :iat, :ip, :iop, :ich, :ikey, :iraw, :idigest, 'accepted', NULL, NULL, :irs, :irb, m.id "
+                    "FROM m)")
+    if digests:
+        ctes.append(_values_cte("l", "INSERT INTO person_lookup (digest, message_id) SELECT v.d, m.id", "(d)",
+                                "ON CONFLICT (digest, message_id) DO NOTHING", [[f":ld{n}"] for n in range(digests)]))
+    if sequence:
+        ctes.append("q AS (INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) SELECT :sv, :sm, :at FROM m "
+                    "ON CONFLICT (volgnummer) DO NOTHING)")
+    return "WITH " + ", ".join(ctes) + " SELECT (SELECT id FROM m)" + "".join(
+        f", (SELECT id FROM o{i})" for i in range(deliveries))
+
+
+#: One delivery of ``Store._accept_at_once`` (the i-th), inserted only with the new message.
+_OUTBOX_CTE = (
+    "o{i} AS (INSERT INTO outbox (message_id, partner, operation, idempotency_key, payload, order_key, state, "
+    "attempts, created_at, next_attempt_at, lease_owner, lease_expires_at) SELECT m.id, :p{i}, :op{i}, :k{i}, "
+    ":pl{i}, :ok{i}, 'pending', :c{i}, :at, :due{i}, :ow{i}, :un{i} FROM m "
+    "ON CONFLICT (partner, idempotency_key) DO NOTHING RETURNING id)")
+
+
+def _values_cte(name: str, insert: str, columns: str, tail: str, rows: Sequence[Sequence[str]]) -> str:
+    """``name AS (insert FROM m, (VALUES (0, ...), (1, ...)) AS v(n, columns...) tail)``: rows
+    inserted with the new message only, in their order (``n``)."""
+    values = ", ".join(f"({n}, {', '.join(row)})" for n, row in enumerate(rows))
+    return f"{name} AS ({insert} FROM m, (VALUES {values}) AS v(n, {columns[1:-1]}) {tail})"
+
+
+def _leased_index(deliveries: Sequence[NewDelivery], lease: Lease | None) -> int | None:
+    """Which delivery ``accept(lease=...)`` stores leased: the first for the lease's partner that is
+    due now and has no order."""
+    if lease is None:
+        return None
+    for i, d in enumerate(deliveries):
+        if d.partner == lease.partner and d.order_key is None and d.not_before is None:
+            return i
+    return None
+
+
+def _person_digests(person: dict[str, Any] | None, key: bytes | None) -> list[str]:
+    if key is None or not person:
+        return []
+    return [person_digest(key, kind, str(person[kind])) for kind in ("bsn", "vNummer") if person.get(kind)]
 
 
 def person_digest(key: bytes, kind: str, value: str) -> str:

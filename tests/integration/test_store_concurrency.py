@@ -41,6 +41,20 @@ def stores(pg_dsn: str) -> Iterator[Callable[[], Store]]:
         s.close()
 
 
+@pytest.fixture(params=[False, True], ids=["transaction", "one-statement"])
+def door_stores(stores: Callable[[], Store], request: pytest.FixtureRequest) -> Callable[[], Store]:
+    """``stores``, and once more with the partner's workers in the process (``Store.served``):
+    then ``accept`` is one statement (CTEs) instead of a transaction."""
+
+    def new() -> Store:
+        s = stores()
+        if request.param:
+            s.served = {"duo"}
+        return s
+
+    return new
+
+
 def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
     """Run ``fn(i)`` in ``n`` threads released at the same moment."""
     barrier = threading.Barrier(n)
@@ -79,8 +93,8 @@ def _queue(store: Store, n: int, *, order_key: Callable[[int], str | None] = lam
 # ---------------------------------------------------------------- the door
 
 
-def test_racing_accepts_of_one_key_create_one_message_and_one_delivery(stores: Callable[[], Store]) -> None:
-    racers = [stores() for _ in range(RACERS)]
+def test_racing_accepts_of_one_key_create_one_message_and_one_delivery(door_stores: Callable[[], Store]) -> None:
+    racers = [door_stores() for _ in range(RACERS)]
     for round_ in range(5):  # several rounds: a race that loses rarely still shows up
         key = f"melding-{round_}"
         results = race(RACERS, lambda i, key=key, seq=round_ + 1: _accept(racers[i], key, seq=seq))
@@ -97,8 +111,8 @@ def test_racing_accepts_of_one_key_create_one_message_and_one_delivery(stores: C
         "accepted": 5, "repeat": 5 * (RACERS - 1)}
 
 
-def test_racing_accepts_with_other_content_conflict(stores: Callable[[], Store]) -> None:
-    racers = [stores() for _ in range(RACERS)]
+def test_racing_accepts_with_other_content_conflict(door_stores: Callable[[], Store]) -> None:
+    racers = [door_stores() for _ in range(RACERS)]
     results = race(RACERS, lambda i: _accept(racers[i], "same-key", digest=f"d{i}"))
     assert sorted(r.kind for r in results) == ["accepted"] + ["conflict"] * (RACERS - 1)
     assert racers[0].query("SELECT COUNT(*) FROM outbox")[0][0] == 1
