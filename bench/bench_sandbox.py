@@ -302,6 +302,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
                 p.proc.send_signal(signal.SIGUSR1)  # type: ignore[union-attr]
         time.sleep(0.2)
         cpu0 = {p.name: p.cpu_seconds() for p in procs}
+        threads0 = [p.thread_cpu() for p in procs]
         pg0 = postgres_cpu_seconds() if pg else 0.0
         load0 = machine_load()
         t0 = time.time()
@@ -312,6 +313,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
         ok = wait_until(lambda: delivered_all(meldingen), timeout=120 + count * 0.05, interval=0.2)
         t_end = max((duo_clock.received.get(bericht_id(m), 0.0) for m in meldingen), default=time.time())
         cpu1 = {p.name: p.cpu_seconds() for p in procs}
+        threads1 = [p.thread_cpu() for p in procs]
         pg1 = postgres_cpu_seconds() if pg else 0.0
         rss = {p.name: p.rss_bytes() for p in procs}
         idle_after = None
@@ -365,6 +367,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
                            "max": round(max(latencies) * 1000, 1) if latencies else None},
             "gateway_cpu_ms_per_msg": round(per_msg * 1000, 3),
             "gateway_cpu_ms_per_msg_by_process": {k: round((cpu1[k] - cpu0[k]) * 1000 / count, 3) for k in cpu0},
+            "gateway_cpu_us_per_msg_by_thread": _by_thread(threads0, threads1, gateway_cpu, count),
             "gateway_idle_cpu_ms_per_s": round(idle_rate * 1000, 2),
             "gateway_idle_after_cpu_ms_per_s": round(idle_after * 1000, 2) if idle_after is not None else None,
             "postgres_cpu_ms_per_msg": round((pg1 - pg0) * 1000 / count, 3) if pg else None,
@@ -387,6 +390,18 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
         chain.stop()
         if drop is not None:
             drop()
+
+
+def _by_thread(before: list[dict[int, tuple[str, float]]], after: list[dict[int, tuple[str, float]]],
+               total: float, count: int) -> dict[str, float]:
+    """µs per notification by thread role (``common.proc_thread_cpu``), all processes; "ended" is
+    what threads that ended during the run spent (the processes' total less the live threads')."""
+    spent: dict[str, float] = {}
+    for b, a in zip(before, after, strict=True):
+        for tid, (role, seconds) in a.items():
+            spent[role] = spent.get(role, 0.0) + seconds - b.get(tid, (role, 0.0))[1]
+    spent["ended"] = max(0.0, total - sum(spent.values()))
+    return {k: round(v * 1e6 / count, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
 
 
 def _profile_summary(profiles: dict[str, Any], count: int, per_msg: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,24 @@ def proc_cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Thread id -> (role, CPU seconds: utime + stime) for each live thread of a process.
+
+    The role is the thread's name as the operating system has it (``gateway.core.threads``) without
+    its number (``intake_0`` and ``intake_1`` are ``intake``; ``duo-3`` is ``duo``); the main thread
+    (asyncio's event loop: the HTTP servers and TLS) is ``main``."""
+    out: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().rstrip("\n")
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        role = "main" if task.name == str(pid) else re.sub(r"[-_]\d+$", "", name)
+        out[int(task.name)] = (role, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    return out
 
 
 def proc_rss_bytes(pid: int) -> int:
@@ -170,6 +189,9 @@ class GatewayProcess:
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
+
+    def thread_cpu(self) -> dict[int, tuple[str, float]]:
+        return proc_thread_cpu(self.pid)
 
     def rss_bytes(self) -> int:
         return proc_rss_bytes(self.pid)

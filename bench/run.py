@@ -103,7 +103,8 @@ def _gateway(name: str, *, count: int, pg: str | None, processes: int, base: Pat
            "idle_right_after_warmup_ms_per_s_per_process": round(r["gateway_idle_cpu_ms_per_s"] / processes, 2),
            "rss_mb": r["gateway_rss_mb"], "loadavg_before": r["conditions"]["loadavg_1min_before"],
            "postgres_server_cpu_ms_per_msg": r["postgres_cpu_ms_per_msg"],
-           "where_us_per_msg": _where(r), "failures": r["failure_details"]}
+           "where_us_per_msg": _where(r), "by_thread_us_per_msg": r["gateway_cpu_us_per_msg_by_thread"],
+           "failures": r["failure_details"]}
     progress(f"{name}: {out['cpu_per_notification_us'] / 1000:.2f} ms/notification, yardstick "
              f"{out['yardstick_us'] / 1000:.2f} ms, ratio {out['ratio']}, {out['throughput_per_s']}/s, "
              f"p99 {r['latency_ms']['p99']} ms, ok={out['ok']}")
@@ -164,6 +165,7 @@ def main() -> None:
     res["ratio_sqlite_vs_yardstick_after_idle"] = runs["sqlite"]["ratio_vs_yardstick_after_idle"]
     res["max_rate_per_s"] = runs["sqlite"]["throughput_per_s"]
     res["where_the_cpu_goes_us_sqlite"] = runs["sqlite"]["where_us_per_msg"]
+    res["cpu_by_thread_us_sqlite"] = runs["sqlite"]["by_thread_us_per_msg"]
     res["signxml_units_per_notification_sqlite"] = round(
         res["cpu_per_notification_us_sqlite"] / res["signxml_verify_us"], 1)
 
@@ -290,6 +292,9 @@ def _print_report(res: dict[str, Any]) -> None:
              f"{r['idle_cpu_ms_per_s_per_process']} ms/s per process; ok={r['ok']}")
     line("Where the CPU goes (sqlite-1, µs per notification, inclusive):")
     for k, v in list(res["where_the_cpu_goes_us_sqlite"].items())[:14]:
+        line(f"  {k:55s} {v:9.1f}")
+    line("The same by thread (sqlite-1, µs per notification; main = the event loop: HTTP servers and TLS):")
+    for k, v in res["cpu_by_thread_us_sqlite"].items():
         line(f"  {k:55s} {v:9.1f}")
     line(f"Old unit: the gateway spends {res['signxml_units_per_notification_sqlite']} signxml verifies per "
          "notification")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from gateway.core.threads import name_this_thread
 from gateway.runtime import Runtime
 from gateway.wire.server import Answer, client_cert_der
 
@@ -55,7 +56,8 @@ def _problem(status: int, title: str, detail: str = "") -> Answer:
 def _executor(rt: Runtime) -> ThreadPoolExecutor:
     pool = rt.clients.get("intake-pool")
     if pool is None:
-        pool = rt.clients["intake-pool"] = _Pool(max_workers=8, thread_name_prefix="intake")
+        pool = rt.clients["intake-pool"] = _Pool(max_workers=8, thread_name_prefix="intake",
+                                                    initializer=name_this_thread)
     return pool
 
 

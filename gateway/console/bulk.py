@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.console import api
 from gateway.console.auth import Session
+from gateway.core.threads import name_this_thread
 from gateway.runtime import Runtime
 
 __all__ = ["Job", "start", "get"]
@@ -44,7 +45,8 @@ class _Jobs:
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-bulk")
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="console-bulk",
+                                       initializer=name_this_thread)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

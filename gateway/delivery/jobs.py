@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from gateway.core.errors import GatewayError, StoreError
 from gateway.core.observability import log_store_error
 from gateway.core.store import OUTBOX_CHANNEL, RULES_CHANNEL
+from gateway.core.threads import name_this_thread
 from gateway.runtime import Runtime
 
 __all__ = ["Job", "JobRunner", "Heartbeat", "Listener", "heartbeat_interval", "RULES_POLL_SECONDS"]
@@ -60,6 +61,7 @@ class JobRunner(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        name_this_thread()
         while not self._stop_event.is_set():
             now = time.monotonic()
             for job in self.jobs:
@@ -130,6 +132,7 @@ class Heartbeat(threading.Thread):
         super().start()
 
     def run(self) -> None:
+        name_this_thread()
         while not self._stop_event.wait(self.interval_seconds):
             self.beat()
 
@@ -167,6 +170,7 @@ class Listener(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        name_this_thread()
         try:
             self.rt.store.listen([OUTBOX_CHANNEL, RULES_CHANNEL], self._heard, self._stop_event,
                                  on_connect=self._connected)

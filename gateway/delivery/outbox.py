@@ -35,6 +35,7 @@ from gateway.core.config import RetryPolicy
 from gateway.core.errors import StoreError
 from gateway.core.observability import log_store_error
 from gateway.core.store import NewDelivery
+from gateway.core.threads import name_this_thread
 from gateway.runtime import Runtime
 
 __all__ = ["CircuitBreaker", "Worker", "WorkerPool", "backoff_seconds", "FollowUp", "CRASHED_CLAIMS_FACTOR"]
@@ -158,6 +159,7 @@ class Worker(threading.Thread):
         self._settled = False  # the last run_once changed no due time (see _run_handed)
 
     def run(self) -> None:
+        name_this_thread()
         bell = self.rt.wake[self.partner]
         while not self.stopping.is_set():
             try:

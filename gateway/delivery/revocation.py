@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from gateway.core.errors import StoreError
+from gateway.core.threads import name_this_thread
 from gateway.security import revocation as rv
 
 __all__ = ["RevocationRefresher", "TICK_SECONDS", "LONGEST_SLEEP_SECONDS"]
@@ -141,6 +142,7 @@ class RevocationRefresher:
         self._thread.start()
 
     def _run(self) -> None:
+        name_this_thread()
         while not self._stop.is_set():
             sleep = TICK_SECONDS
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -93,3 +94,20 @@ def test_one_attempt_event_per_attempt_and_no_personal_data(rig: tuple[Any, Gate
         for where, text in (("log file", log_text), ("stderr", stderr_text), ("/metrics", metrics_text),
                             ("/health", health_text)):
             assert not pattern.search(text), f"personal data in {where}"
+
+
+def _thread_names(pid: int) -> list[str]:
+    return [(task / "comm").read_text().rstrip("\n") for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
+def test_threads_carry_their_names_for_the_operating_system(rig: tuple[Any, GatewayProcess, Store]) -> None:
+    """``top -H`` / ``ps -L`` tell the intake, each partner's workers and the jobs apart."""
+    chain, gp, store = rig
+    gp.start()
+    m = meldingen(1, seed=82)[0]
+    assert chain.ind.push(gp.ind_endpoint, m).accepted  # the intake pool starts its first thread
+    assert gp.proc is not None
+    names = _thread_names(gp.proc.pid)
+    assert gp.terminate(timeout=30) == 0
+    assert {"intake_0", "jobs", "heartbeat", "revocation"} <= set(names), names
+    assert sorted(n for n in names if n.startswith("duo-")) == [f"duo-{i}" for i in range(4)], names
