@@ -582,6 +582,7 @@ class Store:
         response_status: int = 200,
         state: str = "queued",
         lease: Lease | None = None,
+        now: float | None = None,
     ) -> AcceptResult:
         """Store one accepted message, its deliveries and its log in one transaction.
 
@@ -591,8 +592,12 @@ class Store:
 
         A concurrent or earlier acceptance of the same (route, key) wins: the result is then
         ``repeat`` (same digest: the stored ack is returned) or ``conflict`` (other content).
+
+        ``now`` (the caller's clock, which judges the claims) dates the message and its deliveries and
+        starts the lease; by default the inbound record's ``received_at``, without one the wall clock.
         """
-        now = inbound.received_at if inbound else time.time()
+        if now is None:
+            now = inbound.received_at if inbound else time.time()
         if self.dialect == "postgresql" and not any(d.partner not in self.served for d in deliveries):
             # One statement, one round trip (no NOTIFY to send: every partner's worker is here).
             accepted = self._accept_at_once(route, kind, message_key, content_digest, inbound, ack, facts, person,
@@ -740,15 +745,17 @@ class Store:
         out.sort(key=lambda d: d.id)
         return out
 
-    def heartbeat(self, ids: Sequence[int], owner: str, *, lease_seconds: float) -> int:
-        """Extend the leases this owner holds; returns how many it still holds."""
+    def heartbeat(self, ids: Sequence[int], owner: str, *, lease_seconds: float, now: float | None = None) -> int:
+        """Extend the leases this owner holds to ``now + lease_seconds``; returns how many it still holds.
+        ``now`` must be the clock the claims are judged by (``claim(now=...)``)."""
         if not ids:
             return 0
+        until = (time.time() if now is None else now) + lease_seconds
         n = 0
         with self.tx() as t:
             for i in ids:
                 n += t.rowcount("UPDATE outbox SET lease_expires_at = :until WHERE id = :id AND lease_owner = :o "
-                                "AND state = 'pending'", {"until": time.time() + lease_seconds, "id": i, "o": owner})
+                                "AND state = 'pending'", {"until": until, "id": i, "o": owner})
         return n
 
     def finish_attempt(
@@ -831,8 +838,9 @@ class Store:
     # ------------------------------------------------------------ operators
 
     def operator_retry(self, outbox_ids: Sequence[int], operator: str, note: str | None = None, *,
-                       channel: str = "cli") -> int:
-        now = time.time()
+                       channel: str = "cli", now: float | None = None) -> int:
+        """Queue dead or resolved deliveries again, due at ``now`` (the clock the claims are judged by)."""
+        now = time.time() if now is None else now
         n = 0
         with self.tx() as t:
             for i in outbox_ids:
