@@ -256,7 +256,7 @@ def act(rt: Runtime, s: Session, action: str, delivery: str, reason: str | None)
                      channel="console", outcome="refused")
         raise
     if action == "retry":
-        done = rt.store.operator_retry([int(delivery)], s.operator, note, channel="console")
+        done = rt.store.operator_retry([int(delivery)], s.operator, note, channel="console", now=rt.clock.time())
     else:
         done = rt.store.operator_resolve([int(delivery)], s.operator, note or "", channel="console")
     if action == "retry" and done:

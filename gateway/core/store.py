@@ -582,6 +582,7 @@ class Store:
         response_status: int = 200,
         state: str = "queued",
         lease: Lease | None = None,
+        now: float | None = None,
     ) -> AcceptResult:
         """Store one accepted message, its deliveries and its log in one transaction.
 
@@ -591,8 +592,12 @@ class Store:
 
         A concurrent or earlier acceptance of the same (route, key) wins: the result is then
         ``repeat`` (same digest: the stored ack is returned) or ``conflict`` (other content).
+
+        ``now`` (the caller's clock, which judges the claims) dates the message and its deliveries and
+        starts the lease; by default the inbound record's ``received_at``, without one the wall clock.
         """
-        now = inbound.received_at if inbound else time.time()
+        if now is None:
+            now = inbound.received_at if inbound else time.time()
         if self.dialect == "postgresql" and not any(d.partner not in self.served for d in deliveries):
             # One statement, one round trip (no NOTIFY to send: every partner's worker is here).
             accepted = self._accept_at_once(route, kind, message_key, content_digest, inbound, ack, facts, person,
@@ -601,13 +606,8 @@ class Store:
                 return accepted
         with self.tx() as t:
             # The INSERT decides (ON CONFLICT): no SELECT first, the message is new nearly always.
-            message_id = t.insert_id(
-                "INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, "
-                "facts, person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, "
-                ":person, :at) ON CONFLICT (route, message_key) DO NOTHING",
-                {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
-                 "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
-                 "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None})
+            message_id = t.insert_id(_MESSAGE_INSERT, self._message_params(
+                route, kind, message_key, content_digest, ack, facts, person, state if deliveries else "accepted", now))
             if message_id is not None:
                 later, leased = [], None
                 for d in deliveries:
@@ -645,10 +645,8 @@ class Store:
         that insert only FROM the new message's row, so a repeat or conflict writes nothing; in
         autocommit the statement is its own transaction (no BEGIN, no COMMIT: one round trip instead
         of eight). None when the message was there already: ``accept``'s transaction then says what."""
-        p: dict[str, Any] = {
-            "route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
-            "state": state if deliveries else "accepted", "ack": self.seal("messages.ack", ack),
-            "facts": _json(facts), "person": self.seal_text("messages.person", _json(person)) if person else None}
+        p = self._message_params(route, kind, message_key, content_digest, ack, facts, person,
+                                 state if deliveries else "accepted", now)
         mine = _leased_index(deliveries, lease)
         for i, d in enumerate(deliveries):
             leased = lease if i == mine else None
@@ -681,6 +679,14 @@ class Store:
                               idempotency_key=d.idempotency_key, payload=d.payload, attempt=1, created_at=now,
                               order_key=None)
         return AcceptResult("accepted", int(row[0]), ack, handed)
+
+    def _message_params(self, route: str, kind: str, message_key: str, content_digest: str, ack: bytes | None,
+                        facts: dict[str, Any], person: dict[str, Any] | None, state: str,
+                        now: float) -> dict[str, Any]:
+        """The parameters of ``_MESSAGE_INSERT`` (both ``accept`` paths), ack and person sealed."""
+        return {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
+                "state": state, "ack": self.seal("messages.ack", ack), "facts": _json(facts),
+                "person": self.seal_text("messages.person", _json(person)) if person else None}
 
     def log_inbound(self, record: InboundRecord, outcome: str, *, fault_code: str | None = None,
                     fault_detail: str | None = None, response_status: int | None = None,
@@ -739,15 +745,17 @@ class Store:
         out.sort(key=lambda d: d.id)
         return out
 
-    def heartbeat(self, ids: Sequence[int], owner: str, *, lease_seconds: float) -> int:
-        """Extend the leases this owner holds; returns how many it still holds."""
+    def heartbeat(self, ids: Sequence[int], owner: str, *, lease_seconds: float, now: float | None = None) -> int:
+        """Extend the leases this owner holds to ``now + lease_seconds``; returns how many it still holds.
+        ``now`` must be the clock the claims are judged by (``claim(now=...)``)."""
         if not ids:
             return 0
+        until = (time.time() if now is None else now) + lease_seconds
         n = 0
         with self.tx() as t:
             for i in ids:
                 n += t.rowcount("UPDATE outbox SET lease_expires_at = :until WHERE id = :id AND lease_owner = :o "
-                                "AND state = 'pending'", {"until": time.time() + lease_seconds, "id": i, "o": owner})
+                                "AND state = 'pending'", {"until": until, "id": i, "o": owner})
         return n
 
     def finish_attempt(
@@ -830,8 +838,9 @@ class Store:
     # ------------------------------------------------------------ operators
 
     def operator_retry(self, outbox_ids: Sequence[int], operator: str, note: str | None = None, *,
-                       channel: str = "cli") -> int:
-        now = time.time()
+                       channel: str = "cli", now: float | None = None) -> int:
+        """Queue dead or resolved deliveries again, due at ``now`` (the clock the claims are judged by)."""
+        now = time.time() if now is None else now
         n = 0
         with self.tx() as t:
             for i in outbox_ids:
@@ -1129,9 +1138,7 @@ class _Tx:
                     fault_detail: str | None = None, response_status: int | None = None,
                     response_body: bytes | None = None, message_id: int | None = None) -> int:
         return self.insert_id(
-            "INSERT INTO inbound (received_at, partner, operation, channel, message_key, raw, content_digest, "
-            "outcome, fault_code, fault_detail, response_status, response_body, message_id) VALUES (:at, :p, :op, "
-            ":ch, :key, :raw, :digest, :outcome, :fc, :fd, :rs, :rb, :m)",
+            _INBOUND_INSERT,
             {"at": r.received_at, "p": r.partner, "op": r.operation, "ch": r.channel, "key": r.message_key,
              "raw": self.store.seal("inbound.raw", r.raw), "digest": r.content_digest, "outcome": outcome,
              "fc": fault_code, "fd": fault_detail, "rs": response_status,
@@ -1181,6 +1188,17 @@ class _Tx:
         self.execute(f"UPDATE messages SET state = ({_MESSAGE_STATE}), updated_at = :now "
                      f"WHERE id = :m AND state <> ({_MESSAGE_STATE})", {"now": now, "m": message_id})
 
+
+#: A new message, as both ``accept`` paths insert it (``Store._message_params``); a repeat inserts nothing.
+_MESSAGE_INSERT = (
+    "INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, facts, person, "
+    "updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, :person, :at) "
+    "ON CONFLICT (route, message_key) DO NOTHING")
+#: The columns of an ``inbound`` row, in the order both ``log_inbound`` and ``_accept_sql`` give them.
+_INBOUND_COLUMNS = ("received_at, partner, operation, channel, message_key, raw, content_digest, outcome, "
+                    "fault_code, fault_detail, response_status, response_body, message_id")
+_INBOUND_INSERT = (f"INSERT INTO inbound ({_INBOUND_COLUMNS}) VALUES (:at, :p, :op, :ch, :key, :raw, :digest, "
+                   ":outcome, :fc, :fd, :rs, :rb, :m)")
 
 #: The lease check and the move of ``finish_attempt``: an UPDATE of outbox row ``:id``.
 _FINISH = (
@@ -1233,19 +1251,15 @@ _MESSAGE_STATE = _MESSAGE_STATE_OF.format(rows="outbox o WHERE o.message_id = :m
 def _accept_sql(deliveries: int, events: int, inbound: bool, digests: int, sequence: bool) -> str:
     """``Store._accept_at_once``'s statement for this many parts (made once per shape: the same
     string each time, so the dialect's and psycopg's caches find it at once)."""
-    ctes = ["m AS (INSERT INTO messages (route, kind, message_key, content_digest, received_at, state, ack, facts, "
-            "person, updated_at) VALUES (:route, :kind, :key, :digest, :at, :state, :ack, :facts, :person, :at) "
-            "ON CONFLICT (route, message_key) DO NOTHING RETURNING id)"]
+    ctes = [f"m AS ({_MESSAGE_INSERT} RETURNING id)"]
     ctes += [_OUTBOX_CTE.format(i=i) for i in range(deliveries)]
     if events:
         ctes.append(_values_cte("e", "INSERT INTO events (message_id, at, stage, event, detail) "
                                      "SELECT m.id, :at, v.s, v.e, v.d", "(s, e, d)", "ORDER BY v.n",
                                 [[f":es{n}", f":ee{n}", f":ed{n}"] for n in range(events)]))
     if inbound:
-        ctes.append("i AS (INSERT INTO inbound (received_at, partner, operation, channel, message_key, raw, "
-                    "content_digest, outcome, fault_code, fault_detail, response_status, response_body, message_id) "
-                    "SELECT :iat, :ip, :iop, :ich, :ikey, :iraw, :idigest, 'accepted', NULL, NULL, :irs, :irb, m.id "
-                    "FROM m)")
+        ctes.append(f"i AS (INSERT INTO inbound ({_INBOUND_COLUMNS}) SELECT :iat, :ip, :iop, :ich, :ikey, :iraw, "
+                    ":idigest, 'accepted', NULL, NULL, :irs, :irb, m.id FROM m)")
     if digests:
         ctes.append(_values_cte("l", "INSERT INTO person_lookup (digest, message_id) SELECT v.d, m.id", "(d)",
                                 "ON CONFLICT (digest, message_id) DO NOTHING", [[f":ld{n}"] for n in range(digests)]))

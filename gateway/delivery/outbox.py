@@ -265,7 +265,7 @@ class Worker(threading.Thread):
                 return
             if time.monotonic() + self.policy.timeout_seconds + 5 > lease_until:
                 self.rt.store.heartbeat([d.id for d in claimed[i:]], self.owner,
-                                        lease_seconds=self.policy.lease_seconds)
+                                        lease_seconds=self.policy.lease_seconds, now=self.rt.clock.time())
                 lease_until = time.monotonic() + self.policy.lease_seconds
             try:
                 self.attempt(delivery)

@@ -70,7 +70,8 @@ def take_change(rt: Runtime, w: CjibStatuswijziging) -> int:
     result = rt.store.accept(
         route=FEED_ROUTE, kind="Statuswijziging", message_key=key, content_digest=content, inbound=None,
         ack=None, facts=facts, person=None, deliveries=deliveries,
-        events=[("receiving", "feed_change", {"volgnummer": w.volgnummer, "status": w.status, "echo": echo})])
+        events=[("receiving", "feed_change", {"volgnummer": w.volgnummer, "status": w.status, "echo": echo})],
+        now=rt.clock.time())
     if result.kind == "conflict":
         rt.log.error("alarm", partner="cjib", alarm="FEED_CHANGE_ALTERED", message_id=key, stage="receiving")
         rt.metrics.alarms.labels("cjib", "FEED_CHANGE_ALTERED").inc()

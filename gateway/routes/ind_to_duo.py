@@ -337,7 +337,8 @@ def queue_correction(rt: Any, c: Any, ruleset: Any, operator: str) -> bool:
         person=c.person or None,
         deliveries=[NewDelivery("duo", "InburgeraarMelding", bericht_id, payload)],
         events=[("processing", "rules_correction", {"regelsetVersie": ruleset.version, "operator": operator,
-                                                    "vervangtBerichtId": c.earlier_bericht_id})])
+                                                    "vervangtBerichtId": c.earlier_bericht_id})],
+        now=rt.clock.time())
     return result.kind == "accepted"
 
 
