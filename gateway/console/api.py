@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from typing import Any
 
 from gateway.console.auth import Session, may
@@ -313,7 +312,7 @@ def dashboard(rt: Runtime) -> dict[str, Any]:
     from gateway.ops import health
 
     report = health.evaluate(rt)
-    now = time.time()
+    now = rt.clock.time()
     midnight = dt.datetime.fromtimestamp(now, AMS).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     # One pass over the undelivered rows (the state index) for every route's queued, in flight and dead.
     waiting: dict[tuple[str, str, str], tuple[int, int]] = {
@@ -454,7 +453,7 @@ def roll_out(rt: Runtime, s: Session, name: str, expected: str | None, reason: s
 
 def _claims_backlog(rt: Runtime) -> dict[str, Any]:
     """Claims waiting for CJIB (the 1,200 scenario) and how fast they drain (last hour)."""
-    now = time.time()
+    now = rt.clock.time()
     waiting, oldest = rt.store.query("SELECT COUNT(*), MIN(created_at) FROM outbox WHERE partner = 'cjib' "
                                      "AND state = 'pending'")[0]
     hour = int(rt.store.query("SELECT COUNT(*) FROM outbox WHERE partner = 'cjib' AND state = 'delivered' "
