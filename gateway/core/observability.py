@@ -50,8 +50,9 @@ class _Lines:
     the line, as the standard library's handlers do.
     """
 
-    def __init__(self, streams: list[Any]) -> None:
+    def __init__(self, streams: list[Any], opened: Any | None = None) -> None:
         self.streams = streams
+        self.opened = opened  # the log file, which this writer opened and closes
         self._lock = threading.Lock()  # lines from several threads are never interleaved
 
     def msg(self, message: str) -> None:
@@ -66,10 +67,9 @@ class _Lines:
 
     debug = info = warning = error = critical = msg
 
-    def close_files(self) -> None:
-        for stream in self.streams:
-            if stream not in (sys.stderr, sys.__stderr__):
-                stream.close()
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()
 
 
 _lines: _Lines | None = None
@@ -79,9 +79,8 @@ def configure_logging(level: str = "info", file: str | None = None, *, stderr: b
     """JSON lines to standard error and/or a file."""
     global _configured, _lines
     streams: list[Any] = [sys.stderr] if stderr or not file else []
-    if file:
-        streams.append(open(file, "a", encoding="utf-8"))  # noqa: SIM115 - open while the process logs
-    previous, _lines = _lines, _Lines(streams)
+    opened = open(file, "a", encoding="utf-8") if file else None  # noqa: SIM115 - open while the process logs
+    previous, _lines = _lines, _Lines(streams + [opened] if opened else streams, opened)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -95,7 +94,7 @@ def configure_logging(level: str = "info", file: str | None = None, *, stderr: b
         cache_logger_on_first_use=False,
     )
     if previous is not None:
-        previous.close_files()
+        previous.close()
     _configured = True
 
 
