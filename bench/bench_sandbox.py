@@ -256,6 +256,9 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
     from gateway.core.store import Store
     from gateway.sandbox import start_chain, wait_until
 
+    if directory.exists() and any(directory.iterdir()):
+        # An earlier run's store would make every notification a repeat, its log lend its ports.
+        raise SystemExit(f"bench: {directory} is not empty (an earlier run's); give a new --dir")
     directory.mkdir(parents=True, exist_ok=True)
     drop = None
     if pg:
@@ -289,9 +292,11 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
         def delivered_all(ms: list[Any]) -> bool:
             return all(bericht_id(m) in duo_clock.received for m in ms)
 
-        push_stream(sims, warm, lambda j: endpoints)
+        warm_log = push_stream(sims, warm, lambda j: endpoints)
         if not wait_until(lambda: delivered_all(warm), timeout=60):
-            progress("WARNING: the warm-up was not delivered within 60 s")
+            # Measuring on would only push every notification 20 times into the same wall.
+            raise RuntimeError(f"the warm-up was not delivered within 60 s (pushes not acknowledged: "
+                               f"{warm_log.reasons or 'none'}); the gateway's log: {procs[0].log_file}")
         time.sleep(1.0)
         idle0 = sum(p.cpu_seconds() for p in procs)
         time.sleep(3.0)
@@ -358,6 +363,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
             "acknowledged": len(log.acked) - warmup if len(log.acked) > count else len(log.acked),
             "delivered_exactly_once": exactly_once,
             "push_failures": log.failures,
+            "push_failure_reasons": log.reasons,
             "attempts_not_success": retries,
             "failure_details": failure_details,
             "seconds": round(elapsed, 3),

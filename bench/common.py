@@ -142,12 +142,16 @@ class GatewayProcess:
     proc: subprocess.Popen[bytes] | None = None
     ports: dict[str, int] = field(default_factory=dict)
     scheme: str = "https"  # "http" when the config has tls.enabled = false
+    #: Where this start's lines begin in the log file (a directory used again holds an earlier
+    #: run's "started" line, with that run's ports).
+    log_offset: int = 0
 
     def start(self) -> GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY__")}
         env.update({"GATEWAY__INSTANCE": self.name, "GATEWAY__LOG__FILE": str(self.log_file),
                     "PYTHONPATH": str(REPO)}, **self.extra_env)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         stderr = open(self.log_file.with_suffix(".stderr"), "wb")  # noqa: SIM115 - lives with the process
         launcher = ["-m", "gateway.cli"] if self.profile_file is None else [
             str(REPO / "bench" / "common.py"), "--profile", str(self.profile_file)]
@@ -163,7 +167,10 @@ class GatewayProcess:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: "
                                    + self.log_file.with_suffix(".stderr").read_text()[-2000:])
             if self.log_file.exists():
-                for line in self.log_file.read_text().splitlines():
+                with self.log_file.open("rb") as f:
+                    f.seek(self.log_offset)
+                    lines = f.read().decode("utf-8", "replace").splitlines()
+                for line in lines:
                     try:
                         event = json.loads(line)
                     except ValueError:
@@ -263,6 +270,8 @@ class PushLog:
     sent_at: dict[str, float] = field(default_factory=dict)  # meldingId -> wall time of the first send
     acked: dict[str, float] = field(default_factory=dict)  # meldingId -> wall time of the ack
     failures: int = 0
+    #: Why pushes were not acknowledged: SOAP fault and detail code, or the client's error.
+    reasons: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -303,8 +312,10 @@ def push_stream(pushers: Sequence[Any], meldingen: Sequence[Any], endpoints: Cal
                         if on_progress:
                             on_progress(done[0])
                     break
+                reason = r.error or f"{r.fault_code} {r.detail_code or ''}".strip() or f"HTTP {r.http_status}"
                 with log.lock:
                     log.failures += 1
+                    log.reasons[reason] = log.reasons.get(reason, 0) + 1
                 time.sleep(0.05)
 
     threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(n)]
