@@ -8,8 +8,9 @@ What it does, in order (progress on stderr; see bench/README.md for what each nu
 
 1. the yardstick (``bench/yardstick.py``): six steps of the chain's own XML and crypto work with
    python-xmlsec and lxml, thread CPU in this process, on the benchmark's own messages; and the
-   old unit, one signxml WS-Security verify. It is timed again after every gateway run, and each
-   run's ratio uses the yardstick of that moment (the machine's speed swings);
+   old unit, one signxml WS-Security verify. It is timed again right before and right after every
+   gateway run, and each run's ratio uses the mean of those two (the machine's speed swings: two
+   timings a few minutes apart differed by half; the gateway's CPU is an average over its run);
 2. the gateway on SQLite, one ``gateway run`` process (``bench_sandbox.run``, with the
    per-function profile): CPU per notification (utime + stime of the whole process, all threads),
    the unpaced throughput (the "maximum rate"), where the CPU goes;
@@ -85,13 +86,16 @@ def _gateway(name: str, *, count: int, pg: str | None, processes: int, base: Pat
              extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     progress(f"{name}: {count} notifications, {processes} process(es), "
              f"{'PostgreSQL' if pg else 'SQLite'}{f', paced at {rate:.1f}/s' if rate else ''}")
+    before = _sum(_yardstick(reps))
     r = sandbox_run(count=count, pg=pg, processes=processes, pushers=4, directory=base / name, profile=True,
                     step_reps=0, rate=rate, idle_after_seconds=idle_seconds, extra_env=extra_env)
-    y = _yardstick(reps)
+    after = _sum(_yardstick(reps))
     rested = _sum(_yardstick(reps, IDLE_BEFORE_SECONDS))
     cpu_us = r["gateway_cpu_ms_per_msg"] * 1000
+    yardstick = (before + after) / 2
     out = {"ok": r["ok"], "count": count, "processes": processes, "cpu_per_notification_us": round(cpu_us, 1),
-           "yardstick_us": round(_sum(y), 1), "ratio": round(cpu_us / _sum(y), 2),
+           "yardstick_us": round(yardstick, 1), "ratio": round(cpu_us / yardstick, 2),
+           "yardstick_before_after_us": [round(before, 1), round(after, 1)],
            # Context, not a target: the same steps each after a 5 ms pause, as a server meets them.
            "yardstick_after_idle_us": round(rested, 1), "ratio_vs_yardstick_after_idle": round(cpu_us / rested, 2),
            "throughput_per_s": r["throughput_per_s"], "latency_ms": r["latency_ms"],
@@ -285,7 +289,7 @@ def _print_report(res: dict[str, Any]) -> None:
     line(f"  {'= yardstick':16s} {res['yardstick_us']:9.1f}")
     line(f"  old unit: one signxml WS-Security verify {res['signxml_verify_us']:.1f} µs")
     for name, r in res["runs"].items():
-        line(f"{name}: CPU/notification {r['cpu_per_notification_us']:.0f} µs = {r['ratio']}x the yardstick of that "
+        line(f"{name}: CPU/notification {r['cpu_per_notification_us']:.0f} µs = {r['ratio']}x the yardstick around that "
              f"moment ({r['yardstick_us']:.0f} µs; {r['ratio_vs_yardstick_after_idle']}x its steps each after a 5 ms "
              f"pause, {r['yardstick_after_idle_us']:.0f} µs); {r['throughput_per_s']}/s; p50/p99 {r['latency_ms']['p50']}/"
              f"{r['latency_ms']['p99']} ms; claims/msg {r['claims_per_message']}; idle "
