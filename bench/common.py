@@ -61,8 +61,12 @@ def timed(fn: Callable[[Any], Any], reps: int, prepare: Callable[[], Any] | None
 
 def proc_cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat"))
+
+
+def _stat_cpu_seconds(stat: Path) -> float:
+    """utime + stime in a /proc stat file (fields 14 and 15; the name before them may hold spaces)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
@@ -76,11 +80,11 @@ def proc_thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().rstrip("\n")
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            seconds = _stat_cpu_seconds(task / "stat")
         except OSError:  # the thread ended meanwhile
             continue
         role = "main" if task.name == str(pid) else re.sub(r"[-_]\d+$", "", name)
-        out[int(task.name)] = (role, (int(fields[11]) + int(fields[12])) / CLK_TCK)
+        out[int(task.name)] = (role, seconds)
     return out
 
 
