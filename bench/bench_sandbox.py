@@ -77,7 +77,6 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
     from adapters.ind.simulator import generate_meldingen
     from gateway.core.clock import iso
     from gateway.core.models import DuoOntvangstbevestiging
-    from gateway.core.store import Store
     from gateway.mapping import ind_to_duo
     from gateway.rules import engine as rules
     from gateway.security import keys, tls, wsse, xmldsig
@@ -117,29 +116,7 @@ def _steps(chain: Any, dsn: str, directory: Path, reps: int) -> dict[str, float]
     out["ack_verify"] = timed(lambda root: xmldsig.verify_enveloped(root, duo_trust, now=now), reps,
                                lambda: xmlsafe.parse(ack))
 
-    # A durable commit on the same backend: one ~3 KB row, its own transaction.
-    if dsn.startswith("sqlite"):
-        commit_store = Store(f"sqlite:///{directory / 'commit-bench.db'}")
-    else:
-        commit_store = Store(dsn)
-    with commit_store.tx() as t:
-        t.execute("CREATE TABLE IF NOT EXISTS bench_commit (id INTEGER, payload {blob})")
-    blob = b"x" * 3000
-
-    def commit(_: Any) -> None:
-        with commit_store.tx() as t:
-            t.execute("INSERT INTO bench_commit (id, payload) VALUES (:i, :p)", {"i": 1, "p": blob})
-
-    commit_wall = []
-    for _ in range(min(reps, 100)):
-        t0 = time.perf_counter()
-        commit(None)
-        commit_wall.append(time.perf_counter() - t0)
-    out["commit"] = timed(commit, min(reps, 100))
-    out["commit_wall"] = median(commit_wall)
-    with commit_store.tx() as t:
-        t.execute("DROP TABLE bench_commit")
-    commit_store.close()
+    out.update(_commit_steps(dsn, directory, reps))
 
     # One HTTPS exchange with keep-alive (client CPU; TLS record work included), to the simulated DUO.
     client = httpx.Client(verify=tls.client_context(gw, [ca]), timeout=30)
