@@ -1086,10 +1086,8 @@ class _Tx:
                   "payload": payload, "order": d.order_key, "now": now, "due": d.not_before or now,
                   "owner": lease.owner if lease else None, "until": now + lease.seconds if lease else None,
                   "claims": 1 if lease else 0}
-        sql = ("INSERT INTO outbox (message_id, partner, operation, idempotency_key, payload, order_key, state, "
-               "attempts, created_at, next_attempt_at, lease_owner, lease_expires_at) VALUES (:m, :p, :op, :key, "
-               ":payload, :order, 'pending', :claims, :now, :due, :owner, :until) "
-               "ON CONFLICT (partner, idempotency_key) DO NOTHING")
+        sql = (f"INSERT INTO outbox ({_OUTBOX_COLUMNS}) VALUES (:m, :p, :op, :key, :payload, :order, 'pending', "
+               ":claims, :now, :due, :owner, :until) ON CONFLICT (partner, idempotency_key) DO NOTHING")
         leased = None
         if lease is None:
             self.execute(sql, params)
@@ -1153,7 +1151,7 @@ class _Tx:
         """Several events of one message, in their order, in one statement (one round trip)."""
         rows = [{"m": message_id, "at": at, "s": stage, "e": event, "d": _json(detail) if detail else None}
                 for stage, event, detail in events]
-        sql = "INSERT INTO events (message_id, at, stage, event, detail) VALUES (:m, :at, :s, :e, :d)"
+        sql = f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (:m, :at, :s, :e, :d)"
         if len(rows) == 1:
             self.execute(sql, rows[0])
         elif rows:
@@ -1200,6 +1198,12 @@ _INBOUND_COLUMNS = ("received_at, partner, operation, channel, message_key, raw,
 _INBOUND_INSERT = (f"INSERT INTO inbound ({_INBOUND_COLUMNS}) VALUES (:at, :p, :op, :ch, :key, :raw, :digest, "
                    ":outcome, :fc, :fd, :rs, :rb, :m)")
 
+#: The columns of a new ``outbox`` row, in the order ``insert_delivery`` and ``_OUTBOX_CTE`` give them.
+_OUTBOX_COLUMNS = ("message_id, partner, operation, idempotency_key, payload, order_key, state, attempts, "
+                   "created_at, next_attempt_at, lease_owner, lease_expires_at")
+#: The columns of an ``events`` row, in the order every INSERT of one gives them.
+_EVENT_COLUMNS = "message_id, at, stage, event, detail"
+
 #: The lease check and the move of ``finish_attempt``: an UPDATE of outbox row ``:id``.
 _FINISH = (
     "UPDATE outbox SET state = :state, lease_owner = NULL, lease_expires_at = NULL, "
@@ -1221,8 +1225,7 @@ def _finish_sql(event: bool) -> str:
             "detail) VALUES (:id, :n, :w, :s, :d, :h, CASE WHEN EXISTS (SELECT 1 FROM u) THEN :o ELSE :lost END, "
             ":detail))"]
     if event:
-        ctes.append("e AS (INSERT INTO events (message_id, at, stage, event, detail) "
-                    "SELECT u.message_id, :now, :es, :ee, :ed FROM u)")
+        ctes.append(f"e AS (INSERT INTO events ({_EVENT_COLUMNS}) SELECT u.message_id, :now, :es, :ee, :ed FROM u)")
     states = _MESSAGE_STATE_OF.format(rows="(SELECT o.state, o.attempts FROM outbox o WHERE o.message_id = "
                                            "(SELECT message_id FROM u) AND o.id <> :id "
                                            "UNION ALL SELECT state, attempts FROM u) o")
@@ -1254,8 +1257,8 @@ def _accept_sql(deliveries: int, events: int, inbound: bool, digests: int, seque
     ctes = [f"m AS ({_MESSAGE_INSERT} RETURNING id)"]
     ctes += [_OUTBOX_CTE.format(i=i) for i in range(deliveries)]
     if events:
-        ctes.append(_values_cte("e", "INSERT INTO events (message_id, at, stage, event, detail) "
-                                     "SELECT m.id, :at, v.s, v.e, v.d", "(s, e, d)", "ORDER BY v.n",
+        ctes.append(_values_cte("e", f"INSERT INTO events ({_EVENT_COLUMNS}) SELECT m.id, :at, v.s, v.e, v.d",
+                                "(s, e, d)", "ORDER BY v.n",
                                 [[f":es{n}", f":ee{n}", f":ed{n}"] for n in range(events)]))
     if inbound:
         ctes.append(f"i AS (INSERT INTO inbound ({_INBOUND_COLUMNS}) SELECT :iat, :ip, :iop, :ich, :ikey, :iraw, "
@@ -1272,8 +1275,7 @@ def _accept_sql(deliveries: int, events: int, inbound: bool, digests: int, seque
 
 #: One delivery of ``Store._accept_at_once`` (the i-th), inserted only with the new message.
 _OUTBOX_CTE = (
-    "o{i} AS (INSERT INTO outbox (message_id, partner, operation, idempotency_key, payload, order_key, state, "
-    "attempts, created_at, next_attempt_at, lease_owner, lease_expires_at) SELECT m.id, :p{i}, :op{i}, :k{i}, "
+    "o{i} AS (INSERT INTO outbox (" + _OUTBOX_COLUMNS + ") SELECT m.id, :p{i}, :op{i}, :k{i}, "
     ":pl{i}, :ok{i}, 'pending', :c{i}, :at, :due{i}, :ow{i}, :un{i} FROM m "
     "ON CONFLICT (partner, idempotency_key) DO NOTHING RETURNING id)")
 
