@@ -37,9 +37,6 @@ def _drop_personal(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableM
 _configured = False
 
 #: structlog's level names, as ``[log] level`` gives them.
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-
-
 class _Lines:
     """The end of the log pipeline: each rendered line to every stream, whole and flushed at once.
 
@@ -90,7 +87,7 @@ def configure_logging(level: str = "info", file: str | None = None, *, stderr: b
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
         logger_factory=lambda *_: _lines,
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.lower()]),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
         cache_logger_on_first_use=False,
     )
     if previous is not None:
