@@ -299,11 +299,15 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
         pg1 = postgres_cpu_seconds() if pg else 0.0
         rss = {p.name: p.rss_bytes() for p in procs}
         idle_after = None
+        idle_by_thread = None
         if idle_after_seconds:
             time.sleep(2.0)
-            i0 = sum(p.cpu_seconds() for p in procs)
+            i0, idle_threads0 = sum(p.cpu_seconds() for p in procs), [p.thread_cpu() for p in procs]
             time.sleep(idle_after_seconds)
             idle_after = (sum(p.cpu_seconds() for p in procs) - i0) / idle_after_seconds
+            # µs per second of the window by thread role, all processes (the same sum as idle_after).
+            idle_by_thread = _by_thread(idle_threads0, [p.thread_cpu() for p in procs], idle_after * idle_after_seconds,
+                                        round(idle_after_seconds))
         profiles: dict[str, Any] = {}
         if profile:
             for p in procs:
@@ -353,6 +357,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
             "gateway_cpu_us_per_msg_by_thread": _by_thread(threads0, threads1, gateway_cpu, count),
             "gateway_idle_cpu_ms_per_s": round(idle_rate * 1000, 2),
             "gateway_idle_after_cpu_ms_per_s": round(idle_after * 1000, 2) if idle_after is not None else None,
+            "gateway_idle_after_us_per_s_by_thread": idle_by_thread,
             "postgres_cpu_ms_per_msg": round((pg1 - pg0) * 1000 / count, 3) if pg else None,
             "claim_calls_per_msg": round(claims / count, 3) if claims is not None else None,
             "rate_per_s": rate,
@@ -444,6 +449,8 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--insecure", action="store_true",
                     help="the unsigned path: tls.enabled = false, no signatures, plain HTTP (issue 2's target)")
+    ap.add_argument("--idle", type=float, default=0.0, metavar="SECONDS",
+                    help="after the run, measure the idle CPU for this long, by thread (2 s after the last delivery)")
     ap.add_argument("--ab-next-due", action="store_true",
                     help="alternate runs with the old Store.next_due (before the lease-aware fix) and the current one")
     args = ap.parse_args()
@@ -456,7 +463,7 @@ def main() -> None:
         progress(f"run {i + 1}/{args.repeat}")
         runs.append(run(count=args.count, pg=args.pg, processes=args.processes, pushers=args.pushers,
                         directory=base / f"run{i}", profile=args.profile, step_reps=args.step_reps,
-                        secure=not args.insecure))
+                        secure=not args.insecure, idle_after_seconds=args.idle))
     out: dict[str, Any] = {"runs": runs}
     if len(runs) > 1:
         out["median"] = {k: median([r[k] for r in runs]) for k in (
