@@ -342,17 +342,17 @@ def collect(store: Any, *, since: float | None = None, route: str | None = None)
 def _inbound(store: Any, since: float | None, only: str | None) -> list[Entry]:
     rows = store.query(
         "SELECT i.id, i.received_at, i.partner, i.operation, i.channel, i.message_key, i.raw, i.outcome, "
-        "i.fault_code, i.response_status, i.response_body, m.route FROM inbound i "
+        "i.fault_code, i.response_status, i.response_body, m.route, m.ack FROM inbound i "
         "LEFT JOIN messages m ON m.id = i.message_id ORDER BY i.id")
     out = []
-    for (rid, at, partner, operation, channel, key, raw, outcome, fault, status, body, route) in rows:
+    for (rid, at, partner, operation, channel, key, raw, outcome, fault, status, body, route, ack) in rows:
         route = route or _ROUTE_OF_PARTNER.get(partner, partner)
         if not _keep(route, at, since, only):
             continue
         meta = {"kind": "inbound", "route": route, "partner": partner, "operation": operation,
                 "channel": channel, "message_key": key, "t": at, "at": _iso(at), "http_status": status,
                 "outcome": outcome, "fault_code": fault, "_order": rid}
-        out.append(Entry(meta, store.unseal("inbound.raw", raw) or b"", store.unseal("inbound.response_body", body)))
+        out.append(Entry(meta, store.unseal("inbound.raw", raw) or b"", store.inbound_answer(outcome, body, ack)))
     return out
 
 

@@ -617,9 +617,8 @@ class Store:
                     later.append(queued)
                     leased = leased or handed
                 t.events(message_id, [*events, *later], at=now)
-                if inbound is not None:
-                    t.log_inbound(inbound, "accepted", message_id=message_id,
-                                  response_status=response_status, response_body=ack)
+                if inbound is not None:  # its answer is the message's ack, kept once (``inbound_answer``)
+                    t.log_inbound(inbound, "accepted", message_id=message_id, response_status=response_status)
                 t.person_lookup(message_id, person, self.lookup_key)
                 if sequence is not None:
                     t.execute("INSERT INTO ind_sequence (volgnummer, melding_id, seen_at) VALUES (:v, :m, :at) "
@@ -661,8 +660,7 @@ class Store:
         if inbound is not None:
             p.update({"iat": inbound.received_at, "ip": inbound.partner, "iop": inbound.operation,
                       "ich": inbound.channel, "ikey": inbound.message_key, "iraw": self.seal("inbound.raw", inbound.raw),
-                      "idigest": inbound.content_digest, "irs": response_status,
-                      "irb": self.seal("inbound.response_body", ack)})
+                      "idigest": inbound.content_digest, "irs": response_status})
         digests = _person_digests(person, self.lookup_key)
         p.update({f"ld{n}": digest for n, digest in enumerate(digests)})
         if sequence is not None:
@@ -687,6 +685,15 @@ class Store:
         return {"route": route, "kind": kind, "key": message_key, "digest": content_digest, "at": now,
                 "state": state, "ack": self.seal("messages.ack", ack), "facts": _json(facts),
                 "person": self.seal_text("messages.person", _json(person)) if person else None}
+
+    def inbound_answer(self, outcome: str, response_body: Any, message_ack: Any) -> bytes | None:
+        """The answer an inbound message got, from its row's ``outcome`` and ``response_body`` and its
+        message's ``ack`` (as stored). An accepted message's answer is its ack, which its inbound row
+        does not copy (about a fifth of what a notification writes); every other row (a repeat, a
+        refusal, and rows written before this rule) keeps its own answer."""
+        if response_body is None and outcome == "accepted":
+            return self.unseal("messages.ack", message_ack)
+        return self.unseal("inbound.response_body", response_body)
 
     def log_inbound(self, record: InboundRecord, outcome: str, *, fault_code: str | None = None,
                     fault_detail: str | None = None, response_status: int | None = None,
@@ -1262,7 +1269,7 @@ def _accept_sql(deliveries: int, events: int, inbound: bool, digests: int, seque
                                 [[f":es{n}", f":ee{n}", f":ed{n}"] for n in range(events)]))
     if inbound:
         ctes.append(f"i AS (INSERT INTO inbound ({_INBOUND_COLUMNS}) SELECT :iat, :ip, :iop, :ich, :ikey, :iraw, "
-                    ":idigest, 'accepted', NULL, NULL, :irs, :irb, m.id FROM m)")
+                    ":idigest, 'accepted', NULL, NULL, :irs, NULL, m.id FROM m)")
     if digests:
         ctes.append(_values_cte("l", "INSERT INTO person_lookup (digest, message_id) SELECT v.d, m.id", "(d)",
                                 "ON CONFLICT (digest, message_id) DO NOTHING", [[f":ld{n}"] for n in range(digests)]))

@@ -101,6 +101,20 @@ def test_unchanged_build_replays_without_differences(recorded: dict[str, Any]) -
     assert replay(read_archive(recorded["base"] / "plain.tar")).differences == []
 
 
+def test_every_answer_is_exported_also_those_stored_once(recorded: dict[str, Any]) -> None:
+    # An accepted message's answer is kept once, as the message's ack (its inbound row has no
+    # copy): the export must still carry it with the inbound entry, as it carries a repeat's.
+    archive = read_archive(recorded["base"] / "plain")
+    inbound = [e for e in archive.entries if e.kind == "inbound"]
+    by_outcome = Counter(e.meta["outcome"] for e in inbound)
+    assert by_outcome["accepted"] >= 10 and by_outcome["repeat"] >= 1
+    for e in inbound:
+        if e.meta["outcome"] in ("accepted", "repeat"):
+            assert e.response, e.meta
+    ind = [e for e in inbound if e.meta["route"] == "ind-duo" and e.meta["outcome"] in ("accepted", "repeat")]
+    assert ind and all(b"OntvangMeldingResponse" in e.response for e in ind)
+
+
 def test_a_mapping_change_shows_exactly_the_affected_messages(recorded: dict[str, Any], tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from gateway.cli import app

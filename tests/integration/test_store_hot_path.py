@@ -44,8 +44,12 @@ def test_accept_stores_every_part(served_store: Store) -> None:
     assert s.query("SELECT stage, event, detail FROM events WHERE message_id = :m ORDER BY id", {"m": r.message_id}) == [
         ("receiving", "received", '{"channel":"push"}'), ("processing", "validated", None),
         ("processing", "queued", '{"operation":"InburgeraarMelding","partner":"duo"}')]
+    # The answer of an accepted message is its ack, stored once (in messages), read back by inbound_answer.
     assert s.query("SELECT outcome, message_id, response_status, response_body FROM inbound") == [
-        ("accepted", r.message_id, 200, b"<ack/>")]
+        ("accepted", r.message_id, 200, None)]
+    ((outcome, body, ack),) = s.query("SELECT i.outcome, i.response_body, m.ack FROM inbound i "
+                                      "JOIN messages m ON m.id = i.message_id")
+    assert s.inbound_answer(outcome, body, ack) == b"<ack/>"
     assert sorted(s.query("SELECT digest, message_id FROM person_lookup")) == sorted(
         (person_digest(LOOKUP_KEY, kind, PERSON[kind]), r.message_id) for kind in ("bsn", "vNummer"))
     assert s.query("SELECT volgnummer, melding_id FROM ind_sequence") == [(7, "m1")]
@@ -63,6 +67,11 @@ def test_a_repeat_and_a_conflict_write_only_their_log(served_store: Store) -> No
     assert s.query("SELECT COUNT(*) FROM outbox")[0][0] == 1
     assert s.query("SELECT COUNT(*) FROM events")[0][0] == 3
     assert s.query("SELECT outcome FROM inbound ORDER BY id") == [("accepted",), ("repeat",)]
+    # A repeat keeps its own answer (the route may sign it afresh); both read back as the ack here.
+    rows = s.query("SELECT i.outcome, i.response_body, m.ack FROM inbound i JOIN messages m ON m.id = i.message_id "
+                   "ORDER BY i.id")
+    assert [r[1] is None for r in rows] == [True, False]
+    assert [s.inbound_answer(*r) for r in rows] == [b"<ack/>", b"<ack/>"]
 
 
 def test_finish_moves_the_delivery_and_the_message(served_store: Store) -> None:
