@@ -1,7 +1,7 @@
 """The cost of encryption at rest on the signed path (issue 15), per IND notification.
 
 What one notification writes sealed: the inbound envelope as received (``inbound.raw``), our
-signed acknowledgement (``inbound.response_body`` and ``messages.ack``), the person
+signed acknowledgement (``messages.ack``; the inbound row keeps no copy of it), the person
 (``messages.person``), the signed DUO message (``outbox.payload``) and DUO's receipt
 (``outbox.receipt``); what it reads back: the payload when a worker claims it. Timed with
 ``time.thread_time`` (median of ``--reps``), in the same process as the signed path's crypto
@@ -88,8 +88,8 @@ def measure(reps: int) -> dict[str, Any]:
             chain.stop()
 
     ring = atrest.Keyring({"bench": os.urandom(32)}, "bench")
-    blobs = {"inbound.raw": envelope, "inbound.response_body": our_ack, "messages.ack": our_ack,
-             "outbox.payload": signed_duo, "outbox.receipt": receipt}
+    blobs = {"inbound.raw": envelope, "messages.ack": our_ack, "outbox.payload": signed_duo,
+             "outbox.receipt": receipt}
 
     def seal_all(_: Any) -> None:
         for column, data in blobs.items():
