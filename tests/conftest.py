@@ -20,20 +20,21 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsIndex
 
 import pytest
 
 
-def _sleep_on_the_real_monotonic_clock(seconds: float) -> None:
+def _sleep_on_the_real_monotonic_clock(seconds: float | SupportsIndex, /) -> None:
     """time.sleep that works under libfaketime (see below): a lock wait with a timeout."""
-    if seconds < 0:
+    wait = float(seconds)  # time.sleep's own signature: a float or anything with __index__
+    if wait < 0:
         raise ValueError("sleep length must be non-negative")
     lock = _thread.allocate_lock()
     lock.acquire()
-    lock.acquire(timeout=seconds)
+    lock.acquire(timeout=wait)
 
 
 # The year-ahead run (scripts/test) moves the wall clock with libfaketime and leaves the monotonic
@@ -59,7 +60,7 @@ def pki_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return make_pki(tmp_path_factory)
 
 
-def _pg_database() -> Iterator[str]:
+def _pg_database() -> Generator[str, None, None]:
     import psycopg
 
     name = f"gw_test_{uuid.uuid4().hex[:12]}"

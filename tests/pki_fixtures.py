@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from gateway.security import pki
 from tests.paths import SAMPLES  # re-exported for the security tests
@@ -43,6 +43,13 @@ VALID_UNTIL = dt.datetime(2040, 1, 1, tzinfo=dt.UTC)
 _made: dict[str, Any] | None = None
 
 
+class _Validity(TypedDict):
+    """The ``not_before``/``not_after`` keywords of ``pki.init``, ``make_ca`` and ``issue``."""
+
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+
 def make_pki(tmp_path_factory: Any) -> dict[str, Any]:
     global _made
     if _made is None:
@@ -51,7 +58,7 @@ def make_pki(tmp_path_factory: Any) -> dict[str, Any]:
 
 
 def _build(directory: Path) -> dict[str, Any]:
-    valid = {"not_before": VALID_FROM, "not_after": VALID_UNTIL}
+    valid = _Validity(not_before=VALID_FROM, not_after=VALID_UNTIL)
     paths: dict[str, Any] = dict(pki.init(directory, **valid))
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     day = dt.timedelta(days=1)

@@ -37,7 +37,7 @@ WCAG = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 def _axe_source() -> str:
-    sums = dict(reversed(line.split()) for line in (AXE / "SHA256SUMS").read_text().splitlines())
+    sums = {name: digest for digest, name in (line.split() for line in (AXE / "SHA256SUMS").read_text().splitlines())}
     data = (AXE / "axe.min.js").read_bytes()
     assert hashlib.sha256(data).hexdigest() == sums["axe.min.js"], "axe.min.js does not match SHA256SUMS"
     return data.decode()

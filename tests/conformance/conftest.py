@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from adapters.ind.simulator import IndSimulator, generate_meldingen
+from gateway.runtime import Runtime
 from gateway.sandbox import Chain, start_chain
 from gateway.security import keys, pki
 from gateway.wire import soap, xmlsafe
@@ -37,6 +38,12 @@ class Wus:
     chain: Chain
     pki_dir: Path
     url: str
+
+    @property
+    def rt(self) -> Runtime:
+        """The gateway's runtime: the ``wus`` fixture starts the daemon before any test."""
+        assert self.chain.daemon is not None
+        return self.chain.daemon.rt
 
     def pair(self, name: str) -> keys.KeyPair:
         return keys.load_keypair(self.pki_dir / f"{name}-key.pem", self.pki_dir / f"{name}.pem")
@@ -51,14 +58,14 @@ class Wus:
 
     def inbound(self, melding_id: str) -> list[tuple[str, str | None]]:
         """(outcome, fault_code) of every inbound row for this meldingId, oldest first."""
-        rows = self.chain.daemon.rt.store.query(  # type: ignore[union-attr]
+        rows = self.rt.store.query(
             "SELECT outcome, fault_code FROM inbound WHERE message_key = :k ORDER BY id", {"k": melding_id})
         return [(r[0], r[1]) for r in rows]
 
     def refusals(self) -> list[str]:
         """The fault codes of the refusals in the delivery log, oldest first (a refusal before the
         signature is checked has no message key: nothing unverified is trusted)."""
-        rows = self.chain.daemon.rt.store.query(  # type: ignore[union-attr]
+        rows = self.rt.store.query(
             "SELECT fault_code FROM inbound WHERE outcome = 'refused' ORDER BY id")
         return [r[0] for r in rows]
 

@@ -20,7 +20,7 @@ def _headers(answer: bytes) -> dict[str, str]:
     return {etree.QName(h).localname: (h.text or "").strip() for h in header if etree.QName(h).namespace == WSA}
 
 
-def _request(wus: Wus, m, *, to: str | None = None, sender: str | None = None,  # type: ignore[no-untyped-def]
+def _request(wus: Wus, m, *, to: str | None = None, sender: str | None = None,
              parts=wsse.REQUEST_PARTS, drop: str | None = None) -> bytes:
     env = soap.build_envelope(codec.encode_melding(m), to=to or wus.url, action=codec.ACTION_ONTVANG,
                               message_id="urn:uuid:" + m.melding_id)

@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 
 from gateway.core.errors import CertificateRevoked
 from gateway.mapping.ind_to_duo import bericht_id_for
+from gateway.runtime import Runtime
 from gateway.sandbox import Chain, start_chain, wait_until
 from gateway.security import sandbox_ca
 
@@ -36,20 +37,26 @@ def fresh(tmp_path: Path) -> Iterator[Any]:
         chain.stop()
 
 
+def _rt(chain: Chain) -> Runtime:
+    assert chain.daemon is not None, "the chain's gateway is not running"
+    return chain.daemon.rt
+
+
 def _revoked_seen(chain: Chain, name: str) -> bool:
     cert = x509.load_pem_x509_certificate((chain.directory / "pki" / f"{name}.pem").read_bytes())
-    rt = chain.daemon.rt  # type: ignore[union-attr]
-    return wait_until(lambda: rt.revocation.status(cert, time.time()) == "revoked", 10)
+    revocation = _rt(chain).revocation
+    assert revocation is not None, "revocation checking is off"
+    return wait_until(lambda: revocation.status(cert, time.time()) == "revoked", 10)
 
 
 def _attempt_details(chain: Chain, melding_id: str) -> list[str]:
-    rows = chain.daemon.rt.store.query(  # type: ignore[union-attr]
+    rows = _rt(chain).store.query(
         "SELECT a.detail FROM attempts a JOIN outbox o ON o.id = a.outbox_id WHERE o.idempotency_key = :k "
         "ORDER BY a.id", {"k": bericht_id_for(melding_id)})
     return [r[0] or "" for r in rows]
 
 
-def test_WT004_outbound_a_revoked_duo_server_certificate_gets_nothing(fresh) -> None:  # type: ignore[no-untyped-def]
+def test_WT004_outbound_a_revoked_duo_server_certificate_gets_nothing(fresh) -> None:
     from adapters.ind.simulator import generate_meldingen
 
     chain = fresh()
@@ -83,16 +90,16 @@ def _duo_door_refuses_the_revoked_certificate(chain: Chain) -> None:
     with httpx.Client(verify=tls.client_context(duo, [str(pki_dir / "ca.pem")]), timeout=10) as client:
         response = post_vorderingoverdracht(client, chain.duo_endpoint, claim, duo)
     assert response.status_code == 400 and b"CERT_REVOKED" in response.content
-    store = chain.daemon.rt.store  # type: ignore[union-attr]
+    store = _rt(chain).store
     assert store.query("SELECT fault_code FROM inbound WHERE partner = 'duo' ORDER BY id DESC")[0][0] == "CERT_REVOKED"
     assert store.query("SELECT COUNT(*) FROM outbox WHERE partner = 'cjib'")[0][0] == 0
 
 
-def test_WT004_outbound_the_ind_feed_with_a_revoked_server_certificate_is_refused(fresh) -> None:  # type: ignore[no-untyped-def]
+def test_WT004_outbound_the_ind_feed_with_a_revoked_server_certificate_is_refused(fresh) -> None:
     from gateway.daemon import _ind_feed
 
     chain = fresh()
-    feed = _ind_feed(chain.daemon.rt)  # type: ignore[union-attr]
+    feed = _ind_feed(_rt(chain))
     assert feed.haal_meldingen(1, 1).laatste_volgnummer == 0
     sandbox_ca.revoke(chain.directory / "pki", "ind")
     assert _revoked_seen(chain, "ind")
@@ -100,18 +107,20 @@ def test_WT004_outbound_the_ind_feed_with_a_revoked_server_certificate_is_refuse
         feed.haal_meldingen(1, 1)
 
 
-def test_WT004_policy_hard_fail_refuses_unknown_status_and_soft_fail_accepts_it_loudly(fresh) -> None:  # type: ignore[no-untyped-def]
+def test_WT004_policy_hard_fail_refuses_unknown_status_and_soft_fail_accepts_it_loudly(fresh) -> None:
     from adapters.ind.simulator import generate_meldingen
     from gateway.ops import health
 
     # IND soft-fail, DUO hard-fail (the default); a CRL counts for nextUpdate (1 s) + 1 s of grace.
     chain = fresh(overrides={"revocation": {"grace_seconds": 1.0, "ocsp_interval_seconds": 0.0},
                              "partners": {"ind": {"revocation": "soft-fail"}}})
-    rt = chain.daemon.rt  # type: ignore[union-attr]
+    rt = _rt(chain)
     (m,) = generate_meldingen(1, seed=5002)
     chain.extra["ca"].up = False
     ind = x509.load_pem_x509_certificate((chain.directory / "pki" / "ind.pem").read_bytes())
-    assert wait_until(lambda: rt.revocation.status(ind, time.time()) == "unknown", 10)
+    revocation = rt.revocation
+    assert revocation is not None, "revocation checking is off"
+    assert wait_until(lambda: revocation.status(ind, time.time()) == "unknown", 10)
     # IND (soft-fail): accepted, counted and logged.
     assert chain.ind.push(chain.ind_endpoint, m).accepted
     metrics = generate_latest(rt.metrics.registry).decode()

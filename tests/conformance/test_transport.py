@@ -102,7 +102,7 @@ def test_WT003_tls_older_than_1_2_is_refused(wus: Wus, version: ssl.TLSVersion) 
     from gateway.daemon import _server_ssl
 
     # The listener's own context refuses them (the client's OpenSSL may refuse them as well).
-    context = _server_ssl(wus.chain.daemon.rt)  # type: ignore[union-attr]
+    context = _server_ssl(wus.rt)
     assert context is not None and context.minimum_version == ssl.TLSVersion.TLSv1_2
     with pytest.raises((httpx.TransportError, ssl.SSLError)):
         _post(wus, wus.chain.ind.envelope(wus.url, wus.melding(2005)), _context(wus, "ind", maximum=version))
@@ -116,7 +116,8 @@ def test_WT003_tls_1_2_and_1_3_are_accepted(wus: Wus) -> None:
 
 
 def test_WT004_a_revoked_certificate_is_refused_at_the_tls_door_and_at_the_signature(wus: Wus) -> None:
-    rt = wus.chain.daemon.rt  # type: ignore[union-attr]
+    revocation = wus.rt.revocation
+    assert revocation is not None, "revocation checking is off"
     revocable = x509.load_pem_x509_certificate((wus.pki_dir / "ind-revocable.pem").read_bytes())
     sim = wus.simulator("ind-revocable")
     try:
@@ -125,7 +126,7 @@ def test_WT004_a_revoked_certificate_is_refused_at_the_tls_door_and_at_the_signa
         sandbox_ca.revoke(wus.pki_dir, "ind-revocable")
         t0 = time.monotonic()
         # Without a restart: the next OCSP answer (every 0.5 s here) or CRL (nextUpdate 1 s) says so.
-        assert wait_until(lambda: rt.revocation.status(revocable, time.time()) == "revoked", 10)
+        assert wait_until(lambda: revocation.status(revocable, time.time()) == "revoked", 10)
         seen_after = time.monotonic() - t0
         assert seen_after < 5, seen_after
         at_tls = wus.melding(2009)
@@ -151,7 +152,7 @@ def test_WT004_a_revoked_certificate_is_refused_at_the_tls_door_and_at_the_signa
 def test_WT005_the_crl_is_fetched_from_the_distribution_point_and_cached_in_the_store(wus: Wus) -> None:
     ind = x509.load_pem_x509_certificate((wus.pki_dir / "ind.pem").read_bytes())
     (url,) = revocation.crl_urls(ind)
-    rows = {r["url"]: r for r in wus.chain.daemon.rt.store.crl_rows()}  # type: ignore[union-attr]
+    rows = {r["url"]: r for r in wus.rt.store.crl_rows()}
     assert url in rows and rows[url]["crl"] and rows[url]["last_error"] is None
     served = wus.chain.extra["ca"].served["crl"]
     # Refreshed by its nextUpdate (1 s here).
@@ -163,7 +164,7 @@ def test_WT005_a_crl_that_cannot_be_fetched_shows_on_health_and_in_the_metrics(w
 
     from gateway.ops import health
 
-    rt = wus.chain.daemon.rt  # type: ignore[union-attr]
+    rt = wus.rt
     ca = wus.chain.extra["ca"]
     ca.up = False
     try:
@@ -202,7 +203,7 @@ def test_WT002_outbound_a_server_certificate_without_the_partners_oin_is_refused
     assert tls.unpinned_certificate(der, right) is None
 
 
-async def _client_port(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def _client_port(scope, receive, send) -> None:
     """An ASGI app that answers with the client's port: a new port is a new connection."""
     if scope["type"] != "http":
         return

@@ -73,8 +73,7 @@ def test_duo_outage_opens_one_alert_repeats_it_and_resolves_it(make_chain: Any, 
     assert smtp.subjects()[1:] == ["[sandbox] REPEAT queue-stalled:ind-duo"]
 
     clock.advance(0.5 * HOUR)  # DUO is back (6 h 15 min): delivered, and the alert resolves
-    for m in ms:
-        assert wait_until(lambda m=m: chain.duo.count(bericht_id(m.melding_id)) == 1, 15)
+    assert wait_until(lambda: all(chain.duo.count(bericht_id(m.melding_id)) == 1 for m in ms), 15)
     assert _settle(smtp, webhook, 3)
     assert smtp.subjects() == ["[sandbox] FIRING queue-stalled:ind-duo", "[sandbox] REPEAT queue-stalled:ind-duo",
                                "[sandbox] RESOLVED queue-stalled:ind-duo"]

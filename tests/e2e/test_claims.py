@@ -71,7 +71,7 @@ def test_the_sample_hand_over_end_to_end(chain, pki_paths):
     assert chain.cjib.accepted_count(v.vordering_id) == 1
     [(vid, status, zaak)] = statuses_at_duo(chain)
     assert (vid, status) == (v.vordering_id, "IN_BEHANDELING_BIJ_CJIB")
-    assert zaak.startswith("CJIB-")
+    assert zaak is not None and zaak.startswith("CJIB-")
     assert claim_state(chain, v.vordering_id) == "delivered"
     # What CJIB received is the mapped sample, byte for byte as the gateway encodes it.
     expected = duo_to_cjib.to_cjib_vordering(v)
@@ -102,6 +102,7 @@ def test_cjib_refusing_with_400_tells_duo_afgewezen_door_cjib(chain):
     vid = "0d6c1f6e-3c1a-4b7e-9d2f-2b1e5a7c9d10"
     body = duo_to_cjib.to_cjib_vordering(generate_vorderingen(1, seed=8, handover_day=ams_today())[0])
     body["opdrachtgeverReferentie"] = vid
+    assert isinstance(body["debiteur"], dict)
     body["debiteur"]["bsn"] = "123456789"  # fails the 11-test at CJIB
     rt = chain.daemon.rt
     rt.store.accept(route="duo-cjib", kind="VorderingOverdracht", message_key=vid, content_digest="x", inbound=None,

@@ -160,7 +160,7 @@ def test_postgres_stopped_twice_under_load(tmp_path: Path, pki_paths: dict[str, 
         assert q("SELECT outbox_id FROM attempts WHERE outcome = 'success' "
                  "GROUP BY outbox_id HAVING COUNT(*) > 1") == []
         # No process restarted.
-        assert [p.pid for p in procs] == pids and all(p.proc.poll() is None for p in procs)
+        assert [p.pid for p in procs] == pids and all(p.proc is not None and p.proc.poll() is None for p in procs)
         # Rate-limited logging: a few lines per cause, not one per failure.
         lines = sum(p.log_file.read_text().count('"store_unavailable"') for p in procs)
         print(f"\ndb outage: recoveries {recoveries}; push failures (re-pushed) {log.failures}; "

@@ -176,7 +176,7 @@ def test_sqlite_disk_full_twice_under_load(tmp_path: Path, pki_paths: dict[str, 
         assert wait_until(lambda: dict(q("SELECT state, COUNT(*) FROM outbox GROUP BY state")) == {"delivered": COUNT},
                           timeout=10)
         assert q("SELECT COUNT(*) FROM messages")[0][0] == COUNT
-        assert procs[0].pid == pid and procs[0].proc.poll() is None
+        assert procs[0].pid == pid and procs[0].proc is not None and procs[0].proc.poll() is None
         print(f"\nsqlite disk full: recoveries {recoveries}; push failures (re-pushed) {log.failures}; "
               f"acknowledged while full (committed on reused WAL space) {len(during)}")
     finally:

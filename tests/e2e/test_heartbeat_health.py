@@ -43,7 +43,8 @@ def test_health_fails_once_the_gateway_has_stopped(make_chain: Any) -> None:
     assert r.status_code == 200 and r.json()["checks"]["processes"]["live"] == 1
     text = httpx.get(chain.daemon.operator_url + "/metrics", timeout=10).text
     assert metric(text, "gateway_live_processes") == 1
-    assert metric(text, "gateway_heartbeat_age_seconds", instance="sandbox", pid=str(os.getpid())) < 1.0
+    age = metric(text, "gateway_heartbeat_age_seconds", instance="sandbox", pid=str(os.getpid()))
+    assert age is not None and age < 1.0
     code, out = health_json(chain.config_file)
     assert code == 0 and out["checks"]["processes"]["status"] == "ok", out
 
@@ -73,6 +74,7 @@ def test_health_fails_when_the_gateway_was_killed(make_chain: Any) -> None:
     gp = GatewayProcess(chain.config_file, chain.directory / "gateway.log")
     try:
         gp.start()
+        assert gp.proc is not None
         assert gp.get("/health").json()["checks"]["processes"]["live"] == 1
         code, out = health_json(chain.config_file)
         assert code == 0, out

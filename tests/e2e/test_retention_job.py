@@ -15,8 +15,7 @@ def test_the_daemon_purges_delivered_notifications_past_their_term(make_chain: A
     ms = meldingen(3, seed=91)
     for m in ms:
         assert chain.ind.push(chain.ind_endpoint, m).accepted
-    for m in ms:
-        assert wait_until(lambda m=m: chain.duo.count(bericht_id(m.melding_id)) == 1, 15)
+    assert wait_until(lambda: all(chain.duo.count(bericht_id(m.melding_id)) == 1 for m in ms), 15)
     assert wait_until(lambda: store.query("SELECT COUNT(*) FROM messages WHERE purged_at IS NOT NULL")[0][0] == 3, 15)
     rows = store.query("SELECT person, ack, state FROM messages")
     assert [(r[0], r[1], r[2]) for r in rows] == [(None, None, "delivered")] * 3

@@ -52,6 +52,12 @@ def _push(chain: Any, meldingen: list[Any]) -> None:
     _settled(chain)
 
 
+def _melding_id(payload: bytes | None) -> str:
+    found = re.search(rb"meldingId>([^<]+)<", payload or b"")
+    assert found is not None, "a correction names no meldingId"
+    return found.group(1).decode()
+
+
 def test_an_archive_spanning_a_roll_out_replays_clean(tmp_path: Path, pki_paths: dict[str, Any]) -> None:
     from gateway.sandbox import start_chain
 
@@ -61,19 +67,21 @@ def test_an_archive_spanning_a_roll_out_replays_clean(tmp_path: Path, pki_paths:
     meldingen = generate_meldingen(72, 1919)
     new = engine.load(rules / f"{h.CURRENT}.yaml")
     try:
+        daemon = chain.daemon
+        assert daemon is not None
         _push(chain, meldingen[:48])
-        first = rollout.apply_corrections(chain.daemon.rt, new, "beleid")
+        first = rollout.apply_corrections(daemon.rt, new, "beleid")
         _settled(chain)
         deadline = time.monotonic() + 10  # the running process takes the new rule set up by itself
-        while chain.daemon.rt.ruleset.version != new.version and time.monotonic() < deadline:
+        while daemon.rt.ruleset.version != new.version and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert chain.daemon.rt.ruleset.version == new.version
+        assert daemon.rt.ruleset.version == new.version
         _push(chain, meldingen[48:60])
-        chain.daemon.stop()
-        chain.start_daemon()  # 2026.1 again, from the store
-        assert chain.daemon.rt.ruleset.version == new.version
+        daemon.stop()
+        daemon = chain.start_daemon()  # 2026.1 again, from the store
+        assert daemon.rt.ruleset.version == new.version
         _push(chain, meldingen[60:])
-        second = rollout.apply_corrections(chain.daemon.rt, new, "beleid")
+        second = rollout.apply_corrections(daemon.rt, new, "beleid")
         _settled(chain)
     finally:
         chain.stop()
@@ -106,7 +114,7 @@ def test_an_archive_spanning_a_roll_out_replays_clean(tmp_path: Path, pki_paths:
                         rules_from_build=True)
     # Everyone the roll-outs corrected, and (a notification IND itself corrected later is listed
     # too: replay compares every DUO message) nobody whose indication stays.
-    corrected = {re.search(rb"meldingId>([^<]+)<", e.payload or b"").group(1).decode() for e in corrections}
+    corrected = {_melding_id(e.payload) for e in corrections}
     assert corrected <= {r["meldingId"] for r in from_build.impact}
     assert len(from_build.impact) <= len(corrected) + len(h.superseded(meldingen))
     assert {r["old"]["plichtIndicatie"] + " -> " + r["new"]["plichtIndicatie"] for r in from_build.impact} \

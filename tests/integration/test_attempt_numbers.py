@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from gateway.core.adapter import Delivery, Outcome
 from gateway.core.store import InboundRecord, NewDelivery, Store
 from gateway.delivery.outbox import CRASHED_CLAIMS_FACTOR, CircuitBreaker, Worker
 from tests import rules_history as h
+
+Kind = Literal["success", "retry", "permanent"]  # Outcome.kind
 
 
 class Scripted:
@@ -23,14 +25,14 @@ class Scripted:
 
     partner = "duo"
 
-    def __init__(self, *kinds: str) -> None:
+    def __init__(self, *kinds: Kind) -> None:
         self.kinds = list(kinds)
         self.sent: list[int] = []
 
     def send(self, delivery: Delivery) -> Outcome:
         self.sent.append(delivery.attempt)
         kind = self.kinds.pop(0) if len(self.kinds) > 1 else self.kinds[0]
-        return Outcome(kind, http_status=200 if kind == "success" else 503, detail=kind)  # type: ignore[arg-type]
+        return Outcome(kind, http_status=200 if kind == "success" else 503, detail=kind)
 
     def close(self) -> None:
         pass

@@ -17,9 +17,10 @@ import pytest
 from adapters.cjib import codec
 from adapters.cjib.client import CjibFeedReader, CjibSender
 from adapters.cjib.simulator import CjibSimulator, Faults
-from gateway.core.adapter import Delivery
+from gateway.core.adapter import Delivery, Outcome
 from gateway.core.clock import AMS, FixedClock
 from gateway.core.errors import PermanentDelivery, TransientDelivery
+from gateway.core.models import CjibStatuswijziging
 from gateway.mapping.cjib_to_duo import from_refusal
 from gateway.mapping.duo_to_cjib import encode_body
 from gateway.security import jws, pki, tls
@@ -124,7 +125,7 @@ def test_accepted_with_zaaknummer(rig: Rig) -> None:
     d = claim(rig.clock)
     o = rig.sender.send(delivery(d))
     assert o.kind == "success" and o.http_status == 201
-    assert o.reference and codec.decode_ontvangst(o.receipt).zaaknummer == o.reference
+    assert o.reference and o.receipt is not None and codec.decode_ontvangst(o.receipt).zaaknummer == o.reference
     assert o.reference.startswith(f"CJIB-{rig.clock.now().astimezone(AMS).year}-")
     assert rig.sim.accepted_count(d["opdrachtgeverReferentie"]) == 1
 
@@ -162,10 +163,17 @@ def test_business_rules_refuse_permanently_with_errors(rig: Rig, rule: str, chan
     d = claim(rig.clock, **resolved)
     o = rig.sender.send(delivery(d))
     assert (o.kind, o.http_status, o.extra["refused"]) == ("permanent", 400, True)
-    assert rule in [e["code"] for e in o.extra["errors"]]
+    assert rule in [e["code"] for e in _errors(o)]
     assert rig.sim.accepted_count(d["opdrachtgeverReferentie"]) == 0
-    status = from_refusal(d["opdrachtgeverReferentie"], o.extra["errors"], "2026-11-28T23:00:00+01:00")
+    status = from_refusal(d["opdrachtgeverReferentie"], _errors(o), "2026-11-28T23:00:00+01:00")
     assert status.status == "AFGEWEZEN_DOOR_CJIB" and rule in [f.code for f in status.fouten]
+
+
+def _errors(o: Outcome) -> list[dict[str, str]]:
+    """CJIB's errors from a 400 refusal, as the sender keeps them in ``extra``."""
+    errors = o.extra["errors"]
+    assert isinstance(errors, list)
+    return errors
 
 
 def test_aanmaning_exactly_14_days_before_is_accepted(rig: Rig) -> None:
@@ -178,7 +186,7 @@ def test_schema_invalid_body_is_refused(rig: Rig) -> None:
     del d["grondslag"]
     o = rig.sender.send(delivery(d))
     assert (o.kind, o.http_status) == ("permanent", 400)
-    assert o.extra["errors"][0]["code"] == "SCHEMA"
+    assert _errors(o)[0]["code"] == "SCHEMA"
 
 
 def test_429_burst_is_retried_after_retry_after(rig: Rig) -> None:
@@ -212,7 +220,7 @@ def test_random_503s_are_retried(rig: Rig) -> None:
 def test_in_flight_key_gets_409_and_one_case(rig: Rig) -> None:
     rig.sim.set_faults(Faults(processing_seconds=2.0))
     d = claim(rig.clock)
-    results = {}
+    results: dict[str, Outcome] = {}
     first = threading.Thread(target=lambda: results.setdefault("first", rig.sender.send(delivery(d))))
     first.start()
     deadline = time.monotonic() + 5
@@ -319,8 +327,11 @@ def test_get_zaak(rig: Rig) -> None:
 # ---------------------------------------------------------------- the status feed
 
 
-def read_all(reader: CjibFeedReader, cursor: str | None, limit: int) -> tuple[list, str | None, int]:
-    entries, pages = [], 0
+def read_all(
+    reader: CjibFeedReader, cursor: str | None, limit: int,
+) -> tuple[list[CjibStatuswijziging], str | None, int]:
+    entries: list[CjibStatuswijziging] = []
+    pages = 0
     while True:
         page = reader.fetch(cursor, limit)
         pages += 1

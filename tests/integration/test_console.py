@@ -36,15 +36,16 @@ def _operators(chain: Any) -> None:
 def _browser(chain: Any, name: str, password: str = PASSWORD) -> httpx.Client:
     """A client that signs in with the form, as a browser does (cookie session)."""
     c = httpx.Client(base_url=chain.daemon.operator_url, follow_redirects=False, timeout=20)
-    page = c.get("/console/sign-in")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    token = _csrf(c, "/console/sign-in")
     r = c.post("/console/sign-in", data={"name": name, "password": password, "csrf": token})
     assert r.status_code == 303, r.text
     return c
 
 
 def _csrf(c: httpx.Client, path: str = "/console/") -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', c.get(path).text).group(1)  # type: ignore[union-attr]
+    found = re.search(r'name="csrf" value="([^"]+)"', c.get(path).text)
+    assert found is not None, f"no csrf field on {path}"
+    return found.group(1)
 
 
 def _api(chain: Any, name: str) -> httpx.Client:
@@ -270,8 +271,7 @@ def test_client_certificate_sign_in_on_a_tls_operator_listener(make_chain: Any, 
         return httpx.Client(base_url=url, verify=context, follow_redirects=False, timeout=20)
 
     def sign_in(c: httpx.Client, **form: str) -> httpx.Response:
-        page = c.get("/console/sign-in")
-        token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        token = _csrf(c, "/console/sign-in")
         return c.post("/console/sign-in", data={"csrf": token, **form})
 
     anna = client("anna")

@@ -100,6 +100,7 @@ def test_accepted_with_kenmerk_and_signed_receipt(rig: Rig) -> None:
     assert out.kind == "success", out.detail
     assert out.http_status == 200
     assert out.reference and out.reference.startswith("DUO-")
+    assert out.receipt is not None
     ack = codec.decode_ontvangstbevestiging(xmlsafe.parse(out.receipt))
     assert ack.bericht_id == bid and ack.status == "ONTVANGEN"
     assert rig.sim.received[-1][0] == bid and rig.sim.received[-1][1] == "InburgeraarMelding"
@@ -206,7 +207,7 @@ def test_downtime_window_answers_503_with_the_time_left(rig: Rig) -> None:
     bid = new_id()
     out = rig.sender.send(delivery(melding(rig.keys.gateway, bid), bid))
     assert out.kind == "retry" and out.http_status == 503
-    assert 500 <= out.retry_after_seconds <= 600
+    assert out.retry_after_seconds is not None and 500 <= out.retry_after_seconds <= 600
 
 
 def test_timeout_is_a_retry(keys: Keys) -> None:
@@ -295,6 +296,7 @@ def test_schema_refusal_names_the_path(rig: Rig) -> None:
     root.find(f"{{{DUO_NS}}}berichtId").text = bid
     root.find(f"{{{DUO_NS}}}soortMelding").text = "ONBEKEND"
     out = rig.sender.send(delivery(xmldsig.sign_enveloped(root, rig.keys.gateway), bid))
+    assert out.receipt is not None
     ack = codec.decode_ontvangstbevestiging(xmlsafe.parse(out.receipt))
     assert ack.fouten[0].pad and "soortMelding" in ack.fouten[0].pad
     assert b"ONBEKEND" not in out.receipt

@@ -134,6 +134,7 @@ def test_pushes_with_drops_and_duplicates_and_catch_up(rig: Rig) -> None:
     assert [r.volgnummer for r in results] == [1, 2, 4, 5, 5, 6, 8, 9, 10, 11, 12]
     assert all(r.accepted and r.http_status == 200 and r.digest_matches for r in results), [r.error for r in results]
     twice = [r.acknowledgement for r in results if r.volgnummer == 5]
+    assert twice[0] is not None and twice[1] is not None
     assert ack_body(twice[0]) == ack_body(twice[1]) and twice[0] != twice[1]  # revision 2: signed afresh
     assert rig.sim.dropped == [3, 7]
     assert len(rig.receiver.acks) == 10

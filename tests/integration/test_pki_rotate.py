@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives.asymmetric import rsa
 from typer.testing import CliRunner
 
 from gateway.cli import app
@@ -41,10 +41,11 @@ def test_rotate_prepares_the_next_key_and_check_config_judges_it(tmp_path: Path,
     csr = x509.load_pem_x509_csr(csr_path.read_bytes())
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     assert csr.is_signature_valid and csr.subject == current.subject == cert.subject
-    assert cert.public_key().public_numbers() != current.public_key().public_numbers()  # type: ignore[union-attr]
+    new_key, old_key = cert.public_key(), current.public_key()
+    assert isinstance(new_key, rsa.RSAPublicKey) and isinstance(old_key, rsa.RSAPublicKey)
+    assert new_key.public_numbers() != old_key.public_numbers()
     ca = x509.load_pem_x509_certificate(Path(pki_paths["ca"]).read_bytes())
-    ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),  # type: ignore[call-arg]
-                           cert.signature_hash_algorithm)  # type: ignore[arg-type]
+    cert.verify_directly_issued_by(ca)  # the sandbox CA's name as issuer, and its signature
 
     soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).isoformat()
     ok = _config(tmp_path, pki_paths, next_cert_file=str(cert_path), next_key_file=str(key), switch_at=soon)

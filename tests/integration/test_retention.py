@@ -61,7 +61,9 @@ def _world(tmp_path: Path, store: Store) -> tuple[list[IndMelding], Any]:
     now = time.time() - 3600
     with store.tx() as t:
         for m in ms[:-1]:
-            mid = int(t.one("SELECT id FROM messages WHERE message_key = :k", {"k": m.melding_id})[0])
+            row = t.one("SELECT id FROM messages WHERE message_key = :k", {"k": m.melding_id})
+            assert row is not None, m.volgnummer
+            mid = int(row[0])
             t.execute("UPDATE outbox SET state = 'delivered', delivered_at = :now, receipt = :r WHERE message_id = :m",
                       {"now": now, "r": b"<receipt/>", "m": mid})
             t.refresh_message_state(mid, now)

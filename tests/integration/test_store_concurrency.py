@@ -97,7 +97,11 @@ def test_racing_accepts_of_one_key_create_one_message_and_one_delivery(door_stor
     racers = [door_stores() for _ in range(RACERS)]
     for round_ in range(5):  # several rounds: a race that loses rarely still shows up
         key = f"melding-{round_}"
-        results = race(RACERS, lambda i, key=key, seq=round_ + 1: _accept(racers[i], key, seq=seq))
+
+        def accept(i: int, key: str = key, seq: int = round_ + 1) -> Any:
+            return _accept(racers[i], key, seq=seq)
+
+        results = race(RACERS, accept)
         kinds = sorted(r.kind for r in results)
         assert kinds == ["accepted"] + ["repeat"] * (RACERS - 1), kinds
         assert len({r.message_id for r in results}) == 1
@@ -236,7 +240,11 @@ def test_job_lease_is_exclusive(stores: Callable[[], Store]) -> None:
     racers = [stores() for _ in range(RACERS)]
     for round_ in range(5):
         name = f"job-{round_}"
-        won = race(RACERS, lambda i, name=name: racers[i].take_job_lease(name, f"proc-{i}", 30))
+
+        def take(i: int, name: str = name) -> bool:
+            return racers[i].take_job_lease(name, f"proc-{i}", 30)
+
+        won = race(RACERS, take)
         assert sum(won) == 1, won
         holder = won.index(True)
         # The holder renews; nobody else gets it while it lasts.

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,11 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 def test_threads_racing_on_one_key_store_one_message(store: Store) -> None:
     for round_ in range(5):
-        results = race(THREADS, lambda i, k=f"melding-{round_}", n=round_ + 1: _accept(store, k, seq=n))
+
+        def accept(_: int, key: str = f"melding-{round_}", seq: int = round_ + 1) -> Any:
+            return _accept(store, key, seq=seq)
+
+        results = race(THREADS, accept)
         assert sorted(r.kind for r in results) == ["accepted"] + ["repeat"] * (THREADS - 1)
         assert len({r.message_id for r in results}) == 1
     assert store.query("SELECT COUNT(*) FROM messages")[0][0] == 5

@@ -75,7 +75,7 @@ def _client(keys: Keys, url: str, **kw: Any) -> PinnedHttps:
     return PinnedHttps(url, keys.client_context(), keys.duo_trust, **kw)
 
 
-def test_one_kept_alive_connection_and_a_new_one_after_the_session_lifetime(keys: Keys, app_server) -> None:  # type: ignore[no-untyped-def]
+def test_one_kept_alive_connection_and_a_new_one_after_the_session_lifetime(keys: Keys, app_server) -> None:
     app, url = app_server
     client = _client(keys, url, max_session_seconds=0.5)
     first, again = (client.request("GET", "/", None, {}).content for _ in range(2))
@@ -87,7 +87,7 @@ def test_one_kept_alive_connection_and_a_new_one_after_the_session_lifetime(keys
     assert app.requests == 3
 
 
-def test_a_server_certificate_not_pinned_gets_nothing(keys: Keys, app_server) -> None:  # type: ignore[no-untyped-def]
+def test_a_server_certificate_not_pinned_gets_nothing(keys: Keys, app_server) -> None:
     app, url = app_server
     client = PinnedHttps(url, keys.client_context(), keys.gateway_trust, timeout_seconds=5)
     with pytest.raises(ServerCertificateRefused) as refused:
@@ -96,7 +96,7 @@ def test_a_server_certificate_not_pinned_gets_nothing(keys: Keys, app_server) ->
     assert refused.value.refusal.code and app.requests == 0
 
 
-def test_the_certificate_is_checked_again_before_a_request_on_a_kept_alive_connection(keys: Keys, app_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_certificate_is_checked_again_before_a_request_on_a_kept_alive_connection(keys: Keys, app_server) -> None:
     app, url = app_server
     client = _client(keys, url)
     client.request("GET", "/", None, {})
@@ -131,7 +131,7 @@ def test_an_answer_larger_than_the_bound_is_refused(keys: Keys) -> None:
         assert len(_client(keys, server.url, max_response_bytes=100).request("GET", "/", None, {}).content) == 100
 
 
-def test_threads_sharing_one_client_each_get_whole_answers(keys: Keys, app_server) -> None:  # type: ignore[no-untyped-def]
+def test_threads_sharing_one_client_each_get_whole_answers(keys: Keys, app_server) -> None:
     app, url = app_server
     client = _client(keys, url)
     answers: list[int] = []

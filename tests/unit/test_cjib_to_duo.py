@@ -100,10 +100,11 @@ def test_from_refusal_makes_codes_and_texts_fit_duo_schema() -> None:
 
 # ---------------------------------------------------------------- adapters.cjib.codec (pure)
 
+CHANGE = {"volgnummer": 3, "zaaknummer": "CJIB-2026-000001", "opdrachtgeverReferentie": VID,
+          "status": "OPGESCHORT", "openstaandCenten": 100, "tijdstip": PEIL,
+          "redenen": [{"code": "BEZWAAR", "omschrijving": "Bezwaar ingediend."}]}
 PAGE = {
-    "wijzigingen": [{"volgnummer": 3, "zaaknummer": "CJIB-2026-000001", "opdrachtgeverReferentie": VID,
-                     "status": "OPGESCHORT", "openstaandCenten": 100, "tijdstip": PEIL,
-                     "redenen": [{"code": "BEZWAAR", "omschrijving": "Bezwaar ingediend."}]}],
+    "wijzigingen": [CHANGE],
     "volgendeCursor": "abc",
     "meer": False,
 }
@@ -128,9 +129,9 @@ def test_decode_ontvangst() -> None:
     (b"\xff\xfe", None),
     (json.dumps({**PAGE, "meer": "ja"}).encode(), "/meer"),
     (json.dumps({**PAGE, "extra": 1}).encode(), "/"),
-    (json.dumps({**PAGE, "wijzigingen": [{**PAGE["wijzigingen"][0], "zaaknummer": "X-1"}]}).encode(),
+    (json.dumps({**PAGE, "wijzigingen": [{**CHANGE, "zaaknummer": "X-1"}]}).encode(),
      "/wijzigingen/0/zaaknummer"),
-    (json.dumps({**PAGE, "wijzigingen": [{**PAGE["wijzigingen"][0], "tijdstip": "gisteren"}]}).encode(),
+    (json.dumps({**PAGE, "wijzigingen": [{**CHANGE, "tijdstip": "gisteren"}]}).encode(),
      "/wijzigingen/0/tijdstip"),
 ])
 def test_bad_bodies_raise_schema_invalid(body: bytes, path: str | None) -> None:

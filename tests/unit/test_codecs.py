@@ -282,7 +282,7 @@ def test_vordering_rules(changes, handover, codes):
     fouten = duo.vordering_rules(dataclasses.replace(VORDERING, **changes), handover)
     assert [f.code for f in fouten] == codes
     for f in fouten:
-        assert f.pad.startswith("/VorderingOverdracht/")
+        assert f.pad is not None and f.pad.startswith("/VorderingOverdracht/")
         assert "123456783" not in f.omschrijving and "2026" not in f.omschrijving
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from typing import Any
 
 import pytest
 from lxml import etree
@@ -22,6 +23,13 @@ def _text(el: etree._Element, path: str) -> str | None:
     return None if found is None else found.text
 
 
+def _required(el: etree._Element, path: str) -> str:
+    """The text of an element the contract requires: the sample must have it."""
+    text = _text(el, path)
+    assert text is not None, path
+    return text
+
+
 def sample_overdracht() -> VorderingOverdracht:
     """The DUO sample, read straight from the contract's file (no codec needed)."""
     root = etree.parse(str(SAMPLES / "duo-vorderingoverdracht.xml")).getroot()
@@ -29,30 +37,37 @@ def sample_overdracht() -> VorderingOverdracht:
     adr = deb.find("duo:adres", NS)
     date = dt.date.fromisoformat
     return VorderingOverdracht(
-        vordering_id=_text(root, "duo:vorderingId"),
-        soort_vordering=_text(root, "duo:soortVordering"),
+        vordering_id=_required(root, "duo:vorderingId"),
+        soort_vordering=_required(root, "duo:soortVordering"),
         debiteur=Debiteur(
-            bsn=_text(deb, "duo:bsn"),
+            bsn=_required(deb, "duo:bsn"),
             v_nummer=_text(deb, "duo:vNummer"),
-            geslachtsnaam=_text(deb, "duo:geslachtsnaam"),
+            geslachtsnaam=_required(deb, "duo:geslachtsnaam"),
             voorvoegsel=_text(deb, "duo:voorvoegsel"),
             voornamen=_text(deb, "duo:voornamen"),
-            geboortedatum=date(_text(deb, "duo:geboortedatum")),
+            geboortedatum=date(_required(deb, "duo:geboortedatum")),
             adres=Adres(
-                straat=_text(adr, "duo:straat"),
-                huisnummer=int(_text(adr, "duo:huisnummer")),
+                straat=_required(adr, "duo:straat"),
+                huisnummer=int(_required(adr, "duo:huisnummer")),
                 huisnummertoevoeging=_text(adr, "duo:huisnummertoevoeging"),
-                postcode=_text(adr, "duo:postcode"),
-                woonplaats=_text(adr, "duo:woonplaats"),
+                postcode=_required(adr, "duo:postcode"),
+                woonplaats=_required(adr, "duo:woonplaats"),
             ),
         ),
-        bedrag_in_centen=int(_text(root, "duo:bedragInCenten")),
-        beschikking_kenmerk=_text(root, "duo:beschikking/duo:kenmerk"),
-        beschikking_datum=date(_text(root, "duo:beschikking/duo:datum")),
-        beschikking_grondslag=_text(root, "duo:beschikking/duo:wettelijkeGrondslag"),
-        vervaldatum=date(_text(root, "duo:vervaldatum")),
-        aanmaning_verzonden_op=date(_text(root, "duo:aanmaningVerzondenOp")),
+        bedrag_in_centen=int(_required(root, "duo:bedragInCenten")),
+        beschikking_kenmerk=_required(root, "duo:beschikking/duo:kenmerk"),
+        beschikking_datum=date(_required(root, "duo:beschikking/duo:datum")),
+        beschikking_grondslag=_required(root, "duo:beschikking/duo:wettelijkeGrondslag"),
+        vervaldatum=date(_required(root, "duo:vervaldatum")),
+        aanmaning_verzonden_op=date(_required(root, "duo:aanmaningVerzondenOp")),
     )
+
+
+def _debiteur(d: dict[str, object]) -> dict[str, Any]:
+    """The mapped ``debiteur`` object (a JSON object, so a dict)."""
+    debiteur = d["debiteur"]
+    assert isinstance(debiteur, dict)
+    return debiteur
 
 
 def test_sample_maps_to_the_sample_cjib_vordering() -> None:
@@ -71,15 +86,15 @@ def test_absent_optionals_are_omitted() -> None:
         v, debiteur=dataclasses.replace(v.debiteur, voornamen=None, voorvoegsel=None, v_nummer=None,
                                         adres=dataclasses.replace(v.debiteur.adres, huisnummertoevoeging=None)))
     d = to_cjib_vordering(bare)
-    assert d["debiteur"]["naam"] == {"geslachtsnaam": "Tesfaye"}
-    assert "huisnummertoevoeging" not in d["debiteur"]["adres"]
+    assert _debiteur(d)["naam"] == {"geslachtsnaam": "Tesfaye"}
+    assert "huisnummertoevoeging" not in _debiteur(d)["adres"]
     codec.validate("Vordering", d)
 
 
 def test_voorvoegsel_is_carried_and_vnummer_is_not() -> None:
     v = sample_overdracht()
     d = to_cjib_vordering(dataclasses.replace(v, debiteur=dataclasses.replace(v.debiteur, voorvoegsel="van der")))
-    assert d["debiteur"]["naam"] == {"geslachtsnaam": "Tesfaye", "voorvoegsel": "van der", "voornamen": "Meron"}
+    assert _debiteur(d)["naam"] == {"geslachtsnaam": "Tesfaye", "voorvoegsel": "van der", "voornamen": "Meron"}
     assert "vNummer" not in json.dumps(d)
 
 

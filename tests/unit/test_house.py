@@ -42,10 +42,11 @@ def import_graph() -> dict[str, dict[str, int]]:
         edges: dict[str, int] = {}
         is_package = path.name == "__init__.py"
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-            targets: list[str] = []
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
+            else:
                 base = node.module or ""
                 if node.level:
                     package = name.split(".") if is_package else name.split(".")[:-1]

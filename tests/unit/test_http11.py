@@ -9,7 +9,7 @@ import pytest
 from gateway.wire.http11 import BadAnswer, Exchange, TooLarge
 
 
-def _answer(raw: bytes, *, method: str = "POST", limit: int = 1000, close: bool = True):  # type: ignore[no-untyped-def]
+def _answer(raw: bytes, *, method: str = "POST", limit: int = 1000, close: bool = True):
     ours, theirs = socket.socketpair()
     try:
         theirs.sendall(raw)

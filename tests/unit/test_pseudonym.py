@@ -106,7 +106,7 @@ def test_duo_split_date_matches_the_full_date(p: Pseudonymizer) -> None:
             == p.birth_date("1990-05-12", "1234567890"))
 
 
-def test_key_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_key_file(tmp_path) -> None:
     (tmp_path / "k").write_bytes(b"short\n")
     with pytest.raises(ValueError):
         load_key(tmp_path / "k")

@@ -82,7 +82,7 @@ def _entries(people: list[IndMelding], ruleset: rules.RuleSet) -> list[Entry]:
     return entries
 
 
-def test_a_population_keeps_no_personal_data_and_every_assessment(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_population_keeps_no_personal_data_and_every_assessment(tmp_path) -> None:
     people = _population()
     rulesets = shipped_rulesets()
     ruleset = next(r for r in rulesets if r.name == "inburgeringsplicht-2026.1")

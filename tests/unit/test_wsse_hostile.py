@@ -16,7 +16,7 @@ import json
 import pytest
 from lxml import etree
 
-from gateway.core.errors import CertificateRefused, MessageExpired, SignatureInvalid
+from gateway.core.errors import CertificateRefused, MessageExpired, SecurityRefused, SignatureInvalid
 from gateway.security import jws, wsse
 from gateway.wire import soap, xmlsafe
 from tests.pki_fixtures import ind_envelope, keypair, make_pki, signed_request, trust
@@ -42,7 +42,7 @@ def signed(pki_paths, now):
     return xmlsafe.parse(signed_request(keypair(pki_paths, "ind"), now))
 
 
-def refused(error: type, code: str, root_or_bytes, pki_paths, now, *, partner_trust=None, match=None):
+def refused(error: type[SecurityRefused], code: str, root_or_bytes, pki_paths, now, *, partner_trust=None, match=None):
     root = root_or_bytes if isinstance(root_or_bytes, bytes) else etree.tostring(root_or_bytes)
     with pytest.raises(error, match=match) as err:
         wsse.verify_envelope(xmlsafe.parse(root), partner_trust or trust(pki_paths, "ind"),
@@ -196,7 +196,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _jws_refused(error: type, code: str, value: str, pki_paths, now, **kw):
+def _jws_refused(error: type[SecurityRefused], code: str, value: str, pki_paths, now, **kw):
     with pytest.raises(error) as err:
         jws.verify_detached(value, BODY, trust(pki_paths, "cjib"), now=now, **kw)
     assert type(err.value) is error
