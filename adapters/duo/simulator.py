@@ -101,7 +101,7 @@ class _DroppedResponse(Response):
     def __init__(self) -> None:
         super().__init__(b"", status_code=200)
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    async def __call__(self, scope, receive, send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", _MEDIA.encode()), (b"content-length", b"4096")]})
         await send({"type": "http.response.body", "body": b"<", "more_body": True})

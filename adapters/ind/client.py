@@ -91,7 +91,7 @@ class IndFeedClient:
     def close(self) -> None:
         close_session(self.session)
 
-    def _feed_service(self):  # type: ignore[no-untyped-def]
+    def _feed_service(self):
         if self._service is None:
             client = zeep.Client(WSDL, wsse=self.wsse, transport=self.transport)
             self._service = client.create_service(f"{{{_WSDL_NS}}}MeldingenFeedBinding", self.feed_url)

@@ -297,7 +297,7 @@ class IndSimulator:
         self.issue([m])
         service = self._service(url)
         try:
-            service.OntvangMelding(**zeep_kwargs(m))  # type: ignore[attr-defined]
+            service.OntvangMelding(**zeep_kwargs(m))
         except zeep.exceptions.Fault as fault:
             return self._result(m, fault_code=fault.code, detail_code=_detail_code(fault.detail))
         except GatewayError as exc:
@@ -338,7 +338,7 @@ class IndSimulator:
     def close(self) -> None:
         close_session(self.session)
 
-    def _service(self, url: str):  # type: ignore[no-untyped-def]
+    def _service(self, url: str):
         with self._lock:
             if self._zeep is None:
                 self._zeep = zeep.Client(WSDL, wsse=self.wsse, transport=self.transport)

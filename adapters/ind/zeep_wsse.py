@@ -139,7 +139,7 @@ class RecordingTransport(Transport):
         super().__init__(session=session, timeout=timeout_seconds, operation_timeout=timeout_seconds)
         self._local = threading.local()
 
-    def post(self, address, message, headers):  # type: ignore[no-untyped-def, override]
+    def post(self, address, message, headers):
         self._local.last = None
         response = super().post(address, message, headers)
         self._local.last = (response.status_code, response.content)

@@ -60,7 +60,7 @@ def _handle(rt: Runtime, body: bytes, headers: Mapping[str, str], cert: bytes | 
                            message_key=headers.get("idempotency-key"))
 
     def sign(element: object) -> bytes:
-        return sign_duo(rt, element)  # type: ignore[arg-type]
+        return sign_duo(rt, element)
 
     def accept(verified: duo_server.Verified) -> Answer:
         return _accept(rt, verified.vordering, verified.digest, record, received)

@@ -61,7 +61,7 @@ class _PeerCert:
     transport: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        super().__init__(*args, **kwargs)
         self._peer_der: bytes | None = None
         self._born = time.monotonic()
         inner = self.app
@@ -90,7 +90,7 @@ class _PeerCert:
         _refresh_date(self.config, self.server_state)  # type: ignore[attr-defined]
         super().data_received(data)  # type: ignore[misc]
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         self._born = time.monotonic()
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:
@@ -182,7 +182,7 @@ class Server(uvicorn.Server):
 
     TICK_SECONDS = 60.0
 
-    @property  # type: ignore[override]
+    @property
     def should_exit(self) -> bool:
         return bool(self.__dict__.get("_should_exit", False))
 
