@@ -4,7 +4,8 @@ IND pushes a steady stream spread over the three (a push that fails is pushed ag
 process, as IND retries). DUO answers slowly, so every process holds leased work when the victim
 dies. At the end every acknowledged notification reached DUO exactly once, the outbox holds one
 delivered row per notification with one successful attempt, and the survivors started on the
-victim's leased rows within the lease time (3 s here) plus one idle poll.
+victim's leased rows within the lease time (3 s here) plus one idle poll; the later of several
+orphans came after the rows sent before them (one worker sends what it claimed one by one).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 LEASE_SECONDS = 3.0
 IDLE_POLL_SECONDS = 1.0  # slack: idle workers wake at the earliest lease end they know of (no 1 s poll since issue 22)
+BATCH = 8  # rows one claim of a worker takes at most (gateway.delivery.outbox.WorkerPool.add)
 COUNT = 360
 RATE = 30.0  # pushes per second, all pushers together
 
@@ -90,19 +92,33 @@ def test_sigkill_one_of_three_processes(tmp_path: Path, pki_paths: dict[str, Any
                           "GROUP BY outbox_id HAVING COUNT(*) > 1")
         assert dup == []
 
-        # The survivors took the orphans over within the lease time plus one idle poll.
-        gaps = []
+        # The survivors took each orphan over at their next claim after its lease ran out. A
+        # survivor's worker may be sending a batch then (up to BATCH rows, claimed before), and one
+        # claim may take several orphans, sent one after another, each waiting for DUO (a takeover
+        # about every 0.2 s: 1 failed run of a full suite, the last of many orphans 5.05 s after
+        # the kill against a flat 5.0 s bound). So, for each orphan, from its lease's end to its
+        # takeover the worker that took it over: started no more than BATCH other rows (besides
+        # orphans), and was busy sending all but one idle poll plus slack of that time.
+        orphan_ids = {outbox_id for outbox_id, _ in orphans}
+        takeovers = []
         for outbox_id, lease_until in orphans:
-            first = store.query("SELECT MIN(started_at) FROM attempts WHERE outbox_id = :i AND worker NOT LIKE :v",
-                                {"i": outbox_id, "v": f"{victim.name}:%"})[0][0]
-            assert first is not None, f"orphan {outbox_id} was never attempted by a survivor"
+            rows = store.query("SELECT worker, started_at FROM attempts WHERE outbox_id = :i AND worker NOT LIKE :v "
+                               "ORDER BY started_at LIMIT 1", {"i": outbox_id, "v": f"{victim.name}:%"})
+            assert rows, f"orphan {outbox_id} was never attempted by a survivor"
+            worker, first = rows[0][0], float(rows[0][1])
             assert first >= lease_until - 0.05, "taken over before the lease expired"
-            gaps.append(first - killed_at)
-        bound = LEASE_SECONDS + IDLE_POLL_SECONDS + 1.0
-        print(f"\nfailover: {len(orphans)} orphaned leases; takeover after kill: "
-              f"min {min(gaps):.2f} s, max {max(gaps):.2f} s (lease {LEASE_SECONDS} s); "
-              f"push failures (re-pushed) {log.failures}")
-        assert max(gaps) <= bound, gaps
+            before = store.query("SELECT outbox_id, duration_ms FROM attempts WHERE worker = :w "
+                                 "AND started_at >= :l AND started_at < :f", {"w": worker, "l": lease_until, "f": first})
+            others = [i for i, _ in before if i not in orphan_ids]
+            busy = sum(float(d) for _, d in before) / 1000
+            takeovers.append((first - killed_at, first - lease_until, busy, len(others)))
+        print(f"\nfailover: {len(orphans)} orphaned leases; takeover after kill: min "
+              f"{min(t[0] for t in takeovers):.2f} s, max {max(t[0] for t in takeovers):.2f} s (lease {LEASE_SECONDS} s); "
+              f"after the lease's end: max {max(t[1] for t in takeovers):.2f} s, of it not sending at most "
+              f"{max(t[1] - t[2] for t in takeovers):.2f} s; push failures (re-pushed) {log.failures}")
+        assert min(t[0] for t in takeovers) <= LEASE_SECONDS + IDLE_POLL_SECONDS + 1.0, takeovers
+        assert all(others <= BATCH for _, _, _, others in takeovers), takeovers
+        assert all(wait - busy <= IDLE_POLL_SECONDS + 1.0 for _, wait, busy, _ in takeovers), takeovers
 
         # The victim's pushes in flight were committed at most once: repeats answered from the store.
         assert store.query("SELECT COUNT(*) FROM inbound WHERE outcome = 'accepted'")[0][0] == COUNT
