@@ -44,6 +44,12 @@ def _count_inbound(chain: Any) -> int:
 
 
 def _push(chain: Any, meldingen: list[Any]) -> None:
+    # Not before the daemon's first IND reconciliation has finished: it could fetch a notification
+    # whose push is in flight, and the archive's time order need not show which intake won
+    # (test_archive.py, _traffic).
+    end = time.monotonic() + 30
+    while chain.daemon.rt.store.get_kv("ind.laatste_volgnummer") is None and time.monotonic() < end:
+        time.sleep(0.05)
     before = _count_inbound(chain)
     chain.ind.push_all(chain.ind_endpoint, meldingen)
     end = time.monotonic() + 60
