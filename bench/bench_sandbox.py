@@ -307,7 +307,7 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
             idle_after = (sum(p.cpu_seconds() for p in procs) - i0) / idle_after_seconds
             # µs per second of the window by thread role, all processes (the same sum as idle_after).
             idle_by_thread = _by_thread(idle_threads0, [p.thread_cpu() for p in procs], idle_after * idle_after_seconds,
-                                        round(idle_after_seconds))
+                                        idle_after_seconds)
         profiles: dict[str, Any] = {}
         if profile:
             for p in procs:
@@ -381,15 +381,16 @@ def run(*, count: int, pg: str | None, processes: int, pushers: int, directory: 
 
 
 def _by_thread(before: list[dict[int, tuple[str, float]]], after: list[dict[int, tuple[str, float]]],
-               total: float, count: int) -> dict[str, float]:
-    """µs per notification by thread role (``common.proc_thread_cpu``), all processes; "ended" is
-    what threads that ended during the run spent (the processes' total less the live threads')."""
+               total: float, per: float) -> dict[str, float]:
+    """µs per unit (``per``: the notifications, or the seconds of an idle window) by thread role
+    (``common.proc_thread_cpu``), all processes; "ended" is what threads that ended meanwhile spent
+    (the processes' total less the live threads')."""
     spent: dict[str, float] = {}
     for b, a in zip(before, after, strict=True):
         for tid, (role, seconds) in a.items():
             spent[role] = spent.get(role, 0.0) + seconds - b.get(tid, (role, 0.0))[1]
     spent["ended"] = max(0.0, total - sum(spent.values()))
-    return {k: round(v * 1e6 / count, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
+    return {k: round(v * 1e6 / per, 1) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
 
 
 def _profile_summary(profiles: dict[str, Any], count: int, per_msg: float) -> dict[str, Any]:

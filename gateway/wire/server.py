@@ -179,7 +179,7 @@ class Server(uvicorn.Server):
     ``should_exit``. Here the Date header is refreshed when a request arrives (``_PeerCert.
     data_received``) and setting ``should_exit`` (from any thread) wakes the loop, so an idle
     daemon's two listeners cost nothing between requests (issue 22, idle CPU: a wake-up a second
-    cost about 300 µs here) and a stop is as quick as before. The loop still looks once a
+    cost about 390 µs of CPU a second here) and a stop is as quick as before. The loop still looks once a
     ``TICK_SECONDS``, a backstop that costs nothing measurable.
     """
 
